@@ -1,0 +1,1272 @@
+//! The load-balancing planner: a pure, deterministic function from one
+//! cluster view to a list of decisions.
+//!
+//! This module owns *what* to do, never *how*: it does no I/O, reads no
+//! clock (the caller supplies `now`), uses no randomness, and never iterates
+//! a hash map where the order could leak into its output. The elected
+//! manager calls [`plan`] once per reporting interval with the smoothed view
+//! it built from the nodes' load reports, publishes the decisions, and feeds
+//! them back into [`History::record`] (a manager that takes over after a
+//! failover rebuilds its history by recording the decisions it sees
+//! published).
+//!
+//! Decision kinds (see [`Decision`]):
+//! * `Replicate` a hot block onto light nodes (extra copies beyond R),
+//! * `Delegate` a hot file's root duties (record reads) to a light node for a lease,
+//! * `Move` blocks off nodes above the storage band onto nodes below it
+//!   (HDFS-balancer style band, byte-capped per round),
+//! * `Drop` extra replicas and `EndDelegation` once the heat has gone
+//!   (never below R live holders).
+//!
+//! Anti-jitter, in layers: the caller smooths its inputs (EWMA); every trigger
+//! has hysteresis (start above the upper band, stop below the lower band, undo
+//! only far below it); no object's decision is reversed within
+//! [`Policy::hold_ms`]; a round emits at most [`Policy::max_decisions`]; and a
+//! predicted-load check keeps every target inside its band, updating the
+//! predictions as decisions are emitted within the round.
+//!
+//! Load model used for the predictions. Readers send each block request to
+//! the least-loaded live holder, so a block's heat `H` spreads over its
+//! holders roughly in proportion to capacity: a holder of capacity `c` in a
+//! holder set of total capacity `S` carries about `H·c/S` of it ("committed"
+//! load, which routing cannot move elsewhere), and a file's record heat is
+//! pinned on its root or live delegate. Everything else a node serves is
+//! flexible: it can shift to co-holders. A target's predicted utilisation is
+//! therefore `max(load, committed + added) / capacity`, where `committed`
+//! grows with every decision that lands on the node within the round.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+/// Anything usable as a node identifier (a libp2p `PeerId` in the node, a
+/// `u32` in the simulator).
+pub trait NodeKey: Copy + Ord + Eq + std::hash::Hash + std::fmt::Debug {}
+impl<T: Copy + Ord + Eq + std::hash::Hash + std::fmt::Debug> NodeKey for T {}
+
+/// Content id of a block.
+pub type BlockId = [u8; 32];
+/// Key of a file (its record lives on the DHT-closest node, the root).
+pub type FileKey = [u8; 32];
+
+/// One node as the manager sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView<N> {
+    pub id: N,
+    pub alive: bool,
+    /// Work units/s the node can serve (bytes/s of block data; a metadata
+    /// request counts as a fixed cost).
+    pub serve_capacity: f64,
+    /// Smoothed served work units/s (EWMA done by the caller).
+    pub load: f64,
+    pub storage_used: u64,
+    pub storage_capacity: u64,
+}
+
+/// A file the manager knows about (hot files, and files with a delegation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileView<N> {
+    pub key: FileKey,
+    pub root: N,
+    /// Current delegate and the lease expiry (ms, same clock as `now`).
+    pub delegate: Option<(N, u64)>,
+    /// Record reads/s, in work units.
+    pub heat: f64,
+}
+
+/// A block the manager knows about (hot blocks, blocks with extras, and
+/// movable blocks reported by storage-heavy nodes). Block ids must be unique
+/// within a view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockView<N> {
+    pub id: BlockId,
+    pub file: FileKey,
+    pub size: u64,
+    /// Base holders (R of them normally; fewer if under-replicated).
+    pub holders: Vec<N>,
+    /// Extra replicas created by earlier `Replicate` decisions.
+    pub extra: Vec<N>,
+    /// Work units/s served for this block, summed over all its holders.
+    pub heat: f64,
+}
+
+/// Everything the planner sees in one round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView<N> {
+    /// ms, monotonic, supplied by the caller.
+    pub now: u64,
+    pub replication: usize,
+    pub nodes: Vec<NodeView<N>>,
+    pub files: Vec<FileView<N>>,
+    pub blocks: Vec<BlockView<N>>,
+}
+
+/// One published instruction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Decision<N> {
+    /// Extra copy beyond R.
+    Replicate {
+        block: BlockId,
+        file: FileKey,
+        from: N,
+        to: N,
+    },
+    /// Hot file's root duties (record reads) go to `to` until `expires_at`.
+    /// Re-issued to the same node to renew the lease.
+    Delegate {
+        file: FileKey,
+        root: N,
+        to: N,
+        expires_at: u64,
+    },
+    /// Storage band: the base copy on `from` moves to `to`.
+    Move {
+        block: BlockId,
+        file: FileKey,
+        from: N,
+        to: N,
+        bytes: u64,
+    },
+    /// Extra replica no longer needed; never leaves fewer than R live holders.
+    Drop {
+        block: BlockId,
+        file: FileKey,
+        at: N,
+    },
+    /// The delegate at `at` hands root duties back to the root.
+    EndDelegation { file: FileKey, at: N },
+}
+
+/// Tuning knobs. Utilisation means `load / serve_capacity`.
+///
+/// Load bands are relative to the capacity-weighted mean utilisation `m`:
+/// `hi = clamp(m·hot_rel, util_floor, util_ceiling)`, `lo = hi·cool_rel/hot_rel`,
+/// `drop = hi·drop_rel/hot_rel`, so `drop < lo < hi` always holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Upper band (start relief above it), relative to the mean.
+    pub hot_rel: f64,
+    /// Lower band (relief aims at and stops below it), relative to the mean.
+    pub cool_rel: f64,
+    /// Undo band: an extra replica is dropped only if the block's per-capacity
+    /// heat without it stays below this (relative to the mean).
+    pub drop_rel: f64,
+    /// Absolute floor of the upper band: an idle cluster triggers nothing.
+    pub util_floor: f64,
+    /// Absolute ceiling of the upper band: never plan a target above it.
+    pub util_ceiling: f64,
+    /// No decision on an object (block on a node, or a file's delegation)
+    /// is reversed within this many ms of the previous one.
+    pub hold_ms: u64,
+    /// At most this many decisions per round.
+    pub max_decisions: usize,
+    /// At most this many extra replicas per block.
+    pub max_extra_per_block: usize,
+    /// Storage band (HDFS balancer style): a node above `mean·(1+band)` sheds
+    /// blocks ...
+    pub storage_band: f64,
+    /// ... until it is at or below `mean·(1+aim)`; targets fill up to the mean.
+    pub storage_aim: f64,
+    /// Bytes moved by `Move` decisions per round, at most.
+    pub max_move_bytes: u64,
+    /// Length of a delegation lease (ms); renewed when less than half remains.
+    pub lease_ms: u64,
+    /// Delegate a file only if its record heat is at least this fraction of
+    /// the root's capacity; end it once heat is below half of that.
+    pub delegate_min_share: f64,
+    /// Nodes considered per block when looking for targets (bounds the work
+    /// per round when few targets qualify).
+    pub max_scan: usize,
+    /// Enable `Replicate` / `Drop`.
+    pub replicate: bool,
+    /// Enable `Delegate` / `EndDelegation`.
+    pub delegate: bool,
+    /// Enable storage-band `Move`s.
+    pub moves: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            hot_rel: 1.15,
+            cool_rel: 1.05,
+            drop_rel: 0.6,
+            util_floor: 0.3,
+            util_ceiling: 0.9,
+            hold_ms: 120_000,
+            max_decisions: 256,
+            max_extra_per_block: 64,
+            storage_band: 0.10,
+            storage_aim: 0.05,
+            max_move_bytes: 8 << 30,
+            lease_ms: 300_000,
+            delegate_min_share: 0.05,
+            max_scan: 512,
+            replicate: true,
+            delegate: true,
+            moves: true,
+        }
+    }
+}
+
+impl Policy {
+    /// The HDFS-balancer baseline: storage-band moves only.
+    pub fn hdfs_only() -> Self {
+        Policy {
+            replicate: false,
+            delegate: false,
+            ..Policy::default()
+        }
+    }
+}
+
+/// Last decision on one object: when, and whether it added (replica /
+/// delegation) or removed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: u64,
+    pub added: bool,
+}
+
+/// What the planner remembers between rounds: the last decision on every
+/// (block, node) pair and every file's delegation. It is derived only from
+/// published decisions, so a new manager rebuilds it exactly by calling
+/// [`History::record`] on the decisions published within the hold time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "N: Serialize", deserialize = "N: Deserialize<'de> + Ord"))]
+pub struct History<N> {
+    replicas: BTreeMap<(BlockId, N), Mark>,
+    files: BTreeMap<FileKey, Mark>,
+    /// Entries older than this (ms) are forgotten; keep it above `hold_ms`.
+    retain_ms: u64,
+}
+
+impl<N: NodeKey> Default for History<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<N: NodeKey> History<N> {
+    /// Empty history that remembers decisions for 30 minutes.
+    pub fn new() -> Self {
+        Self::with_retention(30 * 60 * 1000)
+    }
+
+    /// Empty history that remembers decisions for `retain_ms`.
+    pub fn with_retention(retain_ms: u64) -> Self {
+        History {
+            replicas: BTreeMap::new(),
+            files: BTreeMap::new(),
+            retain_ms,
+        }
+    }
+
+    /// Remember the decisions published at `now`, and forget old entries.
+    pub fn record(&mut self, decisions: &[Decision<N>], now: u64) {
+        for d in decisions {
+            match *d {
+                Decision::Replicate { block, to, .. } => {
+                    self.replicas.insert(
+                        (block, to),
+                        Mark {
+                            at: now,
+                            added: true,
+                        },
+                    );
+                }
+                Decision::Move {
+                    block, from, to, ..
+                } => {
+                    self.replicas.insert(
+                        (block, from),
+                        Mark {
+                            at: now,
+                            added: false,
+                        },
+                    );
+                    self.replicas.insert(
+                        (block, to),
+                        Mark {
+                            at: now,
+                            added: true,
+                        },
+                    );
+                }
+                Decision::Drop { block, at, .. } => {
+                    self.replicas.insert(
+                        (block, at),
+                        Mark {
+                            at: now,
+                            added: false,
+                        },
+                    );
+                }
+                Decision::Delegate { file, .. } => {
+                    self.files.insert(
+                        file,
+                        Mark {
+                            at: now,
+                            added: true,
+                        },
+                    );
+                }
+                Decision::EndDelegation { file, .. } => {
+                    self.files.insert(
+                        file,
+                        Mark {
+                            at: now,
+                            added: false,
+                        },
+                    );
+                }
+            }
+        }
+        let cutoff = now.saturating_sub(self.retain_ms);
+        self.replicas.retain(|_, m| m.at >= cutoff);
+        self.files.retain(|_, m| m.at >= cutoff);
+    }
+
+    /// Last decision on `block` at `node`, if remembered.
+    pub fn replica_mark(&self, block: &BlockId, node: N) -> Option<Mark> {
+        self.replicas.get(&(*block, node)).copied()
+    }
+
+    /// Last delegation decision on `file`, if remembered.
+    pub fn file_mark(&self, file: &FileKey) -> Option<Mark> {
+        self.files.get(file).copied()
+    }
+
+    /// Number of remembered objects.
+    pub fn len(&self) -> usize {
+        self.replicas.len() + self.files.len()
+    }
+
+    /// True if nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// May a copy of `block` be added at `node` now (not a reversal of a recent removal)?
+    fn may_add(&self, block: &BlockId, node: N, now: u64, hold: u64) -> bool {
+        allowed(self.replica_mark(block, node), false, now, hold)
+    }
+
+    /// May the copy of `block` at `node` be removed now (not a reversal of a recent add)?
+    fn may_remove(&self, block: &BlockId, node: N, now: u64, hold: u64) -> bool {
+        allowed(self.replica_mark(block, node), true, now, hold)
+    }
+}
+
+/// An action is a reversal if the last mark was the opposite action
+/// (`opposite_added`) within the hold time.
+fn allowed(mark: Option<Mark>, opposite_added: bool, now: u64, hold: u64) -> bool {
+    match mark {
+        Some(m) => m.added != opposite_added || now.saturating_sub(m.at) >= hold,
+        None => true,
+    }
+}
+
+/// Compute this round's decisions. Pure and deterministic: the same
+/// `(view, policy, history)` always yields the same output.
+pub fn plan<N: NodeKey>(
+    view: &ClusterView<N>,
+    policy: &Policy,
+    history: &History<N>,
+) -> Vec<Decision<N>> {
+    let mut p = Planner::build(view, policy, history);
+    if policy.delegate {
+        p.delegations();
+    }
+    if policy.replicate {
+        p.hot_blocks();
+        p.hot_nodes();
+    }
+    if policy.moves {
+        p.storage_moves();
+    }
+    if policy.replicate {
+        p.drops();
+    }
+    if policy.delegate {
+        p.end_delegations();
+    }
+    p.out
+}
+
+// ---------------------------------------------------------------------------
+// Working state
+
+/// Planner's per-node working copy; all loads in work units/s.
+#[derive(Clone, Debug)]
+struct WNode {
+    cap: f64,
+    load: f64,
+    committed: f64,
+    used: f64,
+    scap: f64,
+    alive: bool,
+}
+
+impl WNode {
+    /// Predicted load the node cannot shed: its observed load or what is
+    /// committed to it, whichever is larger.
+    fn pressure(&self) -> f64 {
+        self.load.max(self.committed)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    node: u32,
+    extra: bool,
+}
+
+#[derive(Clone, Debug)]
+struct WBlock {
+    /// Live holders (base and extra).
+    holders: Vec<Holder>,
+    /// Total capacity of live holders.
+    cap_sum: f64,
+    heat: f64,
+}
+
+/// Heap entry; the max-heap pops the largest key, ties to the smallest node
+/// index (= smallest id, since nodes are indexed in id order).
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    key: f64,
+    node: u32,
+}
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.key
+            .total_cmp(&o.key)
+            .then_with(|| o.node.cmp(&self.node))
+    }
+}
+
+struct Planner<'a, N: NodeKey> {
+    view: &'a ClusterView<N>,
+    policy: &'a Policy,
+    history: &'a History<N>,
+    now: u64,
+    /// Node ids sorted; index = position.
+    ids: Vec<N>,
+    nodes: Vec<WNode>,
+    /// Parallel to `view.blocks`.
+    blocks: Vec<WBlock>,
+    /// CSR adjacency node -> view blocks it held at the start of the round.
+    adj_start: Vec<u32>,
+    adj: Vec<u32>,
+    /// Index of a view file's record holder (root, or live active delegate).
+    hi: f64,
+    lo: f64,
+    drop_level: f64,
+    mean_storage: f64,
+    load_heap: BinaryHeap<Cand>,
+    store_heap: BinaryHeap<Cand>,
+    moved_bytes: u64,
+    out: Vec<Decision<N>>,
+}
+
+impl<'a, N: NodeKey> Planner<'a, N> {
+    fn build(view: &'a ClusterView<N>, policy: &'a Policy, history: &'a History<N>) -> Self {
+        // Index nodes in id order so that every tie-break by index is a tie-break by id.
+        let mut order: Vec<usize> = (0..view.nodes.len()).collect();
+        order.sort_by(|&a, &b| view.nodes[a].id.cmp(&view.nodes[b].id));
+        order.dedup_by(|a, b| view.nodes[*a].id == view.nodes[*b].id);
+        let mut ids = Vec::with_capacity(order.len());
+        let mut nodes = Vec::with_capacity(order.len());
+        for &i in &order {
+            let v = &view.nodes[i];
+            ids.push(v.id);
+            let cap = if v.serve_capacity.is_finite() {
+                v.serve_capacity.max(0.0)
+            } else {
+                0.0
+            };
+            nodes.push(WNode {
+                cap,
+                load: finite_or_zero(v.load).max(0.0),
+                committed: 0.0,
+                used: v.storage_used as f64,
+                scap: v.storage_capacity as f64,
+                alive: v.alive && cap > 0.0,
+            });
+        }
+        // Lookups only; never iterated, so hash order cannot leak.
+        let index: HashMap<N, u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let alive: Vec<bool> = nodes.iter().map(|n| n.alive).collect();
+        let live = |n: &N| -> Option<u32> { index.get(n).copied().filter(|&i| alive[i as usize]) };
+
+        let mut blocks = Vec::with_capacity(view.blocks.len());
+        let mut degree = vec![0u32; nodes.len() + 1];
+        for b in &view.blocks {
+            let mut holders: Vec<Holder> = Vec::with_capacity(b.holders.len() + b.extra.len());
+            let base = b.holders.iter().map(|n| (n, false));
+            let extra = b.extra.iter().map(|n| (n, true));
+            for (n, is_extra) in base.chain(extra) {
+                if let Some(i) = live(n) {
+                    if !holders.iter().any(|h| h.node == i) {
+                        holders.push(Holder {
+                            node: i,
+                            extra: is_extra,
+                        });
+                    }
+                }
+            }
+            let cap_sum = holders.iter().map(|h| nodes[h.node as usize].cap).sum();
+            for h in &holders {
+                degree[h.node as usize] += 1;
+            }
+            blocks.push(WBlock {
+                holders,
+                cap_sum,
+                heat: finite_or_zero(b.heat).max(0.0),
+            });
+        }
+        // Committed load: capacity-proportional share of every known block ...
+        for b in &blocks {
+            if b.cap_sum > 0.0 {
+                for h in &b.holders {
+                    let n = &mut nodes[h.node as usize];
+                    n.committed += b.heat * n.cap / b.cap_sum;
+                }
+            }
+        }
+        // ... plus record reads, pinned on the live delegate or else the root.
+        for f in &view.files {
+            let holder = match f.delegate {
+                Some((d, exp)) if exp > view.now => live(&d).or_else(|| live(&f.root)),
+                _ => live(&f.root),
+            };
+            if let Some(i) = holder {
+                nodes[i as usize].committed += finite_or_zero(f.heat).max(0.0);
+            }
+        }
+        // CSR adjacency node -> blocks.
+        let mut adj_start = vec![0u32; nodes.len() + 1];
+        for i in 0..nodes.len() {
+            adj_start[i + 1] = adj_start[i] + degree[i];
+        }
+        let mut fill = adj_start.clone();
+        let mut adj = vec![0u32; adj_start[nodes.len()] as usize];
+        for (bi, b) in blocks.iter().enumerate() {
+            for h in &b.holders {
+                let slot = &mut fill[h.node as usize];
+                adj[*slot as usize] = bi as u32;
+                *slot += 1;
+            }
+        }
+
+        // Bands from the capacity-weighted means over live nodes.
+        let (mut load_sum, mut cap_sum, mut used_sum, mut scap_sum) = (0.0, 0.0, 0.0, 0.0);
+        for n in nodes.iter().filter(|n| n.alive) {
+            load_sum += n.load;
+            cap_sum += n.cap;
+            used_sum += n.used;
+            scap_sum += n.scap;
+        }
+        let mean_util = if cap_sum > 0.0 {
+            load_sum / cap_sum
+        } else {
+            0.0
+        };
+        let hi = (mean_util * policy.hot_rel)
+            .max(policy.util_floor)
+            .min(policy.util_ceiling);
+        let lo = hi * policy.cool_rel / policy.hot_rel;
+        let drop_level = hi * policy.drop_rel / policy.hot_rel;
+        let mean_storage = if scap_sum > 0.0 {
+            used_sum / scap_sum
+        } else {
+            0.0
+        };
+
+        let mut p = Planner {
+            view,
+            policy,
+            history,
+            now: view.now,
+            ids,
+            nodes,
+            blocks,
+            adj_start,
+            adj,
+            hi,
+            lo,
+            drop_level,
+            mean_storage,
+            load_heap: BinaryHeap::new(),
+            store_heap: BinaryHeap::new(),
+            moved_bytes: 0,
+            out: Vec::new(),
+        };
+        for i in 0..p.nodes.len() as u32 {
+            p.push_load(i);
+        }
+        p
+    }
+
+    fn full(&self) -> bool {
+        self.out.len() >= self.policy.max_decisions
+    }
+
+    fn emit(&mut self, d: Decision<N>) {
+        self.out.push(d);
+    }
+
+    // --- light-node candidates ------------------------------------------
+
+    /// Spare serve capacity below the upper band (the heap key).
+    fn spare(&self, i: u32) -> f64 {
+        let n = &self.nodes[i as usize];
+        self.hi * n.cap - n.pressure()
+    }
+
+    /// A light node: alive and at or below the lower band.
+    fn is_light(&self, i: u32) -> bool {
+        let n = &self.nodes[i as usize];
+        n.alive && n.pressure() <= self.lo * n.cap
+    }
+
+    fn push_load(&mut self, i: u32) {
+        if self.is_light(i) {
+            let key = self.spare(i);
+            self.load_heap.push(Cand { key, node: i });
+        }
+    }
+
+    /// Pop the light node with the most spare capacity (lazy deletion of stale entries).
+    fn pop_load(&mut self) -> Option<u32> {
+        while let Some(c) = self.load_heap.pop() {
+            if !self.is_light(c.node) {
+                continue;
+            }
+            let key = self.spare(c.node);
+            if (key - c.key).abs() > 1e-9 * (1.0 + key.abs()) {
+                self.load_heap.push(Cand { key, node: c.node });
+                continue;
+            }
+            return Some(c.node);
+        }
+        None
+    }
+
+    /// Would adding `extra` committed load keep node `i` inside its band?
+    fn fits_load(&self, i: u32, extra: f64) -> bool {
+        let n = &self.nodes[i as usize];
+        n.load.max(n.committed + extra) <= self.hi * n.cap
+    }
+
+    /// Would `bytes` more keep node `i` at or below the storage fill limit?
+    fn fits_storage(&self, i: u32, bytes: f64, limit_rel: f64) -> bool {
+        let n = &self.nodes[i as usize];
+        n.used + bytes <= n.scap && n.used + bytes <= self.mean_storage * limit_rel * n.scap
+    }
+
+    /// Apply a change of block `bi`'s holder set: every old holder's share is
+    /// recomputed against the new capacity sum.
+    fn reshare(&mut self, bi: usize, new_holders: Vec<Holder>) {
+        let heat = self.blocks[bi].heat;
+        let old_sum = self.blocks[bi].cap_sum;
+        let new_sum: f64 = new_holders
+            .iter()
+            .map(|h| self.nodes[h.node as usize].cap)
+            .sum();
+        for h in &self.blocks[bi].holders {
+            let n = &mut self.nodes[h.node as usize];
+            let old = if old_sum > 0.0 {
+                heat * n.cap / old_sum
+            } else {
+                0.0
+            };
+            n.committed -= old;
+            n.load = (n.load - old).max(0.0);
+        }
+        for h in &new_holders {
+            let n = &mut self.nodes[h.node as usize];
+            let new = if new_sum > 0.0 {
+                heat * n.cap / new_sum
+            } else {
+                0.0
+            };
+            n.committed += new;
+            // Old holders carried their share in `load` already; it was just
+            // taken out above, so add the new share back. New holders' loads
+            // stay as observed: their flexible traffic can shift away.
+            if self.blocks[bi].holders.iter().any(|o| o.node == h.node) {
+                n.load += new;
+            }
+        }
+        let b = &mut self.blocks[bi];
+        b.holders = new_holders;
+        b.cap_sum = new_sum;
+    }
+
+    // --- 1. delegations ---------------------------------------------------
+
+    fn delegations(&mut self) {
+        let view = self.view;
+        let hold = self.policy.hold_ms;
+        let lease = self.policy.lease_ms;
+        // Hottest files first; ties by key.
+        let mut order: Vec<usize> = (0..view.files.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (fa, fb) = (&view.files[a], &view.files[b]);
+            fb.heat
+                .total_cmp(&fa.heat)
+                .then_with(|| fa.key.cmp(&fb.key))
+        });
+        for fi in order {
+            if self.full() {
+                return;
+            }
+            let f = &view.files[fi];
+            let heat = finite_or_zero(f.heat).max(0.0);
+            let Some(root) = self.live(&f.root) else {
+                continue; // dead root: the DHT moves the record; nothing to delegate from
+            };
+            let active = match f.delegate {
+                Some((d, exp)) if exp > self.now => self.live(&d).map(|i| (i, exp)),
+                _ => None,
+            };
+            if let Some((d, exp)) = active {
+                // Renew a lease that is past half-time unless the heat is gone
+                // (then end_delegations will hand duties back).
+                if exp.saturating_sub(self.now) < lease / 2 && !self.delegation_done(root, heat) {
+                    self.emit(Decision::Delegate {
+                        file: f.key,
+                        root: f.root,
+                        to: self.ids[d as usize],
+                        expires_at: self.now + lease,
+                    });
+                }
+                continue;
+            }
+            let r = &self.nodes[root as usize];
+            let hot_root = r.load > self.hi * r.cap;
+            if !hot_root || heat < self.policy.delegate_min_share * r.cap {
+                continue;
+            }
+            if !allowed(self.history.file_mark(&f.key), false, self.now, hold) {
+                continue; // ended within the hold time: re-delegating would reverse it
+            }
+            let mut aside = Vec::new();
+            let mut chosen = None;
+            for _ in 0..self.policy.max_scan {
+                let Some(t) = self.pop_load() else { break };
+                aside.push(t);
+                if t != root && self.fits_load(t, heat) {
+                    chosen = Some(t);
+                    break;
+                }
+            }
+            if let Some(t) = chosen {
+                let rn = &mut self.nodes[root as usize];
+                rn.committed -= heat;
+                rn.load = (rn.load - heat).max(0.0);
+                self.nodes[t as usize].committed += heat;
+                self.emit(Decision::Delegate {
+                    file: f.key,
+                    root: f.root,
+                    to: self.ids[t as usize],
+                    expires_at: self.now + lease,
+                });
+            }
+            for t in aside {
+                self.push_load(t);
+            }
+        }
+    }
+
+    /// Heat has gone: the record is cold and the root can take it back
+    /// while staying below the lower band.
+    fn delegation_done(&self, root: u32, heat: f64) -> bool {
+        let r = &self.nodes[root as usize];
+        heat < 0.5 * self.policy.delegate_min_share * r.cap && r.load + heat <= self.lo * r.cap
+    }
+
+    fn live(&self, n: &N) -> Option<u32> {
+        let i = self.ids.binary_search(n).ok()? as u32;
+        self.nodes[i as usize].alive.then_some(i)
+    }
+
+    // --- 2. hot blocks ----------------------------------------------------
+
+    /// Blocks whose heat per unit of holder capacity is above the upper band
+    /// get enough extra replicas to bring it down to the lower band.
+    fn hot_blocks(&mut self) {
+        let mut hot: Vec<(f64, usize)> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.cap_sum > 0.0 && b.heat > self.hi * b.cap_sum)
+            .map(|(i, b)| (b.heat / b.cap_sum, i))
+            .collect();
+        hot.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| self.view.blocks[a.1].id.cmp(&self.view.blocks[b.1].id))
+        });
+        for (_, bi) in hot {
+            if self.full() {
+                return;
+            }
+            let room = self.extra_room(bi);
+            self.grow(bi, self.lo, room);
+        }
+    }
+
+    /// How many more extras block `bi` may get.
+    fn extra_room(&self, bi: usize) -> usize {
+        let extras = self.blocks[bi].holders.iter().filter(|h| h.extra).count();
+        self.policy.max_extra_per_block.saturating_sub(extras)
+    }
+
+    /// Add up to `max_new` extra replicas of block `bi`, enough to bring its
+    /// per-capacity heat to `target` if possible. Every chosen target must
+    /// stay inside its band with the block's final per-capacity heat.
+    /// Returns the number added.
+    fn grow(&mut self, bi: usize, target: f64, max_new: usize) -> usize {
+        let max_new = max_new.min(self.policy.max_decisions.saturating_sub(self.out.len()));
+        if max_new == 0 || self.blocks[bi].holders.is_empty() {
+            return 0;
+        }
+        let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
+        let size = self.view.blocks[bi].size as f64;
+        let id = self.view.blocks[bi].id;
+        let need = heat / target.max(1e-12);
+        let mut chosen: Vec<u32> = Vec::new();
+        let mut aside: Vec<u32> = Vec::new();
+        let mut sum = cap_sum;
+        let limit = self.policy.max_scan + max_new;
+        let storage_limit = 1.0 + self.policy.storage_aim;
+        for _ in 0..limit {
+            if sum >= need || chosen.len() >= max_new {
+                break;
+            }
+            let Some(t) = self.pop_load() else { break };
+            aside.push(t);
+            let usable = !self.blocks[bi].holders.iter().any(|h| h.node == t)
+                && self
+                    .history
+                    .may_add(&id, self.ids[t as usize], self.now, self.policy.hold_ms)
+                && self.fits_storage(t, size, storage_limit)
+                && self.fits_load(t, target * self.nodes[t as usize].cap);
+            if usable {
+                chosen.push(t);
+                sum += self.nodes[t as usize].cap;
+            }
+        }
+        // Re-check against the per-capacity heat actually reached (it is above
+        // `target` if we ran out of candidates); drop targets that would not
+        // fit, which raises it again, until stable.
+        loop {
+            let rho = heat / sum;
+            let before = chosen.len();
+            let nodes = &self.nodes;
+            let hi = self.hi;
+            chosen.retain(|&t| {
+                let n = &nodes[t as usize];
+                n.load.max(n.committed + rho * n.cap) <= hi * n.cap
+            });
+            if chosen.len() == before {
+                break;
+            }
+            sum = cap_sum
+                + chosen
+                    .iter()
+                    .map(|&t| self.nodes[t as usize].cap)
+                    .sum::<f64>();
+        }
+        if !chosen.is_empty() {
+            // Copy from the live holder with the most spare capacity.
+            let from = self.blocks[bi]
+                .holders
+                .iter()
+                .map(|h| h.node)
+                .max_by(|&a, &b| self.spare(a).total_cmp(&self.spare(b)).then(b.cmp(&a)))
+                .unwrap_or(self.blocks[bi].holders[0].node);
+            let mut holders = self.blocks[bi].holders.clone();
+            holders.extend(chosen.iter().map(|&t| Holder {
+                node: t,
+                extra: true,
+            }));
+            self.reshare(bi, holders);
+            let vb = &self.view.blocks[bi];
+            for &t in &chosen {
+                self.nodes[t as usize].used += size;
+                self.out.push(Decision::Replicate {
+                    block: vb.id,
+                    file: vb.file,
+                    from: self.ids[from as usize],
+                    to: self.ids[t as usize],
+                });
+            }
+        }
+        for t in aside {
+            self.push_load(t);
+        }
+        chosen.len()
+    }
+
+    // --- 3. hot nodes -----------------------------------------------------
+
+    /// Nodes still above the upper band whose overload is committed (several
+    /// warm blocks rather than shiftable traffic): add one replica at a time
+    /// to their biggest contributors until they are predicted below the lower band.
+    fn hot_nodes(&mut self) {
+        let mut hot: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&i| {
+                let n = &self.nodes[i as usize];
+                n.alive && n.load > self.hi * n.cap && n.committed > self.lo * n.cap
+            })
+            .collect();
+        hot.sort_by(|&a, &b| {
+            let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+            (nb.load / nb.cap)
+                .total_cmp(&(na.load / na.cap))
+                .then(a.cmp(&b))
+        });
+        for i in hot {
+            let range =
+                self.adj_start[i as usize] as usize..self.adj_start[i as usize + 1] as usize;
+            let mut mine: Vec<(f64, u32)> = self.adj[range]
+                .iter()
+                .filter_map(|&bi| {
+                    let b = &self.blocks[bi as usize];
+                    b.holders
+                        .iter()
+                        .any(|h| h.node == i)
+                        .then(|| (b.heat / b.cap_sum, bi))
+                })
+                .collect();
+            mine.sort_by(|a, b| {
+                b.0.total_cmp(&a.0).then_with(|| {
+                    self.view.blocks[a.1 as usize]
+                        .id
+                        .cmp(&self.view.blocks[b.1 as usize].id)
+                })
+            });
+            for (_, bi) in mine {
+                if self.full() {
+                    return;
+                }
+                let n = &self.nodes[i as usize];
+                if n.pressure() <= self.lo * n.cap {
+                    break;
+                }
+                if self.extra_room(bi as usize) > 0 {
+                    self.grow(bi as usize, self.lo, 1);
+                }
+            }
+        }
+    }
+
+    // --- 4. storage band ---------------------------------------------------
+
+    fn storage_util(&self, i: u32) -> f64 {
+        let n = &self.nodes[i as usize];
+        if n.scap > 0.0 {
+            n.used / n.scap
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    fn push_store(&mut self, i: u32) {
+        let s = self.storage_util(i);
+        if self.nodes[i as usize].alive && s < self.mean_storage {
+            // Max-heap on -utilisation = emptiest first.
+            self.store_heap.push(Cand { key: -s, node: i });
+        }
+    }
+
+    fn pop_store(&mut self) -> Option<u32> {
+        while let Some(c) = self.store_heap.pop() {
+            let s = self.storage_util(c.node);
+            if !self.nodes[c.node as usize].alive || s >= self.mean_storage {
+                continue;
+            }
+            if (-s - c.key).abs() > 1e-12 {
+                self.store_heap.push(Cand {
+                    key: -s,
+                    node: c.node,
+                });
+                continue;
+            }
+            return Some(c.node);
+        }
+        None
+    }
+
+    /// HDFS-balancer rule: nodes above `mean·(1+band)` move their coldest
+    /// known base blocks to the emptiest nodes (filled at most to the mean)
+    /// until they are at `mean·(1+aim)`; at most `max_move_bytes` per round.
+    fn storage_moves(&mut self) {
+        let upper = self.mean_storage * (1.0 + self.policy.storage_band);
+        let aim = self.mean_storage * (1.0 + self.policy.storage_aim);
+        let mut sources: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].alive && self.storage_util(i) > upper)
+            .collect();
+        if sources.is_empty() {
+            return;
+        }
+        sources.sort_by(|&a, &b| {
+            self.storage_util(b)
+                .total_cmp(&self.storage_util(a))
+                .then(a.cmp(&b))
+        });
+        for i in 0..self.nodes.len() as u32 {
+            self.push_store(i);
+        }
+        let hold = self.policy.hold_ms;
+        for src in sources {
+            let range =
+                self.adj_start[src as usize] as usize..self.adj_start[src as usize + 1] as usize;
+            // Coldest first: moving them shifts the least load.
+            let mut mine: Vec<u32> = self.adj[range]
+                .iter()
+                .copied()
+                .filter(|&bi| {
+                    self.blocks[bi as usize]
+                        .holders
+                        .iter()
+                        .any(|h| h.node == src && !h.extra)
+                })
+                .collect();
+            mine.sort_by(|&a, &b| {
+                let (ba, bb) = (&self.view.blocks[a as usize], &self.view.blocks[b as usize]);
+                self.blocks[a as usize]
+                    .heat
+                    .total_cmp(&self.blocks[b as usize].heat)
+                    .then_with(|| ba.id.cmp(&bb.id))
+            });
+            for bi in mine {
+                let bi = bi as usize;
+                if self.storage_util(src) <= aim {
+                    break;
+                }
+                let vb = &self.view.blocks[bi];
+                let size = vb.size;
+                if self.full() || self.moved_bytes + size > self.policy.max_move_bytes {
+                    return;
+                }
+                let src_id = self.ids[src as usize];
+                if !self.history.may_remove(&vb.id, src_id, self.now, hold) {
+                    continue; // it just arrived here: moving it on would reverse that
+                }
+                let Some(t) = self.store_target(bi, src) else {
+                    continue;
+                };
+                let mut holders = self.blocks[bi].holders.clone();
+                for h in holders.iter_mut() {
+                    if h.node == src {
+                        h.node = t;
+                    }
+                }
+                // The mover is a new holder: it is not in the old set, so
+                // reshare adds its share to `committed` only.
+                self.reshare(bi, holders);
+                self.nodes[src as usize].used -= size as f64;
+                self.nodes[t as usize].used += size as f64;
+                self.moved_bytes += size;
+                self.push_store(t);
+                self.emit(Decision::Move {
+                    block: vb.id,
+                    file: vb.file,
+                    from: src_id,
+                    to: self.ids[t as usize],
+                    bytes: size,
+                });
+            }
+        }
+    }
+
+    /// Emptiest node that can take block `bi` from `src` without leaving its
+    /// storage or load band.
+    fn store_target(&mut self, bi: usize, src: u32) -> Option<u32> {
+        let vb = &self.view.blocks[bi];
+        let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
+        let src_cap = self.nodes[src as usize].cap;
+        let mut aside = Vec::new();
+        let mut found = None;
+        for _ in 0..self.policy.max_scan {
+            let Some(t) = self.pop_store() else { break };
+            aside.push(t);
+            let cap_t = self.nodes[t as usize].cap;
+            let new_sum = cap_sum - src_cap + cap_t;
+            let share = if new_sum > 0.0 {
+                heat * cap_t / new_sum
+            } else {
+                0.0
+            };
+            if !self.blocks[bi].holders.iter().any(|h| h.node == t)
+                && self
+                    .history
+                    .may_add(&vb.id, self.ids[t as usize], self.now, self.policy.hold_ms)
+                && self.fits_storage(t, vb.size as f64, 1.0)
+                && self.fits_load(t, share)
+            {
+                found = Some(t);
+                break;
+            }
+        }
+        for t in aside {
+            if Some(t) != found {
+                self.push_store(t);
+            }
+        }
+        found
+    }
+
+    // --- 5. undo: drops and ended delegations --------------------------------
+
+    /// Drop extras of blocks whose per-capacity heat would stay below the
+    /// drop level without them, never below R live holders, never within the
+    /// hold time of their creation, never pushing a remaining holder over its band.
+    fn drops(&mut self) {
+        let r = self.view.replication;
+        let mut cands: Vec<(f64, usize)> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.holders.iter().any(|h| h.extra) && b.holders.len() > r)
+            .map(|(i, b)| (b.heat / b.cap_sum, i))
+            .collect();
+        cands.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then_with(|| self.view.blocks[a.1].id.cmp(&self.view.blocks[b.1].id))
+        });
+        let hold = self.policy.hold_ms;
+        for (_, bi) in cands {
+            loop {
+                if self.full() {
+                    return;
+                }
+                let b = &self.blocks[bi];
+                if b.holders.len() <= r {
+                    break;
+                }
+                let vb = &self.view.blocks[bi];
+                // Drop the busiest droppable extra first; ties by id.
+                let mut extras: Vec<u32> = b
+                    .holders
+                    .iter()
+                    .filter(|h| h.extra)
+                    .map(|h| h.node)
+                    .filter(|&x| {
+                        self.history
+                            .may_remove(&vb.id, self.ids[x as usize], self.now, hold)
+                    })
+                    .collect();
+                extras.sort_by(|&a, &b| {
+                    let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+                    (nb.pressure() / nb.cap)
+                        .total_cmp(&(na.pressure() / na.cap))
+                        .then(a.cmp(&b))
+                });
+                let mut dropped = false;
+                for x in extras {
+                    let new_sum = b.cap_sum - self.nodes[x as usize].cap;
+                    if new_sum <= 0.0 || b.heat > self.drop_level * new_sum {
+                        continue;
+                    }
+                    // Remaining holders absorb the dropped share.
+                    let ok = b.holders.iter().filter(|h| h.node != x).all(|h| {
+                        let n = &self.nodes[h.node as usize];
+                        let delta = b.heat * n.cap * (1.0 / new_sum - 1.0 / b.cap_sum);
+                        n.pressure() + delta <= self.hi * n.cap
+                    });
+                    if !ok {
+                        continue;
+                    }
+                    let holders: Vec<Holder> =
+                        b.holders.iter().copied().filter(|h| h.node != x).collect();
+                    // Remaining holders were all in the old set, so reshare
+                    // raises their load too.
+                    self.reshare(bi, holders);
+                    self.nodes[x as usize].used -= vb.size as f64;
+                    self.emit(Decision::Drop {
+                        block: vb.id,
+                        file: vb.file,
+                        at: self.ids[x as usize],
+                    });
+                    dropped = true;
+                    break;
+                }
+                if !dropped {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn end_delegations(&mut self) {
+        let view = self.view;
+        let mut order: Vec<usize> = (0..view.files.len()).collect();
+        // Coldest first; ties by key.
+        order.sort_by(|&a, &b| {
+            let (fa, fb) = (&view.files[a], &view.files[b]);
+            fa.heat
+                .total_cmp(&fb.heat)
+                .then_with(|| fa.key.cmp(&fb.key))
+        });
+        for fi in order {
+            if self.full() {
+                return;
+            }
+            let f = &view.files[fi];
+            let Some((d, exp)) = f.delegate else { continue };
+            if exp <= self.now {
+                continue; // expired leases lapse by themselves
+            }
+            let (Some(root), Some(di)) = (self.live(&f.root), self.live(&d)) else {
+                continue; // skip dead nodes; the lease will lapse
+            };
+            let heat = finite_or_zero(f.heat).max(0.0);
+            if di == root
+                || !self.delegation_done(root, heat)
+                || !allowed(
+                    self.history.file_mark(&f.key),
+                    true,
+                    self.now,
+                    self.policy.hold_ms,
+                )
+            {
+                continue;
+            }
+            let rn = &mut self.nodes[root as usize];
+            rn.committed += heat;
+            rn.load += heat;
+            let dn = &mut self.nodes[di as usize];
+            dn.committed -= heat;
+            dn.load = (dn.load - heat).max(0.0);
+            self.emit(Decision::EndDelegation { file: f.key, at: d });
+        }
+    }
+}
+
+fn finite_or_zero(x: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}

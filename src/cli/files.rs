@@ -1,0 +1,285 @@
+//! `put`, `get` and `stat`: client commands against an access node.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use libp2p::Multiaddr;
+
+use super::output::{human_bytes, print_json, progress_bar};
+use super::AccessArgs;
+use crate::client::{Client, FileInfo};
+use crate::identity;
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// File to publish ("-" reads stdin).
+    pub path: PathBuf,
+    /// Name in the swarm (default: the file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Name of the file in the swarm.
+    pub name: String,
+    /// Where to write it ("-" for stdout; default: the name's last path component).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// An older retained version instead of the newest.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatArgs {
+    /// Name of the file in the swarm.
+    pub name: String,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// `--node`, else `SWARMSTORE_NODE` (clap reads both), else the local node's address file.
+pub fn access_addr(args: &AccessArgs) -> anyhow::Result<Multiaddr> {
+    if let Some(addr) = &args.node {
+        return Ok(addr.clone());
+    }
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(identity::default_data_dir);
+    let file = dir.join("node.addr");
+    match std::fs::read_to_string(&file) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a multiaddr", file.display())),
+        Err(_) => anyhow::bail!(
+            "no access node: pass --node MULTIADDR, set SWARMSTORE_NODE, or run a local node \
+             (it writes {})",
+            file.display()
+        ),
+    }
+}
+
+pub async fn connect(args: &AccessArgs) -> anyhow::Result<Client> {
+    let addr = access_addr(args)?;
+    let id_path = args
+        .identity
+        .clone()
+        .unwrap_or_else(identity::default_client_identity);
+    let key = identity::load_or_create(&id_path)?;
+    Ok(Client::connect(addr, key).await?)
+}
+
+pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
+    let stdin = args.path.as_os_str() == "-";
+    let name = match (&args.name, stdin) {
+        (Some(n), _) => n.clone(),
+        (None, true) => anyhow::bail!("reading stdin needs --name NAME"),
+        (None, false) => args
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("cannot derive a name from the path; pass --name")?,
+    };
+    let client = connect(&args.access).await?;
+    let outcome = if stdin {
+        client.put(&name, tokio::io::stdin(), None).await?
+    } else {
+        let file = tokio::fs::File::open(&args.path)
+            .await
+            .with_context(|| format!("cannot open {}", args.path.display()))?;
+        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let (bar, progress) = progress_bar(total, json, "put");
+        let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+        let outcome = client.put(&name, reader, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        outcome?
+    };
+    if json {
+        return print_json(&outcome);
+    }
+    println!(
+        "put {:?}: version {}, {} in {} blocks",
+        outcome.name,
+        outcome.version,
+        human_bytes(outcome.size),
+        outcome.blocks
+    );
+    println!("  key   {}", outcome.key);
+    println!("  root  {}", outcome.root);
+    if outcome.under_replicated > 0 {
+        eprintln!(
+            "warning: {} blocks reached fewer holders than the replication target; the swarm \
+             will repair them as peers join",
+            outcome.under_replicated
+        );
+    }
+    Ok(())
+}
+
+pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.access).await?;
+    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
+    if to_stdout {
+        let mut out = tokio::io::stdout();
+        let outcome = client
+            .get_into(&args.name, args.version, &mut out, None)
+            .await?;
+        if json {
+            eprintln!("{}", serde_json::to_string(&outcome)?);
+        }
+        return Ok(());
+    }
+    let dest = match &args.output {
+        Some(p) => p.clone(),
+        None => PathBuf::from(
+            Path::new(&args.name)
+                .file_name()
+                .context("cannot derive an output path from the name; pass -o PATH")?,
+        ),
+    };
+    let total = client.size_of(&args.name, args.version).await.unwrap_or(0);
+    let tmp = temp_path_for(&dest);
+    let result = async {
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let (bar, progress) = progress_bar(total, json, "get");
+        let outcome = client
+            .get_into(&args.name, args.version, &mut writer, progress)
+            .await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let outcome = outcome?;
+        let file = writer.into_inner();
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .with_context(|| format!("cannot move the download to {}", dest.display()))?;
+        anyhow::Ok(outcome)
+    }
+    .await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    if json {
+        #[derive(serde::Serialize)]
+        struct Got<'a> {
+            #[serde(flatten)]
+            outcome: &'a crate::client::GetOutcome,
+            path: &'a Path,
+        }
+        return print_json(&Got {
+            outcome: &outcome,
+            path: &dest,
+        });
+    }
+    println!(
+        "got {:?} version {} ({}) -> {}",
+        outcome.name,
+        outcome.version,
+        human_bytes(outcome.size),
+        dest.display()
+    );
+    Ok(())
+}
+
+/// A hidden temp file beside `dest`, so the final rename stays on one filesystem.
+fn temp_path_for(dest: &Path) -> PathBuf {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    dir.join(format!(".{name}.swarmstore-{}.tmp", std::process::id()))
+}
+
+pub async fn stat(args: StatArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.access).await?;
+    let info = client.stat(&args.name).await?;
+    if json {
+        return print_json(&info);
+    }
+    print_stat(&info)?;
+    Ok(())
+}
+
+fn print_stat(info: &FileInfo) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "name      {}", info.name)?;
+    writeln!(out, "key       {}", info.key)?;
+    writeln!(
+        out,
+        "version   {}{}",
+        info.version,
+        if info.deleted { " (deleted)" } else { "" }
+    )?;
+    writeln!(out, "versions  {:?}", info.versions)?;
+    writeln!(
+        out,
+        "size      {} ({} bytes, block size {})",
+        human_bytes(info.size),
+        info.size,
+        human_bytes(u64::from(info.block_size))
+    )?;
+    writeln!(out, "owner     {}", info.owner)?;
+    writeln!(out, "root      {}", info.root)?;
+    for r in &info.replicas {
+        writeln!(out, "replica   {r}")?;
+    }
+    writeln!(out, "blocks    {}", info.blocks.len())?;
+    for (i, b) in info.blocks.iter().enumerate() {
+        let holders: Vec<String> = b
+            .holders
+            .iter()
+            .map(|h| short_peer(&h.to_string()))
+            .collect();
+        writeln!(
+            out,
+            "  {i:>5} {} {:>9}  {}",
+            &b.id.to_hex()[..16],
+            human_bytes(u64::from(b.len)),
+            holders.join(" ")
+        )?;
+    }
+    writeln!(out, "users     {}", info.users.len())?;
+    for u in &info.users {
+        writeln!(
+            out,
+            "  {:<10} {} count {} last {}",
+            format!("{:?}", u.role).to_lowercase(),
+            u.peer,
+            u.count,
+            u.at
+        )?;
+    }
+    Ok(())
+}
+
+fn short_peer(p: &str) -> String {
+    if p.len() > 12 {
+        format!("…{}", &p[p.len() - 8..])
+    } else {
+        p.to_string()
+    }
+}

@@ -1,0 +1,135 @@
+//! The `swarmstore` command line: a thin front on the library. Argument parsing lives here;
+//! each group of commands has its own file. Errors are one line on stderr with a non-zero exit
+//! code, never a panic.
+
+mod files;
+mod node;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarmstore",
+    version,
+    about = "A peer-to-peer file storage network on libp2p",
+    long_about = "A peer-to-peer file storage network on libp2p.\n\n\
+        Storage nodes form a Kademlia DHT and keep files as replicated, content-addressed blocks. \
+        Clients put, get and stat files through an access node.\n\n\
+        Quick start:  swarmstore devnet --nodes 5     (a local swarm in one process)\n\
+        then:         swarmstore put FILE --node ADDR  (ADDR is printed by devnet)",
+    after_help = "Exit codes: 0 ok, 1 error, 2 not found or deleted, 3 conflict or already exists, \
+        4 permission denied, 5 access node unreachable."
+)]
+pub struct Cli {
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a storage node.
+    Node(node::NodeArgs),
+    /// Publish a file.
+    Put(files::PutArgs),
+    /// Download a file.
+    Get(files::GetArgs),
+    /// Show a file's record: version, size, blocks and holders, root, replicas, users.
+    Stat(files::StatArgs),
+    /// Run a local swarm of N nodes in one process (for demos and benchmarks).
+    Devnet(node::DevnetArgs),
+}
+
+/// How a client command finds its access node and identity.
+#[derive(Args, Debug, Clone)]
+pub struct AccessArgs {
+    /// Access node multiaddr, ending in /p2p/<peer id>.
+    #[arg(
+        long,
+        env = "SWARMSTORE_NODE",
+        value_name = "MULTIADDR",
+        help_heading = "Access node"
+    )]
+    pub node: Option<Multiaddr>,
+
+    /// Data dir of a local node whose node.addr to use when --node is not given.
+    #[arg(long, value_name = "DIR", help_heading = "Access node")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Client identity key (created on first use).
+    #[arg(
+        long,
+        env = "SWARMSTORE_IDENTITY",
+        value_name = "FILE",
+        help_heading = "Access node"
+    )]
+    pub identity: Option<PathBuf>,
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let is_node = matches!(cli.command, Command::Node(_) | Command::Devnet(_));
+    init_tracing(if is_node { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let json = cli.json;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => node::run_node(args, json).await,
+            Command::Devnet(args) => node::run_devnet(args, json).await,
+            Command::Put(args) => files::put(args, json).await,
+            Command::Get(args) => files::get(args, json).await,
+            Command::Stat(args) => files::stat(args, json).await,
+        }
+    });
+    // Background tasks (connections, timers) must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<crate::Error>()
+                .map(crate::Error::exit_code)
+                .unwrap_or(1);
+            eprintln!("error: {}", one_line(&e));
+            code
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

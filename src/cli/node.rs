@@ -1,0 +1,205 @@
+//! `node` (one storage node) and `devnet` (a local swarm in one process).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use libp2p::Multiaddr;
+
+use super::output::{human_bytes, parse_bytes, print_json};
+use crate::identity;
+use crate::node::{Node, NodeConfig};
+use crate::store::Store;
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Data directory (identity, blocks, records, node.addr) [default: platform data dir]
+    #[arg(long, value_name = "DIR", env = "SWARMSTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address; repeatable [default: TCP and QUIC on 0.0.0.0 port 4001]
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Network")]
+    pub listen: Vec<Multiaddr>,
+    /// A peer to join through; repeatable.
+    #[arg(long, value_name = "MULTIADDR", help_heading = "Network")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Do not discover peers on the LAN with mDNS.
+    #[arg(long, help_heading = "Network")]
+    pub no_mdns: bool,
+    /// Copies kept of every block and record.
+    #[arg(long, default_value_t = 3, value_name = "N", help_heading = "Storage")]
+    pub replication: usize,
+    /// Block storage offered, e.g. 50G [default: no limit beyond the disk]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Storage")]
+    pub capacity: Option<u64>,
+    /// Versions of each file a root retains.
+    #[arg(long, default_value_t = 3, value_name = "K", help_heading = "Storage")]
+    pub keep_versions: usize,
+    /// Check the store (every block's hash, every record's signature) and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DevnetArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Where the nodes keep their data [default: a fresh temp dir, removed on exit]
+    #[arg(long, value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Copies kept of every block and record.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub replication: usize,
+}
+
+pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(identity::default_data_dir);
+    if args.check {
+        let report = Store::open(&data_dir)?.check()?;
+        if json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "{} blocks ({}), {} records",
+                report.blocks,
+                human_bytes(report.block_bytes),
+                report.records
+            );
+            for id in &report.corrupt_blocks {
+                println!("corrupt block (moved aside): {id}");
+            }
+            for p in &report.problems {
+                println!("problem: {p}");
+            }
+        }
+        if !report.is_clean() {
+            anyhow::bail!("store check found problems in {}", data_dir.display());
+        }
+        return Ok(());
+    }
+    let mut config = NodeConfig::new(&data_dir)
+        .bootstrap(args.bootstrap)
+        .mdns(!args.no_mdns)
+        .replication(args.replication)
+        .capacity(args.capacity);
+    config.keep_versions = args.keep_versions.max(1);
+    if !args.listen.is_empty() {
+        config = config.listen_on(args.listen);
+    }
+    let node = Node::start(config).await?;
+    if json {
+        print_json(&serde_json::json!({
+            "peer": node.peer_id().to_string(),
+            "addrs": node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "data_dir": data_dir,
+        }))?;
+    } else {
+        println!("swarmstore node {}", node.peer_id());
+        for a in node.listen_addrs() {
+            println!("  listening on {a}");
+        }
+        println!("  data in {}", data_dir.display());
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        anyhow::bail!("--nodes must be at least 1");
+    }
+    let (base, _cleanup) = match args.base_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let dir = tempfile_dir()?;
+            (dir.clone(), Some(RemoveOnDrop(dir)))
+        }
+    };
+    let mut nodes: Vec<Node> = Vec::with_capacity(args.nodes);
+    for i in 0..args.nodes {
+        let bootstrap = nodes.first().map(|n| vec![n.addr()]).unwrap_or_default();
+        let config = NodeConfig::local(base.join(format!("node{i}")))
+            .bootstrap(bootstrap)
+            .replication(args.replication);
+        nodes.push(Node::start(config).await?);
+    }
+    let first = nodes[0].addr();
+    std::fs::write(base.join("node.addr"), format!("{first}\n"))?;
+    let want = args.nodes - 1;
+    for n in &nodes {
+        n.wait_for_peers(want, Duration::from_secs(10)).await;
+    }
+    if json {
+        print_json(&serde_json::json!({
+            "base_dir": base,
+            "replication": args.replication,
+            "nodes": nodes.iter().enumerate().map(|(i, n)| serde_json::json!({
+                "peer": n.peer_id().to_string(),
+                "addr": n.addr().to_string(),
+                "data_dir": base.join(format!("node{i}")),
+            })).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "devnet: {} nodes, replication {}, data under {}",
+            args.nodes,
+            args.replication,
+            base.display()
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            println!("  node {i:<3} {}", n.addr());
+        }
+        println!();
+        println!("Try, in another terminal:");
+        println!("  export SWARMSTORE_NODE={first}");
+        println!("  swarmstore put README.md");
+        println!("  swarmstore stat README.md");
+        println!("  swarmstore get README.md -o /tmp/README.copy");
+        println!();
+        println!("Ctrl-C stops the swarm.");
+    }
+    wait_for_signal().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("swarmstore-devnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,588 @@
+//! The client library: an identity of its own, one connection to an access node, and the
+//! put / get / stat operations the CLI is built on.
+//!
+//! A client is not a DHT server. It streams a file as fixed-size blocks with a bounded window
+//! in flight (constant memory for any file size), signs the record, and reads files back block
+//! by block, verifying every hash before a byte reaches the caller.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ids::{validate_name, BlockId, FileKey};
+use crate::node::behaviour::{identify_config, ping_behaviour, rr, CLIENT_TIMEOUT};
+use crate::protocol::client::{self, ClientRequest, ClientResponse};
+use crate::protocol::CborCodec;
+use crate::record::{
+    now_ms, BlockEntry, FileRecord, FileState, UserEntry, UserRole, DEFAULT_BLOCK_SIZE,
+    MAX_BLOCK_SIZE,
+};
+
+/// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
+const PUT_WINDOW: usize = 4;
+/// Blocks in flight during a get.
+const GET_WINDOW: usize = 8;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(NetworkBehaviour)]
+struct ClientBehaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    client: request_response::Behaviour<CborCodec<ClientRequest, ClientResponse>>,
+}
+
+enum Command {
+    Request {
+        req: ClientRequest,
+        reply: oneshot::Sender<Result<ClientResponse>>,
+    },
+}
+
+/// Progress callback: called with the number of bytes just transferred.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What a successful put or update reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutOutcome {
+    pub name: String,
+    pub key: FileKey,
+    pub root: PeerId,
+    pub replicas: Vec<PeerId>,
+    pub version: u64,
+    pub size: u64,
+    pub blocks: usize,
+    /// Blocks uploaded in this operation.
+    pub new_blocks: usize,
+    /// Blocks already stored by an earlier version and reused.
+    pub reused_blocks: usize,
+    /// Blocks that reached fewer than R holders (repair will top them up).
+    pub under_replicated: usize,
+}
+
+/// What a get reports once every byte is verified and written.
+#[derive(Debug, Clone, Serialize)]
+pub struct GetOutcome {
+    pub name: String,
+    pub version: u64,
+    pub size: u64,
+    pub blocks: usize,
+}
+
+/// One user-list entry as shown by `stat`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub peer: PeerId,
+    pub role: UserRole,
+    /// Last access, Unix milliseconds.
+    pub at: u64,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// A file's record as `stat` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub key: FileKey,
+    pub root: PeerId,
+    pub replicas: Vec<PeerId>,
+    pub version: u64,
+    pub size: u64,
+    pub block_size: u32,
+    pub blocks: Vec<BlockEntry>,
+    pub owner: PeerId,
+    pub users: Vec<UserView>,
+    pub versions: Vec<u64>,
+    pub deleted: bool,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+}
+
+impl FileInfo {
+    fn new(key: FileKey, root: PeerId, replicas: Vec<PeerId>, state: &FileState) -> Option<Self> {
+        let head = state.head()?;
+        Some(Self {
+            name: head.name.clone(),
+            key,
+            root,
+            replicas,
+            version: head.version,
+            size: head.size,
+            block_size: head.block_size,
+            blocks: head.blocks.clone(),
+            owner: head.owner,
+            users: state.users.iter().map(user_view).collect(),
+            versions: state.versions.iter().map(|r| r.version).collect(),
+            deleted: head.tombstone,
+            created_ms: head.created_ms,
+            modified_ms: head.modified_ms,
+        })
+    }
+}
+
+fn user_view(u: &UserEntry) -> UserView {
+    UserView {
+        peer: u.peer,
+        role: u.role,
+        at: u.last_ms,
+        first: u.first_ms,
+        count: u.count,
+    }
+}
+
+/// A connection to an access node.
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+    key: Keypair,
+    access: PeerId,
+    block_size: u32,
+}
+
+impl Client {
+    /// Connects to the access node at `addr` (which should end in `/p2p/<peer id>`).
+    /// Fails within 10 s with [`Error::Unreachable`] if the node cannot be reached.
+    pub async fn connect(addr: Multiaddr, key: Keypair) -> Result<Client> {
+        let unreachable = |reason: String| Error::Unreachable {
+            addr: addr.to_string(),
+            reason,
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_behaviour(|key| ClientBehaviour {
+                identify: identify::Behaviour::new(identify_config(key)),
+                ping: ping_behaviour(),
+                client: rr(
+                    client::PROTOCOL,
+                    ProtocolSupport::Outbound,
+                    client::FRAME_LIMIT,
+                    CLIENT_TIMEOUT,
+                ),
+            })
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm
+            .dial(addr.clone())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let wanted = match addr.iter().last() {
+            Some(Protocol::P2p(p)) => Some(p),
+            _ => None,
+        };
+        let access = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        return Err(unreachable(error.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))??;
+        if wanted.is_some_and(|w| w != access) {
+            return Err(unreachable(format!("the node there is {access}")));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(run_client_loop(swarm, rx, access));
+        Ok(Client {
+            tx,
+            key,
+            access,
+            block_size: DEFAULT_BLOCK_SIZE,
+        })
+    }
+
+    /// Sets the block size for puts (default 1 MiB).
+    pub fn with_block_size(mut self, size: u32) -> Self {
+        self.block_size = size.clamp(1, MAX_BLOCK_SIZE);
+        self
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.key.public().to_peer_id()
+    }
+
+    pub fn access_peer(&self) -> PeerId {
+        self.access
+    }
+
+    async fn request(&self, req: ClientRequest) -> Result<ClientResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request { req, reply })
+            .await
+            .map_err(|_| Error::Network("connection to the access node is gone".into()))?;
+        rx.await
+            .map_err(|_| Error::Network("connection to the access node is gone".into()))?
+    }
+
+    /// Reads a file's record set (and its root and replicas) without downloading it.
+    async fn fetch_state(
+        &self,
+        name: &str,
+        download: bool,
+    ) -> Result<Option<(FileKey, PeerId, Vec<PeerId>, FileState)>> {
+        validate_name(name).map_err(Error::Invalid)?;
+        let req = ClientRequest::Fetch {
+            name: name.to_string(),
+            download,
+        };
+        match self.request(req).await? {
+            ClientResponse::File {
+                key,
+                root,
+                replicas,
+                state,
+            } => Ok(Some((key, root, replicas, state))),
+            ClientResponse::NotFound { .. } => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The file's record: version, size, blocks and holders, root, replicas, users.
+    pub async fn stat(&self, name: &str) -> Result<FileInfo> {
+        let (key, root, replicas, state) = self
+            .fetch_state(name, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        FileInfo::new(key, root, replicas, &state).ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+
+    /// Publishes a new file from `reader`. Fails with [`Error::AlreadyExists`] if the name is
+    /// taken by a live file.
+    pub async fn put<R: AsyncRead + Unpin>(
+        &self,
+        name: &str,
+        reader: R,
+        progress: Option<Progress>,
+    ) -> Result<PutOutcome> {
+        let (version, created) = match self.fetch_state(name, false).await? {
+            Some((_, _, _, state)) => match state.head() {
+                Some(h) if !h.tombstone => {
+                    return Err(Error::AlreadyExists {
+                        name: name.to_string(),
+                        version: h.version,
+                    })
+                }
+                Some(h) => (h.version + 1, None),
+                None => (1, None),
+            },
+            None => (1, None),
+        };
+        self.publish_from(name, version, created, reader, &HashMap::new(), progress)
+            .await
+    }
+
+    /// Publishes `data` as a new file.
+    pub async fn put_bytes(&self, name: &str, data: &[u8]) -> Result<PutOutcome> {
+        self.put(name, data, None).await
+    }
+
+    /// Uploads the blocks of `reader` (reusing those in `known`), then signs and publishes
+    /// the record at `version`.
+    async fn publish_from<R: AsyncRead + Unpin>(
+        &self,
+        name: &str,
+        version: u64,
+        created: Option<u64>,
+        mut reader: R,
+        known: &HashMap<BlockId, Vec<PeerId>>,
+        progress: Option<Progress>,
+    ) -> Result<PutOutcome> {
+        validate_name(name).map_err(Error::Invalid)?;
+        let block_size = self.block_size;
+        let mut blocks: Vec<BlockEntry> = Vec::new();
+        let mut inflight = FuturesOrdered::new();
+        let mut size: u64 = 0;
+        let mut new_blocks = 0;
+        let mut reused_blocks = 0;
+        let mut under = 0;
+        let mut eof = false;
+        loop {
+            while !eof && inflight.len() < PUT_WINDOW {
+                let chunk = read_chunk(&mut reader, block_size as usize).await?;
+                if chunk.is_empty() {
+                    eof = true;
+                    break;
+                }
+                size += chunk.len() as u64;
+                let (id, chunk) = crate::node::access::hash(chunk).await;
+                let len = chunk.len() as u32;
+                if let Some(holders) = known.get(&id) {
+                    reused_blocks += 1;
+                    let holders = holders.clone();
+                    let progress = progress.clone();
+                    inflight.push_back(futures::future::Either::Left(async move {
+                        if let Some(p) = &progress {
+                            p(u64::from(len));
+                        }
+                        Ok(BlockEntry { id, len, holders })
+                    }));
+                    continue;
+                }
+                new_blocks += 1;
+                let progress = progress.clone();
+                let fut = self.request(ClientRequest::PutBlock { id, data: chunk });
+                inflight.push_back(futures::future::Either::Right(async move {
+                    match fut.await? {
+                        ClientResponse::BlockStored { holders } => {
+                            if let Some(p) = &progress {
+                                p(u64::from(len));
+                            }
+                            Ok::<_, Error>(BlockEntry { id, len, holders })
+                        }
+                        other => Err(unexpected(other)),
+                    }
+                }));
+            }
+            match inflight.next().await {
+                Some(entry) => {
+                    let entry = entry?;
+                    blocks.push(entry);
+                }
+                None => break,
+            }
+        }
+        let r = self.replication_hint();
+        under += blocks.iter().filter(|b| b.holders.len() < r).count();
+        let now = now_ms();
+        let mut record = FileRecord {
+            name: name.to_string(),
+            version,
+            size,
+            block_size,
+            blocks,
+            owner: self.peer_id(),
+            owner_key: Vec::new(),
+            created_ms: created.unwrap_or(now),
+            modified_ms: now,
+            tombstone: false,
+            signature: Vec::new(),
+        };
+        record.sign(&self.key)?;
+        let block_count = record.blocks.len();
+        match self.request(ClientRequest::Publish { record }).await? {
+            ClientResponse::Published {
+                key,
+                version,
+                root,
+                replicas,
+            } => Ok(PutOutcome {
+                name: name.to_string(),
+                key,
+                root,
+                replicas,
+                version,
+                size,
+                blocks: block_count,
+                new_blocks,
+                reused_blocks,
+                under_replicated: under,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The replication the swarm aims for; the access node reports what it achieved per block.
+    fn replication_hint(&self) -> usize {
+        3
+    }
+
+    /// Downloads a file (the head, or `version`) into `writer`, verifying every block.
+    pub async fn get_into<W: AsyncWrite + Unpin>(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        writer: &mut W,
+        progress: Option<Progress>,
+    ) -> Result<GetOutcome> {
+        let record = self.record_for_get(name, version).await?;
+        let mut inflight = FuturesOrdered::new();
+        let mut next = 0;
+        let mut written: u64 = 0;
+        loop {
+            while next < record.blocks.len() && inflight.len() < GET_WINDOW {
+                let entry = record.blocks[next].clone();
+                next += 1;
+                let fut = self.request(ClientRequest::GetBlock {
+                    id: entry.id,
+                    holders: entry.holders.clone(),
+                });
+                inflight.push_back(async move {
+                    let data = match fut.await? {
+                        ClientResponse::Block { data } => data,
+                        other => return Err(unexpected(other)),
+                    };
+                    let (actual, data) = crate::node::access::hash(data).await;
+                    if actual != entry.id || data.len() != entry.len as usize {
+                        return Err(Error::Integrity(format!(
+                            "block {} came back with the wrong content",
+                            entry.id
+                        )));
+                    }
+                    Ok(data)
+                });
+            }
+            match inflight.next().await {
+                Some(data) => {
+                    let data = data?;
+                    writer.write_all(&data).await?;
+                    written += data.len() as u64;
+                    if let Some(p) = &progress {
+                        p(data.len() as u64);
+                    }
+                }
+                None => break,
+            }
+        }
+        writer.flush().await?;
+        if written != record.size {
+            return Err(Error::Integrity(format!(
+                "wrote {written} bytes, the record says {}",
+                record.size
+            )));
+        }
+        Ok(GetOutcome {
+            name: name.to_string(),
+            version: record.version,
+            size: record.size,
+            blocks: record.blocks.len(),
+        })
+    }
+
+    /// Downloads a whole file into memory (for small files and tests).
+    pub async fn get_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.get_into(name, None, &mut out, None).await?;
+        Ok(out)
+    }
+
+    /// The record a get of `name` (at `version`) would read, noting us as a downloader.
+    pub async fn record_for_get(&self, name: &str, version: Option<u64>) -> Result<FileRecord> {
+        let (_, _, _, state) = self
+            .fetch_state(name, true)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let head = state
+            .head()
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let record = match version {
+            None if head.tombstone => {
+                return Err(Error::Deleted {
+                    name: name.to_string(),
+                    version: head.version,
+                })
+            }
+            None => head,
+            Some(v) => state.version(v).filter(|r| !r.tombstone).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "{name} version {v} (retained: {:?})",
+                    state.versions.iter().map(|r| r.version).collect::<Vec<_>>()
+                ))
+            })?,
+        };
+        Ok(record.clone())
+    }
+
+    /// Total bytes a get of `name` will produce (for progress bars).
+    pub async fn size_of(&self, name: &str, version: Option<u64>) -> Result<u64> {
+        let (_, _, _, state) = self
+            .fetch_state(name, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let r = match version {
+            Some(v) => state.version(v),
+            None => state.head(),
+        };
+        Ok(r.map(|r| r.size).unwrap_or(0))
+    }
+}
+
+/// Fills up to `max` bytes from `reader`; shorter only at end of input.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let mut filled = 0;
+    while filled < max {
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+fn unexpected(resp: ClientResponse) -> Error {
+    match resp {
+        ClientResponse::NotFound { name } => Error::NotFound(name),
+        ClientResponse::Rejected { error } => Error::Rejected(error),
+        ClientResponse::Error { message } => Error::Network(message),
+        other => Error::Network(format!("unexpected reply from the access node: {other:?}")),
+    }
+}
+
+async fn run_client_loop(
+    mut swarm: Swarm<ClientBehaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    access: PeerId,
+) {
+    let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<ClientResponse>>> =
+        HashMap::new();
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Request { req, reply }) => {
+                    let id = swarm.behaviour_mut().client.send_request(&access, req);
+                    pending.insert(id, reply);
+                }
+                // Every Client handle is gone: close the connection.
+                None => break,
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Client(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    },
+                )) => {
+                    if let Some(tx) = pending.remove(&request_id) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Client(
+                    request_response::Event::OutboundFailure { request_id, error, .. },
+                )) => {
+                    if let Some(tx) = pending.remove(&request_id) {
+                        let _ = tx.send(Err(Error::Network(format!(
+                            "request to the access node failed: {error}"
+                        ))));
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The access-node role: serves `/swarmstore/client/1`.
+//!
+//! For a client it places blocks on R holders, hands signed records to the file's root, reads
+//! records from the replica set (highest version wins, so a read sees every acknowledged
+//! write), and fetches blocks from holders with failover and hash checks.
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+
+use super::Ctx;
+use crate::ids::{validate_name, BlockId, FileKey};
+use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::client::{ClientRequest, ClientResponse};
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
+
+pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
+    match req {
+        ClientRequest::PutBlock { id, data } => put_block(ctx, id, data).await,
+        ClientRequest::Publish { record } => publish(ctx, record).await,
+        ClientRequest::Fetch { name, download } => {
+            fetch(ctx, &name, download.then_some(client)).await
+        }
+        ClientRequest::GetBlock { id, holders } => get_block(ctx, id, holders).await,
+    }
+}
+
+fn error(message: impl Into<String>) -> ClientResponse {
+    ClientResponse::Error {
+        message: message.into(),
+    }
+}
+
+/// Hashes on a blocking thread: 1 MiB of SHA-256 would stall the executor for ~0.5 ms.
+pub async fn hash(data: Vec<u8>) -> (BlockId, Vec<u8>) {
+    match tokio::task::spawn_blocking(move || (BlockId::of(&data), data)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+async fn put_block(ctx: &Arc<Ctx>, id: BlockId, data: Vec<u8>) -> ClientResponse {
+    if data.is_empty() || data.len() > MAX_BLOCK_SIZE as usize {
+        return error(format!(
+            "block of {} bytes outside 1..={MAX_BLOCK_SIZE}",
+            data.len()
+        ));
+    }
+    let (actual, data) = hash(data).await;
+    if actual != id {
+        return error(format!(
+            "block hash mismatch: named {id}, content is {actual}"
+        ));
+    }
+    let targets = ctx.block_targets(&id, data.len() as u64);
+    let want = ctx.config.replication.min(targets.len());
+    let data = Arc::new(data);
+    let mut next = 0;
+    let mut holders = Vec::new();
+    let mut failures = Vec::new();
+    let mut inflight = FuturesUnordered::new();
+    let store_on = |peer: PeerId| {
+        let ctx = ctx.clone();
+        let data = data.clone();
+        async move {
+            let req = BlockRequest::Put {
+                id,
+                data: data.as_ref().clone(),
+            };
+            (peer, ctx.block_to(peer, req).await)
+        }
+    };
+    while holders.len() < want {
+        while holders.len() + inflight.len() < want && next < targets.len() {
+            inflight.push(store_on(targets[next]));
+            next += 1;
+        }
+        match inflight.next().await {
+            Some((peer, Ok(BlockResponse::Stored))) => holders.push(peer),
+            Some((peer, Ok(other))) => failures.push(format!("{peer}: {other:?}")),
+            Some((peer, Err(e))) => failures.push(format!("{peer}: {e}")),
+            None => break,
+        }
+    }
+    if holders.is_empty() {
+        return error(format!(
+            "no holder could store block {id}: {}",
+            failures.join("; ")
+        ));
+    }
+    if holders.len() < ctx.config.replication {
+        tracing::warn!(block = %id, "block stored on {} of {} holders", holders.len(), ctx.config.replication);
+    }
+    ClientResponse::BlockStored { holders }
+}
+
+async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
+    if let Err(error) = record.verify() {
+        return ClientResponse::Rejected { error };
+    }
+    let key = record.key();
+    let set = ctx.replica_set(&record.name).await;
+    let mut failures = Vec::new();
+    // The root is the closest live peer; if it cannot be reached the next one takes over.
+    for peer in set {
+        let req = MetaRequest::Publish {
+            record: record.clone(),
+        };
+        match ctx.meta_to(peer, req).await {
+            Ok(MetaResponse::Published { version, replicas }) => {
+                return ClientResponse::Published {
+                    key,
+                    version,
+                    root: peer,
+                    replicas,
+                }
+            }
+            Ok(MetaResponse::Rejected { error }) => return ClientResponse::Rejected { error },
+            Ok(other) => failures.push(format!("{peer}: {other:?}")),
+            Err(e) => failures.push(format!("{peer}: {e}")),
+        }
+    }
+    error(format!(
+        "no root accepted the record: {}",
+        failures.join("; ")
+    ))
+}
+
+/// Reads a file's state from every member of its replica set and keeps the highest version.
+pub async fn read_state(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    reader: Option<PeerId>,
+) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, String> {
+    let key = FileKey::for_name(name);
+    let set = ctx.replica_set(name).await;
+    let mut replies: FuturesUnordered<_> = set
+        .iter()
+        .enumerate()
+        .map(|(i, peer)| {
+            let ctx = ctx.clone();
+            let peer = *peer;
+            // Only the root keeps the user list.
+            let reader = if i == 0 { reader } else { None };
+            async move {
+                (
+                    peer,
+                    ctx.meta_to(peer, MetaRequest::Fetch { key, reader }).await,
+                )
+            }
+        })
+        .collect();
+    let mut best: Option<FileState> = None;
+    let mut holding: Vec<(PeerId, u64)> = Vec::new();
+    let mut failures = Vec::new();
+    let mut answered = 0;
+    while let Some((peer, reply)) = replies.next().await {
+        match reply {
+            Ok(MetaResponse::State { state }) => {
+                answered += 1;
+                if let Some(state) = state {
+                    let v = state.head().map(|h| h.version).unwrap_or(0);
+                    holding.push((peer, v));
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|b| v > b.head().map(|h| h.version).unwrap_or(0));
+                    if better {
+                        best = Some(state);
+                    }
+                }
+            }
+            Ok(other) => failures.push(format!("{peer}: {other:?}")),
+            Err(e) => failures.push(format!("{peer}: {e}")),
+        }
+    }
+    let Some(state) = best else {
+        if answered == 0 && !failures.is_empty() {
+            return Err(format!(
+                "no replica of {name:?} answered: {}",
+                failures.join("; ")
+            ));
+        }
+        return Ok(None);
+    };
+    let head = state.head().map(|h| h.version).unwrap_or(0);
+    let replicas: Vec<PeerId> = set
+        .iter()
+        .filter(|p| holding.iter().any(|(h, v)| h == *p && *v == head))
+        .copied()
+        .collect();
+    let root = replicas.first().copied().unwrap_or(ctx.local);
+    Ok(Some((root, replicas, state)))
+}
+
+async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResponse {
+    if let Err(e) = validate_name(name) {
+        return error(e);
+    }
+    match read_state(ctx, name, reader).await {
+        Ok(Some((root, replicas, state))) => ClientResponse::File {
+            key: FileKey::for_name(name),
+            root,
+            replicas,
+            state,
+        },
+        Ok(None) => ClientResponse::NotFound {
+            name: name.to_string(),
+        },
+        Err(message) => error(message),
+    }
+}
+
+async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientResponse {
+    let mut order: Vec<PeerId> = Vec::with_capacity(holders.len() + 1);
+    if ctx.store.blocks.contains(&id) {
+        order.push(ctx.local);
+    }
+    // Connected holders first (no dial), the rest after; spread reads across holders.
+    let mut rest: Vec<PeerId> = holders
+        .into_iter()
+        .filter(|p| *p != ctx.local && ctx.peers.is_live(p))
+        .collect();
+    use rand::seq::SliceRandom;
+    rest.shuffle(&mut rand::thread_rng());
+    rest.sort_by_key(|p| !ctx.peers.is_connected(p));
+    order.extend(rest);
+    let mut failures = Vec::new();
+    for peer in order {
+        match ctx.block_to(peer, BlockRequest::Get { id }).await {
+            Ok(BlockResponse::Data { data }) => {
+                let (actual, data) = hash(data).await;
+                if actual == id {
+                    return ClientResponse::Block { data };
+                }
+                tracing::warn!(%peer, block = %id, "holder returned wrong bytes; trying another");
+                failures.push(format!("{peer}: wrong bytes"));
+            }
+            Ok(BlockResponse::NotFound) => failures.push(format!("{peer}: not found")),
+            Ok(other) => failures.push(format!("{peer}: {other:?}")),
+            Err(e) => failures.push(format!("{peer}: {e}")),
+        }
+    }
+    error(format!(
+        "no holder returned block {id}: {}",
+        if failures.is_empty() {
+            "no live holder".to_string()
+        } else {
+            failures.join("; ")
+        }
+    ))
+}

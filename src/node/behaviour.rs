@@ -1,0 +1,115 @@
+//! The node's one `NetworkBehaviour`, composed with the derive macro: Kademlia routing,
+//! identify, ping, optional mDNS, and the three request-response protocols.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
+use libp2p::{identify, mdns, ping};
+
+use crate::protocol::{self, block, client, meta, CborCodec};
+
+pub type ClientRR =
+    request_response::Behaviour<CborCodec<client::ClientRequest, client::ClientResponse>>;
+pub type MetaRR = request_response::Behaviour<CborCodec<meta::MetaRequest, meta::MetaResponse>>;
+pub type BlockRR =
+    request_response::Behaviour<CborCodec<block::BlockRequest, block::BlockResponse>>;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub client: ClientRR,
+    pub meta: MetaRR,
+    pub block: BlockRR,
+}
+
+/// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
+/// to fsync, a `Publish` for a majority of the replica set.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const META_TIMEOUT: Duration = Duration::from_secs(60);
+pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn identify_config(key: &Keypair) -> identify::Config {
+    identify::Config::new(protocol::IDENTIFY_VERSION.to_string(), key.public())
+        .with_agent_version(format!("swarmstore/{}", env!("CARGO_PKG_VERSION")))
+        .with_push_listen_addr_updates(true)
+}
+
+pub fn ping_behaviour() -> ping::Behaviour {
+    ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(PING_INTERVAL)
+            .with_timeout(PING_TIMEOUT),
+    )
+}
+
+pub fn rr<Req, Resp>(
+    proto: libp2p::StreamProtocol,
+    support: ProtocolSupport,
+    limit: usize,
+    timeout: Duration,
+) -> request_response::Behaviour<CborCodec<Req, Resp>>
+where
+    Req: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Resp: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    request_response::Behaviour::with_codec(
+        CborCodec::new(limit, limit),
+        [(proto, support)],
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(256),
+    )
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, mdns_on: bool) -> anyhow::Result<Self> {
+        let local = key.public().to_peer_id();
+        let mut kad_config = kad::Config::new(protocol::KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(20));
+        // We keep records and block references in our own store; Kademlia only routes.
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(120)));
+        let mut kad = kad::Behaviour::with_config(local, MemoryStore::new(local), kad_config);
+        // Storage nodes always answer: on a LAN, in tests or in Docker no external address is
+        // ever confirmed, and client mode would leave the DHT empty.
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let mdns = if mdns_on {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            kad,
+            identify: identify::Behaviour::new(identify_config(key)),
+            ping: ping_behaviour(),
+            mdns: mdns.into(),
+            client: rr(
+                client::PROTOCOL,
+                ProtocolSupport::Inbound,
+                client::FRAME_LIMIT,
+                CLIENT_TIMEOUT,
+            ),
+            meta: rr(
+                meta::PROTOCOL,
+                ProtocolSupport::Full,
+                meta::FRAME_LIMIT,
+                META_TIMEOUT,
+            ),
+            block: rr(
+                block::PROTOCOL,
+                ProtocolSupport::Full,
+                block::FRAME_LIMIT,
+                BLOCK_TIMEOUT,
+            ),
+        })
+    }
+}

@@ -1,0 +1,420 @@
+//! The one task that owns the `Swarm`.
+//!
+//! It turns [`Command`]s into network actions, routes responses back to their oneshot senders
+//! by request or query id, keeps the [`PeerTable`](super::peers::PeerTable) current, and hands
+//! every inbound request to a spawned handler so no request ever blocks the loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::net::Command;
+use super::{access, holder, root, Ctx};
+use crate::error::{Error, Result};
+use crate::protocol::{self, block::BlockResponse, meta::MetaResponse};
+
+type Pending<T> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<T>>)>;
+
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    ctx: Arc<Ctx>,
+    pending_meta: Pending<MetaResponse>,
+    pending_block: Pending<BlockResponse>,
+    pending_lookups: HashMap<kad::QueryId, oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>>,
+    ping_failures: HashMap<PeerId, u32>,
+    bootstrap: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        ctx: Arc<Ctx>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            ctx,
+            pending_meta: HashMap::new(),
+            pending_block: HashMap::new(),
+            pending_lookups: HashMap::new(),
+            ping_failures: HashMap::new(),
+            bootstrap,
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.dial_bootstrap();
+        // Bootstrap often while the swarm is small or we are alone; Kademlia's own periodic
+        // bootstrap takes over once the routing table is healthy.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => {
+                    ticks += 1;
+                    let live = self.ctx.peers.live_peers().len();
+                    if live == 0 && ticks % 2 == 0 {
+                        self.dial_bootstrap();
+                    }
+                    if live < kad::K_VALUE.get() || ticks % 24 == 0 {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+        }
+        tracing::info!("event loop stopped");
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                if self.swarm.is_connected(&peer) {
+                    continue;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, "cannot dial bootstrap address: {e}");
+            }
+        }
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Meta { peer, req, reply } => {
+                let addrs = self.ctx.peers.addrs(&peer);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .meta
+                    .send_request_with_addresses(&peer, req, addrs);
+                self.pending_meta.insert(id, (peer, reply));
+            }
+            Command::Block { peer, req, reply } => {
+                let addrs = self.ctx.peers.addrs(&peer);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .block
+                    .send_request_with_addresses(&peer, req, addrs);
+                self.pending_block.insert(id, (peer, reply));
+            }
+            Command::Lookup { preimage, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(preimage);
+                self.pending_lookups.insert(id, reply);
+            }
+            Command::RespondClient { channel, resp } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .client
+                    .send_response(channel, resp);
+            }
+            Command::RespondMeta { channel, resp } => {
+                let _ = self.swarm.behaviour_mut().meta.send_response(channel, resp);
+            }
+            Command::RespondBlock { channel, resp } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .block
+                    .send_response(channel, resp);
+            }
+            Command::Dial { addr } => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, "dial failed: {e}");
+                }
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with_p2p(self.ctx.local).unwrap_or_else(|a| a);
+                tracing::info!(addr = %full, "listening");
+                self.ctx.add_listen_addr(full);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.ctx.peers.connected(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                let failed = matches!(cause, Some(libp2p::swarm::ConnectionError::IO(_)));
+                self.ctx
+                    .peers
+                    .disconnected(peer_id, num_established as usize, failed);
+                if num_established == 0 {
+                    self.ping_failures.remove(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = peer_id {
+                    self.ctx.peers.unreachable(peer);
+                    if self.is_bootstrap_peer(&peer) {
+                        tracing::warn!(%peer, "bootstrap peer unreachable: {error}");
+                    } else {
+                        tracing::debug!(%peer, "dial failed: {error}");
+                    }
+                } else {
+                    tracing::warn!("dial failed: {error}");
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
+        self.bootstrap
+            .iter()
+            .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == *peer))
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let ours = info.protocol_version == protocol::IDENTIFY_VERSION
+                    && info.protocols.contains(&protocol::KAD_PROTOCOL);
+                if !ours {
+                    return;
+                }
+                // A remote's loopback addresses are only meaningful if we reach it over loopback.
+                let local_link = is_loopback(&info.observed_addr);
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| local_link || !is_loopback(a))
+                    .collect();
+                for a in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, a.clone());
+                }
+                self.ctx.peers.storage_peer(peer_id, &addrs);
+            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result,
+            }) => match result {
+                Ok(_) => {
+                    self.ping_failures.remove(&peer);
+                }
+                Err(e) => {
+                    let n = self.ping_failures.entry(peer).or_insert(0);
+                    *n += 1;
+                    tracing::debug!(%peer, failures = *n, "ping failed: {e}");
+                    // Two misses in a row: the peer is gone (or hopelessly slow); close so the
+                    // failure is seen by everything waiting on this connection.
+                    if *n >= 2 {
+                        self.ctx.peers.unreachable(peer);
+                        self.swarm.close_connection(connection);
+                    }
+                }
+            },
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(_) => {}
+            BehaviourEvent::Client(event) => {
+                if let request_response::Event::Message {
+                    peer,
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                } = event
+                {
+                    let ctx = self.ctx.clone();
+                    tokio::spawn(async move {
+                        let resp = access::handle(&ctx, peer, request).await;
+                        let _ = ctx.net.send(Command::RespondClient { channel, resp }).await;
+                    });
+                } else {
+                    log_rr_failure("client", &event);
+                }
+            }
+            BehaviourEvent::Meta(event) => match event {
+                request_response::Event::Message { peer, message, .. } => match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        let ctx = self.ctx.clone();
+                        tokio::spawn(async move {
+                            let resp = root::handle(&ctx, peer, request).await;
+                            let _ = ctx.net.send(Command::RespondMeta { channel, resp }).await;
+                        });
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some((_, tx)) = self.pending_meta.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                },
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    self.note_failure(peer, &error);
+                    if let Some((_, tx)) = self.pending_meta.remove(&request_id) {
+                        let _ = tx.send(Err(outbound_error(peer, "meta", &error)));
+                    }
+                }
+                other => log_rr_failure("meta", &other),
+            },
+            BehaviourEvent::Block(event) => match event {
+                request_response::Event::Message { peer, message, .. } => match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        let ctx = self.ctx.clone();
+                        tokio::spawn(async move {
+                            let resp = holder::handle(&ctx, peer, request).await;
+                            let _ = ctx.net.send(Command::RespondBlock { channel, resp }).await;
+                        });
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some((_, tx)) = self.pending_block.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                },
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    self.note_failure(peer, &error);
+                    if let Some((_, tx)) = self.pending_block.remove(&request_id) {
+                        let _ = tx.send(Err(outbound_error(peer, "block", &error)));
+                    }
+                }
+                other => log_rr_failure("block", &other),
+            },
+            BehaviourEvent::Identify(_) => {}
+        }
+    }
+
+    fn note_failure(&mut self, peer: PeerId, error: &OutboundFailure) {
+        if matches!(
+            error,
+            OutboundFailure::DialFailure | OutboundFailure::ConnectionClosed
+        ) && !self.swarm.is_connected(&peer)
+        {
+            self.ctx.peers.unreachable(peer);
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => {
+                let addrs: Vec<Multiaddr> = addresses.iter().cloned().collect();
+                self.ctx.peers.storage_peer(peer, &addrs);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => {
+                if let kad::QueryResult::GetClosestPeers(result) = result {
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let found: Vec<(PeerId, Vec<Multiaddr>)> =
+                        peers.into_iter().map(|p| (p.peer_id, p.addrs)).collect();
+                    for (p, addrs) in &found {
+                        self.ctx.peers.storage_peer(*p, addrs);
+                    }
+                    if step.last {
+                        if let Some(tx) = self.pending_lookups.remove(&id) {
+                            let _ = tx.send(found);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn outbound_error(peer: PeerId, what: &str, error: &OutboundFailure) -> Error {
+    Error::Network(format!("{what} request to {peer} failed: {error}"))
+}
+
+fn log_rr_failure<Req, Resp>(what: &str, event: &request_response::Event<Req, Resp>) {
+    if let request_response::Event::InboundFailure { peer, error, .. } = event {
+        // Malformed or oversized frames land here: the stream is dropped, the node serves on.
+        tracing::debug!(%peer, "inbound {what} request failed: {error}");
+    }
+}
+
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The address a local CLI should use: loopback TCP if we listen on it, else any TCP, else any.
+pub fn preferred_addr(addrs: &[Multiaddr]) -> Option<Multiaddr> {
+    let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+    addrs
+        .iter()
+        .find(|a| is_tcp(a) && is_loopback(a))
+        .or_else(|| addrs.iter().find(|a| is_tcp(a)))
+        .or_else(|| addrs.first())
+        .cloned()
+}

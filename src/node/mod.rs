@@ -1,0 +1,344 @@
+//! A storage node: the [`Node`] handle, its [`NodeConfig`], and the shared context its request
+//! handlers run with.
+//!
+//! Layout, after rust-libp2p's file-sharing example: [`behaviour`] composes the protocols,
+//! [`event_loop`] owns the `Swarm`, [`net`] is the command channel into it, and one module per
+//! role handles inbound requests: [`access`] (clients), [`root`] (file records), [`holder`]
+//! (blocks).
+
+pub mod access;
+pub mod behaviour;
+pub mod event_loop;
+pub mod holder;
+pub mod net;
+pub mod peers;
+pub mod root;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use crate::error::Result;
+use crate::identity;
+use crate::ids::{peer_point, BlockId, FileKey};
+use crate::placement::{self, Candidate};
+use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::store::Store;
+use behaviour::Behaviour;
+use net::Net;
+use peers::PeerTable;
+
+/// Everything a node is started with. `NodeConfig::new(dir)` gives the defaults of
+/// `swarmstore node`; the builder methods override them.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    /// Copies of each block and of each record (R).
+    pub replication: usize,
+    /// Bytes of block storage this node offers; `None` means no limit beyond the disk.
+    pub capacity: Option<u64>,
+    /// Versions of each file a root retains.
+    pub keep_versions: usize,
+    /// Bound on each file's user list.
+    pub max_users: usize,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("valid literal"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("valid literal"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            replication: 3,
+            capacity: None,
+            keep_versions: 3,
+            max_users: 1000,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Loopback only, an OS-chosen TCP port, no mDNS: for tests and the devnet.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        Self::new(data_dir)
+            .listen_on(vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid literal")])
+            .mdns(false)
+    }
+
+    pub fn listen_on(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.listen = addrs;
+        self
+    }
+
+    pub fn bootstrap(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.bootstrap = addrs;
+        self
+    }
+
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.mdns = on;
+        self
+    }
+
+    pub fn replication(mut self, r: usize) -> Self {
+        self.replication = r.max(1);
+        self
+    }
+
+    pub fn capacity(mut self, bytes: Option<u64>) -> Self {
+        self.capacity = bytes;
+        self
+    }
+}
+
+/// What every request handler of a node shares.
+pub struct Ctx {
+    pub local: PeerId,
+    pub config: NodeConfig,
+    pub store: Arc<Store>,
+    pub peers: PeerTable,
+    pub net: Net,
+    listen: RwLock<Vec<Multiaddr>>,
+    listen_changed: Notify,
+    lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
+}
+
+/// How long a Kademlia lookup result is reused before walking the DHT again.
+const LOOKUP_CACHE: Duration = Duration::from_secs(30);
+
+impl Ctx {
+    fn add_listen_addr(&self, addr: Multiaddr) {
+        let preferred = {
+            let mut list = self.listen.write().unwrap_or_else(|p| p.into_inner());
+            if !list.contains(&addr) {
+                list.push(addr);
+            }
+            event_loop::preferred_addr(&list)
+        };
+        if let Some(addr) = preferred {
+            if let Err(e) = write_addr_file(&self.config.data_dir, &addr) {
+                tracing::warn!("cannot write node.addr: {e}");
+            }
+        }
+        self.listen_changed.notify_waiters();
+    }
+
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn local_free(&self) -> Option<u64> {
+        self.config
+            .capacity
+            .map(|cap| cap.saturating_sub(self.store.blocks.used_bytes()))
+    }
+
+    /// Sends a meta request, answering it locally when `peer` is this node.
+    pub async fn meta_to(self: &Arc<Self>, peer: PeerId, req: MetaRequest) -> Result<MetaResponse> {
+        if peer == self.local {
+            Ok(root::handle(self, peer, req).await)
+        } else {
+            self.net.meta(peer, req).await
+        }
+    }
+
+    /// Sends a block request, answering it locally when `peer` is this node.
+    pub async fn block_to(
+        self: &Arc<Self>,
+        peer: PeerId,
+        req: BlockRequest,
+    ) -> Result<BlockResponse> {
+        if peer == self.local {
+            Ok(holder::handle(self, peer, req).await)
+        } else {
+            self.net.block(peer, req).await
+        }
+    }
+
+    /// The replica set of a file: the R live storage peers closest to its key, root first.
+    /// Small swarms are fully known locally; larger ones walk the DHT (cached for a while).
+    pub async fn replica_set(&self, name: &str) -> Vec<PeerId> {
+        let key = FileKey::for_name(name);
+        let n = self.config.replication;
+        if self.peers.live_peers().len() + 1 >= libp2p::kad::K_VALUE.get() {
+            let cached = {
+                let cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+                cache
+                    .get(&key)
+                    .filter(|(at, _)| at.elapsed() < LOOKUP_CACHE)
+                    .map(|(_, peers)| peers.clone())
+            };
+            if cached.is_none() {
+                if let Ok(found) = self.net.lookup(FileKey::preimage(name)).await {
+                    let peers: Vec<PeerId> = found.into_iter().map(|(p, _)| p).collect();
+                    let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() > 10_000 {
+                        cache.clear();
+                    }
+                    cache.insert(key, (Instant::now(), peers));
+                }
+            }
+        }
+        let candidates = self.peers.candidates(self.local_free());
+        placement::closest(&key.0, candidates, n)
+            .into_iter()
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    /// Peers to place a block on, best first (the first R are the intended holders, the rest
+    /// are fallbacks if some fail).
+    pub fn block_targets(&self, id: &BlockId, len: u64) -> Vec<PeerId> {
+        let candidates: Vec<Candidate> = self.peers.candidates(self.local_free());
+        placement::holder_order(&id.kad_point(), candidates, len)
+    }
+}
+
+fn write_addr_file(dir: &std::path::Path, addr: &Multiaddr) -> std::io::Result<()> {
+    let tmp = dir.join("node.addr.tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(tmp, dir.join("node.addr"))
+}
+
+/// A running storage node.
+pub struct Node {
+    ctx: Arc<Ctx>,
+    task: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens the data dir, binds every listen address and starts the event loop. Returns once
+    /// the node is listening (its address file written).
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let key = identity::load_or_create(&config.data_dir.join("identity.key"))?;
+        let store =
+            Arc::new(Store::open(&config.data_dir).with_context(|| {
+                format!("cannot open the store in {}", config.data_dir.display())
+            })?);
+        let local = key.public().to_peer_id();
+        let mdns = config.mdns;
+        let idle = config.idle_timeout;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_dns()?
+            .with_behaviour(|key| Behaviour::new(key, mdns).map_err(Into::into))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .with_context(|| format!("cannot listen on {addr}"))?;
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let ctx = Arc::new(Ctx {
+            local,
+            config: config.clone(),
+            store,
+            peers: PeerTable::new(local),
+            net: Net::new(tx),
+            listen: RwLock::new(Vec::new()),
+            listen_changed: Notify::new(),
+            lookups: Mutex::new(HashMap::new()),
+        });
+        let event_loop =
+            event_loop::EventLoop::new(swarm, rx, ctx.clone(), config.bootstrap.clone());
+        let task = tokio::spawn(event_loop.run());
+        let node = Node { ctx, task };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.ctx.listen_addrs().is_empty() {
+            let wait = node.ctx.listen_changed.notified();
+            if node.ctx.listen_addrs().is_empty() {
+                if Instant::now() > deadline {
+                    anyhow::bail!("no listen address came up within 10 s");
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), wait).await;
+            }
+        }
+        tracing::info!(peer = %local, "node started");
+        Ok(node)
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.ctx.local
+    }
+
+    /// Every address the node listens on, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ctx.listen_addrs()
+    }
+
+    /// The address a local client should dial (loopback TCP when available).
+    pub fn addr(&self) -> Multiaddr {
+        event_loop::preferred_addr(&self.listen_addrs()).unwrap_or_else(Multiaddr::empty)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.ctx.store
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.ctx.config
+    }
+
+    /// Storage peers this node currently considers live.
+    pub fn live_peers(&self) -> Vec<PeerId> {
+        self.ctx.peers.live_peers()
+    }
+
+    /// This node's point in the key space (SHA-256 of its PeerId bytes).
+    pub fn point(&self) -> [u8; 32] {
+        peer_point(&self.ctx.local)
+    }
+
+    /// Waits until at least `n` other storage peers are live; false on timeout.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.ctx.peers.live_peers().len() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Dials another node (used to join peers started after us).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
+        self.ctx.net.dial(addr).await
+    }
+
+    /// Stops the event loop and closes every connection. The store is closed once the last
+    /// in-flight handler finishes.
+    pub async fn shutdown(self) {
+        self.ctx.net.shutdown().await;
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,96 @@
+//! Commands into the event loop and the cloneable [`Net`] handle that sends them.
+//!
+//! Every network action is a message: handlers and the public API never touch the `Swarm`;
+//! they send a [`Command`] carrying a oneshot sender and await the reply.
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::client::ClientResponse;
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+
+pub enum Command {
+    Meta {
+        peer: PeerId,
+        req: MetaRequest,
+        reply: oneshot::Sender<Result<MetaResponse>>,
+    },
+    Block {
+        peer: PeerId,
+        req: BlockRequest,
+        reply: oneshot::Sender<Result<BlockResponse>>,
+    },
+    /// Iterative Kademlia lookup of the peers closest to `preimage`'s key.
+    Lookup {
+        preimage: Vec<u8>,
+        reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
+    },
+    RespondClient {
+        channel: ResponseChannel<ClientResponse>,
+        resp: ClientResponse,
+    },
+    RespondMeta {
+        channel: ResponseChannel<MetaResponse>,
+        resp: MetaResponse,
+    },
+    RespondBlock {
+        channel: ResponseChannel<BlockResponse>,
+        resp: BlockResponse,
+    },
+    Dial {
+        addr: Multiaddr,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Clone)]
+pub struct Net {
+    tx: mpsc::Sender<Command>,
+}
+
+fn stopped() -> Error {
+    Error::Network("the node is shutting down".into())
+}
+
+impl Net {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        Self { tx }
+    }
+
+    pub async fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| stopped())
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    pub async fn meta(&self, peer: PeerId, req: MetaRequest) -> Result<MetaResponse> {
+        self.call(|reply| Command::Meta { peer, req, reply })
+            .await?
+    }
+
+    pub async fn block(&self, peer: PeerId, req: BlockRequest) -> Result<BlockResponse> {
+        self.call(|reply| Command::Block { peer, req, reply })
+            .await?
+    }
+
+    pub async fn lookup(&self, preimage: Vec<u8>) -> Result<Vec<(PeerId, Vec<Multiaddr>)>> {
+        self.call(|reply| Command::Lookup { preimage, reply }).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
+        self.send(Command::Dial { addr }).await
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The node's view of other storage peers: who is connected, who is known dead, their points
+//! in the key space and addresses.
+//!
+//! The event loop is the only writer; request handlers read snapshots to pick replica sets and
+//! block holders without a round trip through the loop. Locks are std locks held for a few
+//! map operations, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::ids::peer_point;
+use crate::placement::Candidate;
+
+#[derive(Clone, Debug)]
+pub struct PeerState {
+    pub point: [u8; 32],
+    pub addrs: Vec<Multiaddr>,
+    pub connections: usize,
+    /// Confirmed to be a storage node of our swarm (speaks our Kademlia protocol).
+    pub storage: bool,
+    /// Set when a connection failed or a request could not reach it; cleared on reconnect.
+    pub down_since: Option<Instant>,
+    pub last_seen: Instant,
+    /// Free storage it last reported, if any.
+    pub free: Option<u64>,
+}
+
+pub struct PeerTable {
+    local: PeerId,
+    local_point: [u8; 32],
+    inner: RwLock<HashMap<PeerId, PeerState>>,
+}
+
+impl PeerTable {
+    pub fn new(local: PeerId) -> Self {
+        Self {
+            local,
+            local_point: peer_point(&local),
+            inner: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn local(&self) -> PeerId {
+        self.local
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PeerId, PeerState>> {
+        // Entries are replaced whole; a poisoned lock holds consistent data.
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PeerId, PeerState>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry<R>(&self, peer: PeerId, f: impl FnOnce(&mut PeerState) -> R) -> R {
+        let mut map = self.write();
+        let st = map.entry(peer).or_insert_with(|| PeerState {
+            point: peer_point(&peer),
+            addrs: Vec::new(),
+            connections: 0,
+            storage: false,
+            down_since: None,
+            last_seen: Instant::now(),
+            free: None,
+        });
+        f(st)
+    }
+
+    /// A peer confirmed as one of our storage nodes, with addresses to reach it.
+    pub fn storage_peer(&self, peer: PeerId, addrs: &[Multiaddr]) {
+        if peer == self.local {
+            return;
+        }
+        self.entry(peer, |st| {
+            st.storage = true;
+            for a in addrs {
+                if !st.addrs.contains(a) {
+                    st.addrs.push(a.clone());
+                }
+            }
+            st.addrs.truncate(8);
+        });
+    }
+
+    pub fn connected(&self, peer: PeerId) {
+        self.entry(peer, |st| {
+            st.connections += 1;
+            st.down_since = None;
+            st.last_seen = Instant::now();
+        });
+    }
+
+    /// A connection closed; `failed` when it closed on an error rather than by idling out.
+    pub fn disconnected(&self, peer: PeerId, remaining: usize, failed: bool) {
+        self.entry(peer, |st| {
+            st.connections = remaining;
+            if remaining == 0 && failed {
+                st.down_since.get_or_insert_with(Instant::now);
+            }
+        });
+    }
+
+    /// We could not reach the peer (dial failure, failed ping, request without connection).
+    pub fn unreachable(&self, peer: PeerId) {
+        if peer == self.local {
+            return;
+        }
+        let mut map = self.write();
+        if let Some(st) = map.get_mut(&peer) {
+            if st.connections == 0 {
+                st.down_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    pub fn set_free(&self, peer: PeerId, free: u64) {
+        self.entry(peer, |st| st.free = Some(free));
+    }
+
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.read().get(peer).is_some_and(|s| s.connections > 0)
+    }
+
+    pub fn is_live(&self, peer: &PeerId) -> bool {
+        *peer == self.local
+            || self
+                .read()
+                .get(peer)
+                .is_some_and(|s| s.storage && s.down_since.is_none())
+    }
+
+    pub fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.read()
+            .get(peer)
+            .map(|s| s.addrs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Live storage peers other than ourselves.
+    pub fn live_peers(&self) -> Vec<PeerId> {
+        self.read()
+            .iter()
+            .filter(|(_, s)| s.storage && s.down_since.is_none())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Live storage peers plus ourselves, as placement candidates.
+    pub fn candidates(&self, local_free: Option<u64>) -> Vec<Candidate> {
+        let map = self.read();
+        let mut out: Vec<Candidate> = map
+            .iter()
+            .filter(|(_, s)| s.storage && s.down_since.is_none())
+            .map(|(p, s)| Candidate {
+                peer: *p,
+                point: s.point,
+                free: s.free,
+            })
+            .collect();
+        out.push(Candidate {
+            peer: self.local,
+            point: self.local_point,
+            free: local_free,
+        });
+        out
+    }
+
+    /// Peers down for longer than `grace` (for repair decisions).
+    pub fn down_longer_than(&self, grace: Duration) -> Vec<PeerId> {
+        self.read()
+            .iter()
+            .filter(|(_, s)| s.down_since.is_some_and(|t| t.elapsed() >= grace))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    pub fn snapshot(&self) -> Vec<(PeerId, PeerState)> {
+        self.read().iter().map(|(p, s)| (*p, s.clone())).collect()
+    }
+}

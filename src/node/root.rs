@@ -1,0 +1,214 @@
+//! The root and replica roles: serves `/swarmstore/meta/1`.
+//!
+//! A root accepts an owner-signed version only if it verifies and follows the held head
+//! ([`check_successor`]), stores it durably, copies the file state to the rest of the replica
+//! set and acknowledges once a majority of the set holds it. A replica adopts a copied state
+//! only if every version verifies and it is not older than what it holds. Reads return the
+//! state and note the downloader in the user list off the response path.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::PeerId;
+
+use super::Ctx;
+use crate::ids::FileKey;
+use crate::placement::majority;
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::{check_successor, now_ms, FileRecord, FileState, RecordError, Succession};
+use crate::store::Change;
+
+/// Boxed with a concrete `Send` type: a root answering its own publish (access node and root
+/// being the same node) reaches this function again through `Ctx::meta_to`.
+pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, MetaResponse> {
+    Box::pin(async move {
+        match req {
+            MetaRequest::Publish { record } => publish(ctx, from, record).await,
+            MetaRequest::Replicate { key, state } => replicate_in(ctx, from, key, state).await,
+            MetaRequest::Fetch { key, reader } => fetch(ctx, key, reader).await,
+        }
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> MetaResponse {
+    MetaResponse::Error {
+        message: e.to_string(),
+    }
+}
+
+async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaResponse {
+    if let Err(error) = record.verify() {
+        tracing::warn!(peer = %from, name = %record.name, "rejected record: {error}");
+        return MetaResponse::Rejected { error };
+    }
+    let key = record.key();
+    let name = record.name.clone();
+    let version = record.version;
+    let keep = ctx.config.keep_versions;
+    let store = ctx.store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        store.records.update(&key, true, |current| {
+            let mut state = current.unwrap_or(FileState {
+                versions: Vec::new(),
+                users: Vec::new(),
+            });
+            match check_successor(state.head(), &record)? {
+                Succession::Same => Ok::<_, RecordError>(Change::Keep(state)),
+                Succession::Newer => {
+                    state.push(record, keep);
+                    Ok(Change::Write(state.clone(), state))
+                }
+            }
+        })
+    })
+    .await;
+    let state = match stored {
+        Ok(Ok(Ok(state))) => state,
+        Ok(Ok(Err(error))) => {
+            tracing::info!(%name, "publish refused: {error}");
+            return MetaResponse::Rejected { error };
+        }
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+
+    // Copy to the rest of the replica set; answer once a majority (counting us) holds it.
+    let set = ctx.replica_set(&name).await;
+    let needed = majority(set.len().max(1));
+    let mut acked = vec![ctx.local];
+    let mut pending: FuturesUnordered<_> = set
+        .iter()
+        .filter(|p| **p != ctx.local)
+        .map(|p| {
+            let ctx = ctx.clone();
+            let peer = *p;
+            let req = MetaRequest::Replicate {
+                key,
+                state: state.clone(),
+            };
+            async move { (peer, ctx.meta_to(peer, req).await) }
+        })
+        .collect();
+    let mut failures = Vec::new();
+    while acked.len() < needed {
+        match pending.next().await {
+            Some((peer, Ok(MetaResponse::Replicated))) => acked.push(peer),
+            Some((peer, Ok(other))) => failures.push(format!("{peer}: {other:?}")),
+            Some((peer, Err(e))) => failures.push(format!("{peer}: {e}")),
+            None => break,
+        }
+    }
+    if !pending.is_empty() {
+        // The remaining copies complete in the background; repair covers any that fail.
+        tokio::spawn(async move { while pending.next().await.is_some() {} });
+    }
+    if acked.len() < needed {
+        tracing::warn!(%name, version, "record reached {} of {needed} replicas", acked.len());
+        return MetaResponse::Error {
+            message: format!(
+                "record stored on {} of the {needed} replicas a majority needs: {}",
+                acked.len(),
+                failures.join("; ")
+            ),
+        };
+    }
+    tracing::info!(%name, version, replicas = acked.len(), "published");
+    MetaResponse::Published {
+        version,
+        replicas: acked,
+    }
+}
+
+/// Why a copied state is refused, if it is.
+fn check_copy(key: &FileKey, state: &FileState) -> Result<(), RecordError> {
+    if state.versions.is_empty() {
+        return Err(RecordError::Invalid("empty file state".into()));
+    }
+    for r in &state.versions {
+        if r.key() != *key {
+            return Err(RecordError::Invalid(format!(
+                "version of {:?} sent under another key",
+                r.name
+            )));
+        }
+        r.verify()?;
+    }
+    Ok(())
+}
+
+async fn replicate_in(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    key: FileKey,
+    state: FileState,
+) -> MetaResponse {
+    if let Err(error) = check_copy(&key, &state) {
+        tracing::warn!(peer = %from, %key, "rejected replica: {error}");
+        return MetaResponse::Rejected { error };
+    }
+    let store = ctx.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.records.update(&key, true, |current| {
+            let incoming = state.head().map(|h| h.version).unwrap_or(0);
+            match current {
+                None => Ok(Change::Write(state, ())),
+                Some(mine) => {
+                    let held = mine.head().map(|h| h.version).unwrap_or(0);
+                    let same_head = match (mine.head(), state.head()) {
+                        (Some(a), Some(b)) => a.same_content(b),
+                        _ => false,
+                    };
+                    if incoming > held || (same_head && mine != state) {
+                        // Newer, or the same version with root-maintained fields updated.
+                        Ok(Change::Write(state, ()))
+                    } else if incoming == held && !same_head {
+                        Err(RecordError::Stale {
+                            current: held,
+                            attempted: incoming,
+                        })
+                    } else {
+                        Ok(Change::Keep(()))
+                    }
+                }
+            }
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(Ok(()))) => MetaResponse::Replicated,
+        Ok(Ok(Err(error))) => MetaResponse::Rejected { error },
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResponse {
+    let store = ctx.store.clone();
+    let state = match tokio::task::spawn_blocking(move || store.records.get(&key)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    if let (Some(reader), Some(_)) = (reader, &state) {
+        // Off the response path: recording a download never slows or fails it.
+        let store = ctx.store.clone();
+        let limit = ctx.config.max_users;
+        tokio::task::spawn_blocking(move || {
+            let at = now_ms();
+            let r = store.records.update(&key, false, |current| {
+                Ok::<_, RecordError>(match current {
+                    Some(mut s) => {
+                        s.note_user(reader, at, limit);
+                        Change::Write(s, ())
+                    }
+                    None => Change::Keep(()),
+                })
+            });
+            if let Err(e) = r {
+                tracing::warn!(%key, "cannot record downloader: {e}");
+            }
+        });
+    }
+    MetaResponse::State { state }
+}

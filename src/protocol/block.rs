@@ -1,0 +1,39 @@
+//! `/swarmstore/block/1`: block get and put between any peer and a block holder.
+//!
+//! A holder verifies every block it is given against the id the sender names, and every block
+//! it reads back from disk, so a wrong hash is answered with an error and never stored or served.
+
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::BlockId;
+use crate::record::MAX_BLOCK_SIZE;
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/block/1");
+/// A frame carries at most one block plus a small envelope.
+pub const FRAME_LIMIT: usize = MAX_BLOCK_SIZE as usize + 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BlockRequest {
+    /// Store a block; the holder checks that SHA-256 of `data` is `id`.
+    Put {
+        id: BlockId,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Read a block.
+    Get { id: BlockId },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum BlockResponse {
+    Stored,
+    Data {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    NotFound,
+    Error {
+        message: String,
+    },
+}

@@ -1,0 +1,63 @@
+//! `/swarmstore/client/1`: a client and its access node.
+//!
+//! The client streams blocks to the access node (which places each on R holders), then sends
+//! the signed record to publish. Reads go the other way: the record first, then the blocks,
+//! several in flight.
+
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BlockId, FileKey};
+use crate::record::{FileRecord, FileState, RecordError};
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/client/1");
+/// Requests carry a block or a record; responses carry a block or a file state.
+pub const FRAME_LIMIT: usize = super::meta::FRAME_LIMIT;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Place a block on R holders chosen by the access node.
+    PutBlock {
+        id: BlockId,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Publish an owner-signed record whose blocks were stored with `PutBlock`.
+    Publish { record: FileRecord },
+    /// Read a file's record set; `download` adds the client to the user list.
+    Fetch { name: String, download: bool },
+    /// Read one block from the given holders (the access node fails over between them).
+    GetBlock { id: BlockId, holders: Vec<PeerId> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientResponse {
+    BlockStored {
+        holders: Vec<PeerId>,
+    },
+    Published {
+        key: FileKey,
+        version: u64,
+        root: PeerId,
+        replicas: Vec<PeerId>,
+    },
+    File {
+        key: FileKey,
+        root: PeerId,
+        replicas: Vec<PeerId>,
+        state: FileState,
+    },
+    Block {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    NotFound {
+        name: String,
+    },
+    Rejected {
+        error: RecordError,
+    },
+    Error {
+        message: String,
+    },
+}

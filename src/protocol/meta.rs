@@ -1,0 +1,37 @@
+//! `/swarmstore/meta/1`: file records between storage nodes.
+//!
+//! An access node publishes a signed version to the file's root and reads records from it; the
+//! root copies the file's state to the rest of its replica set.
+
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::FileKey;
+use crate::record::{FileRecord, FileState, RecordError};
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/meta/1");
+/// Records of files up to ~100 GiB (1 MiB blocks, 3 holders each) with a few retained versions.
+pub const FRAME_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaRequest {
+    /// Access node → root: store this owner-signed version and replicate it to the replica set.
+    /// The root answers after a majority of the set stored it durably.
+    Publish { record: FileRecord },
+    /// Root → replica: keep this copy of the file's state (newer versions win).
+    Replicate { key: FileKey, state: FileState },
+    /// Read a file's state. `reader` names a downloading client to add to the user list.
+    Fetch {
+        key: FileKey,
+        reader: Option<PeerId>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Published { version: u64, replicas: Vec<PeerId> },
+    Replicated,
+    State { state: Option<FileState> },
+    Rejected { error: RecordError },
+    Error { message: String },
+}

@@ -1,0 +1,445 @@
+//! The file record: what a file's root node keeps about it (the patent's file metadata).
+//!
+//! A [`FileRecord`] is one version of a file: name, version, size, block size, the ordered
+//! block list with each block's holders, the owner and the owner's signature. The owner signs
+//! everything except the holder lists, which the root maintains (repair and balancing change
+//! them without the owner). A [`FileState`] is what a root stores per file key: the retained
+//! versions, newest last, plus the user list (owner and downloaders).
+//!
+//! Validation is pure and lives here so every node (root, replica, joining peer) applies the
+//! same rules: [`FileRecord::verify`] checks a record on its own, [`check_successor`] checks it
+//! against the version currently held.
+
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{validate_name, BlockId, FileKey};
+
+/// Largest block a node accepts. Keeps every block message well inside the frame limits.
+pub const MAX_BLOCK_SIZE: u32 = 8 * 1024 * 1024;
+/// Default fixed chunk size.
+pub const DEFAULT_BLOCK_SIZE: u32 = 1024 * 1024;
+/// Domain separator for record signatures, so a signature can never be replayed as another
+/// kind of signed message.
+const SIGNING_DOMAIN: &str = "swarmstore/record/1";
+
+/// One block of a file: its id, its length and the peers that hold a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    pub id: BlockId,
+    pub len: u32,
+    pub holders: Vec<PeerId>,
+}
+
+/// One signed version of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub version: u64,
+    pub size: u64,
+    pub block_size: u32,
+    pub blocks: Vec<BlockEntry>,
+    pub owner: PeerId,
+    /// The owner's public key, protobuf-encoded, so any node can check the signature.
+    #[serde(with = "serde_bytes")]
+    pub owner_key: Vec<u8>,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub tombstone: bool,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The part of a record the owner signs: all but holders and the signature itself.
+#[derive(Serialize)]
+struct SignedContent<'a> {
+    domain: &'static str,
+    name: &'a str,
+    version: u64,
+    size: u64,
+    block_size: u32,
+    blocks: Vec<(BlockId, u32)>,
+    owner: PeerId,
+    created_ms: u64,
+    modified_ms: u64,
+    tombstone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum RecordError {
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    #[error("permission denied: {name:?} is owned by {owner}")]
+    PermissionDenied { name: String, owner: String },
+    #[error("version conflict: {name:?} is at version {current}, the update was for version {attempted}")]
+    Conflict {
+        name: String,
+        current: u64,
+        attempted: u64,
+    },
+    #[error("stale record: version {attempted} is not newer than the held version {current}")]
+    Stale { current: u64, attempted: u64 },
+}
+
+impl FileRecord {
+    pub fn key(&self) -> FileKey {
+        FileKey::for_name(&self.name)
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let content = SignedContent {
+            domain: SIGNING_DOMAIN,
+            name: &self.name,
+            version: self.version,
+            size: self.size,
+            block_size: self.block_size,
+            blocks: self.blocks.iter().map(|b| (b.id, b.len)).collect(),
+            owner: self.owner,
+            created_ms: self.created_ms,
+            modified_ms: self.modified_ms,
+            tombstone: self.tombstone,
+        };
+        // Serializing a struct of plain fields into a Vec cannot fail.
+        cbor4ii::serde::to_vec(Vec::new(), &content).unwrap_or_default()
+    }
+
+    /// Sets `owner`, `owner_key` and `signature` from the owner's keypair.
+    pub fn sign(&mut self, owner: &Keypair) -> Result<(), RecordError> {
+        self.owner = owner.public().to_peer_id();
+        self.owner_key = owner.public().encode_protobuf();
+        self.signature = owner
+            .sign(&self.signed_bytes())
+            .map_err(|e| RecordError::BadSignature(format!("signing failed: {e}")))?;
+        Ok(())
+    }
+
+    /// Checks the record on its own: shape, sizes and the owner's signature.
+    pub fn verify(&self) -> Result<(), RecordError> {
+        validate_name(&self.name).map_err(RecordError::Invalid)?;
+        if self.version == 0 {
+            return Err(RecordError::Invalid(
+                "version 0 (versions start at 1)".into(),
+            ));
+        }
+        if self.block_size == 0 || self.block_size > MAX_BLOCK_SIZE {
+            return Err(RecordError::Invalid(format!(
+                "block size {} outside 1..={MAX_BLOCK_SIZE}",
+                self.block_size
+            )));
+        }
+        if self.tombstone && (!self.blocks.is_empty() || self.size != 0) {
+            return Err(RecordError::Invalid("a tombstone has no blocks".into()));
+        }
+        let mut total: u64 = 0;
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, b) in self.blocks.iter().enumerate() {
+            let full = b.len == self.block_size;
+            if b.len == 0 || b.len > self.block_size || (i != last && !full) {
+                return Err(RecordError::Invalid(format!(
+                    "block {i} has length {} with block size {}",
+                    b.len, self.block_size
+                )));
+            }
+            total += u64::from(b.len);
+        }
+        if total != self.size {
+            return Err(RecordError::Invalid(format!(
+                "blocks add up to {total} bytes, record says {}",
+                self.size
+            )));
+        }
+        let key = PublicKey::try_decode_protobuf(&self.owner_key)
+            .map_err(|e| RecordError::BadSignature(format!("owner key: {e}")))?;
+        if key.to_peer_id() != self.owner {
+            return Err(RecordError::BadSignature(
+                "owner key does not match owner peer id".into(),
+            ));
+        }
+        if !key.verify(&self.signed_bytes(), &self.signature) {
+            return Err(RecordError::BadSignature(format!(
+                "signature of {:?} v{} does not verify",
+                self.name, self.version
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when both records carry the same signed content (holders may differ).
+    pub fn same_content(&self, other: &FileRecord) -> bool {
+        self.version == other.version && self.signature == other.signature
+    }
+}
+
+/// How a publish relates to the version a root holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Succession {
+    /// A new version to store.
+    Newer,
+    /// The very version already held (a retry): answer success, change nothing.
+    Same,
+}
+
+/// Checks that `new` may follow `head` as an owner's publish (put, update or rm).
+///
+/// Rules: a new name starts at version 1; a live file accepts only version head+1 from its
+/// owner; after a tombstone the name is free and a put continues the numbering at head+1 with
+/// a fresh history, so a replica holding the tombstone can never mistake it for older.
+pub fn check_successor(
+    head: Option<&FileRecord>,
+    new: &FileRecord,
+) -> Result<Succession, RecordError> {
+    let Some(head) = head else {
+        if new.version != 1 {
+            return Err(RecordError::Conflict {
+                name: new.name.clone(),
+                current: 0,
+                attempted: new.version.saturating_sub(1),
+            });
+        }
+        return Ok(Succession::Newer);
+    };
+    if head.same_content(new) {
+        return Ok(Succession::Same);
+    }
+    if !head.tombstone && head.owner != new.owner {
+        return Err(RecordError::PermissionDenied {
+            name: new.name.clone(),
+            owner: head.owner.to_string(),
+        });
+    }
+    if new.version != head.version + 1 {
+        return Err(RecordError::Conflict {
+            name: new.name.clone(),
+            current: head.version,
+            attempted: new.version.saturating_sub(1),
+        });
+    }
+    Ok(Succession::Newer)
+}
+
+/// Who a user-list entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    Owner,
+    Downloader,
+}
+
+/// One entry of a file's user list (the patent's "users who own or downloaded the file").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub peer: PeerId,
+    pub role: UserRole,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub count: u64,
+}
+
+/// What a root (or replica) keeps for one file key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    /// Retained versions, oldest first; the last one is the head.
+    pub versions: Vec<FileRecord>,
+    pub users: Vec<UserEntry>,
+}
+
+impl FileState {
+    pub fn head(&self) -> Option<&FileRecord> {
+        self.versions.last()
+    }
+
+    pub fn version(&self, v: u64) -> Option<&FileRecord> {
+        self.versions.iter().find(|r| r.version == v)
+    }
+
+    /// Appends a new head (already checked), drops versions beyond `keep`, and starts a fresh
+    /// history after a tombstone. Returns the versions that are no longer retained.
+    pub fn push(&mut self, record: FileRecord, keep: usize) -> Vec<FileRecord> {
+        let mut dropped = Vec::new();
+        let restart = self.head().is_some_and(|h| h.tombstone) && !record.tombstone;
+        if restart {
+            dropped.append(&mut self.versions);
+            self.users.clear();
+        }
+        if self.users.is_empty() || restart {
+            self.users.push(UserEntry {
+                peer: record.owner,
+                role: UserRole::Owner,
+                first_ms: record.modified_ms,
+                last_ms: record.modified_ms,
+                count: 1,
+            });
+        }
+        if record.tombstone {
+            // A tombstone retains nothing before it: the file is gone.
+            dropped.append(&mut self.versions);
+        }
+        self.versions.push(record);
+        let keep = keep.max(1);
+        if self.versions.len() > keep {
+            let excess = self.versions.len() - keep;
+            dropped.extend(self.versions.drain(..excess));
+        }
+        dropped
+    }
+
+    /// Records a download; bounded to `limit` entries, oldest downloader dropped first.
+    pub fn note_user(&mut self, peer: PeerId, at_ms: u64, limit: usize) {
+        if let Some(u) = self.users.iter_mut().find(|u| u.peer == peer) {
+            u.last_ms = u.last_ms.max(at_ms);
+            u.count += 1;
+            return;
+        }
+        self.users.push(UserEntry {
+            peer,
+            role: UserRole::Downloader,
+            first_ms: at_ms,
+            last_ms: at_ms,
+            count: 1,
+        });
+        while self.users.len() > limit.max(1) {
+            let oldest = self
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.role == UserRole::Downloader)
+                .min_by_key(|(_, u)| u.last_ms)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => {
+                    self.users.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Blocks referenced by any retained version.
+    pub fn referenced_blocks(&self) -> std::collections::BTreeSet<BlockId> {
+        self.versions
+            .iter()
+            .flat_map(|r| r.blocks.iter().map(|b| b.id))
+            .collect()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: &Keypair, version: u64, data: &[&[u8]]) -> FileRecord {
+        let blocks: Vec<BlockEntry> = data
+            .iter()
+            .map(|d| BlockEntry {
+                id: BlockId::of(d),
+                len: d.len() as u32,
+                holders: vec![],
+            })
+            .collect();
+        let mut r = FileRecord {
+            name: "a".into(),
+            version,
+            size: data.iter().map(|d| d.len() as u64).sum(),
+            block_size: 4,
+            blocks,
+            owner: owner.public().to_peer_id(),
+            owner_key: vec![],
+            created_ms: 1,
+            modified_ms: 2,
+            tombstone: false,
+            signature: vec![],
+        };
+        r.sign(owner).unwrap();
+        r
+    }
+
+    #[test]
+    fn signed_record_verifies_and_holders_are_unsigned() {
+        let k = Keypair::generate_ed25519();
+        let mut r = record(&k, 1, &[b"abcd", b"ef"]);
+        r.verify().unwrap();
+        r.blocks[0].holders.push(PeerId::random());
+        r.verify().unwrap();
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let k = Keypair::generate_ed25519();
+        let mut r = record(&k, 1, &[b"abcd", b"ef"]);
+        r.blocks[1].id = BlockId::of(b"xx");
+        assert!(matches!(r.verify(), Err(RecordError::BadSignature(_))));
+
+        let mut r = record(&k, 1, &[b"abcd"]);
+        r.owner = PeerId::random();
+        assert!(matches!(r.verify(), Err(RecordError::BadSignature(_))));
+
+        let mut r = record(&k, 1, &[b"abcd"]);
+        r.size = 5;
+        assert!(matches!(r.verify(), Err(RecordError::Invalid(_))));
+
+        let r = record(&k, 1, &[b"ab", b"cd"]);
+        assert!(
+            matches!(r.verify(), Err(RecordError::Invalid(_))),
+            "short middle block"
+        );
+    }
+
+    #[test]
+    fn succession_rules() {
+        let owner = Keypair::generate_ed25519();
+        let other = Keypair::generate_ed25519();
+        let v1 = record(&owner, 1, &[b"abcd"]);
+        assert_eq!(check_successor(None, &v1), Ok(Succession::Newer));
+        assert!(matches!(
+            check_successor(None, &record(&owner, 2, &[b"x"])),
+            Err(RecordError::Conflict { current: 0, .. })
+        ));
+        assert_eq!(check_successor(Some(&v1), &v1), Ok(Succession::Same));
+        let v2 = record(&owner, 2, &[b"efgh"]);
+        assert_eq!(check_successor(Some(&v1), &v2), Ok(Succession::Newer));
+        assert!(matches!(
+            check_successor(Some(&v2), &record(&owner, 2, &[b"zzzz"])),
+            Err(RecordError::Conflict { current: 2, .. })
+        ));
+        assert!(matches!(
+            check_successor(Some(&v1), &record(&other, 2, &[b"x"])),
+            Err(RecordError::PermissionDenied { .. })
+        ));
+    }
+
+    #[test]
+    fn state_keeps_k_versions_and_bounds_users() {
+        let owner = Keypair::generate_ed25519();
+        let mut s = FileState {
+            versions: vec![],
+            users: vec![],
+        };
+        for v in 1..=5 {
+            s.push(record(&owner, v, &[&[v as u8; 4]]), 3);
+        }
+        assert_eq!(
+            s.versions.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        for i in 0..10 {
+            s.note_user(PeerId::random(), 100 + i, 4);
+        }
+        assert_eq!(s.users.len(), 4);
+        assert_eq!(
+            s.users[0].role,
+            UserRole::Owner,
+            "the owner is never dropped"
+        );
+        assert_eq!(s.users.iter().map(|u| u.first_ms).max(), Some(109));
+    }
+}
