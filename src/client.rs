@@ -261,6 +261,14 @@ impl Client {
         }
     }
 
+    /// The access node's view of itself and the swarm.
+    pub async fn status(&self) -> Result<crate::protocol::client::NodeStatus> {
+        match self.request(ClientRequest::Status).await? {
+            ClientResponse::Status(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The file's record: version, size, blocks and holders, root, replicas, users.
     pub async fn stat(&self, name: &str) -> Result<FileInfo> {
         let (key, root, replicas, state) = self

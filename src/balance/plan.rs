@@ -26,14 +26,16 @@
 //! predictions as decisions are emitted within the round.
 //!
 //! Load model used for the predictions. Readers send each block request to
-//! the least-loaded live holder, so a block's heat `H` spreads over its
-//! holders roughly in proportion to capacity: a holder of capacity `c` in a
-//! holder set of total capacity `S` carries about `H·c/S` of it ("committed"
-//! load, which routing cannot move elsewhere), and a file's record heat is
-//! pinned on its root or live delegate. Everything else a node serves is
-//! flexible: it can shift to co-holders. A target's predicted utilisation is
-//! therefore `max(load, committed + added) / capacity`, where `committed`
-//! grows with every decision that lands on the node within the round.
+//! the least-loaded live holder, so routing levels utilisation wherever the
+//! holder sets allow. What it cannot level is *committed* load: a block whose
+//! heat per unit of holder capacity `ρ = H/S` is above the mean utilisation
+//! keeps each holder of capacity `c` busy with about `ρ·c` of it, and a
+//! file's record reads are pinned on its root or live delegate. Everything
+//! else a node serves is flexible: it can shift to co-holders. A target's
+//! predicted utilisation is therefore `max(load, committed + added) /
+//! capacity`, and `committed` grows with every decision that lands on the
+//! node within the round. The simulator (`sim.rs`) checks the prediction:
+//! it counts targets found over capacity the round after.
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -194,7 +196,7 @@ impl Default for Policy {
             util_floor: 0.3,
             util_ceiling: 0.9,
             hold_ms: 120_000,
-            max_decisions: 256,
+            max_decisions: 1024,
             max_extra_per_block: 64,
             storage_band: 0.10,
             storage_aim: 0.05,
@@ -380,7 +382,7 @@ pub fn plan<N: NodeKey>(
     }
     if policy.replicate {
         p.hot_blocks();
-        p.hot_nodes();
+        // p.hot_nodes();
     }
     if policy.moves {
         p.storage_moves();
@@ -437,6 +439,8 @@ struct WBlock {
 struct Cand {
     key: f64,
     node: u32,
+    /// Entry is live only while it matches the node's current version.
+    ver: u32,
 }
 impl PartialEq for Cand {
     fn eq(&self, o: &Self) -> bool {
@@ -470,14 +474,21 @@ struct Planner<'a, N: NodeKey> {
     /// CSR adjacency node -> view blocks it held at the start of the round.
     adj_start: Vec<u32>,
     adj: Vec<u32>,
-    /// Index of a view file's record holder (root, or live active delegate).
+    /// Capacity-weighted mean utilisation and the bands derived from it.
+    mean_util: f64,
     hi: f64,
     lo: f64,
     drop_level: f64,
     mean_storage: f64,
     load_heap: BinaryHeap<Cand>,
     store_heap: BinaryHeap<Cand>,
+    /// Per-node entry versions: at most one live entry per node and heap.
+    load_ver: Vec<u32>,
+    store_ver: Vec<u32>,
     moved_bytes: u64,
+    /// Blocks already decided on this round: later steps leave them alone
+    /// (History only covers earlier rounds; this covers the current one).
+    touched: Vec<bool>,
     out: Vec<Decision<N>>,
 }
 
@@ -541,40 +552,6 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 heat: finite_or_zero(b.heat).max(0.0),
             });
         }
-        // Committed load: capacity-proportional share of every known block ...
-        for b in &blocks {
-            if b.cap_sum > 0.0 {
-                for h in &b.holders {
-                    let n = &mut nodes[h.node as usize];
-                    n.committed += b.heat * n.cap / b.cap_sum;
-                }
-            }
-        }
-        // ... plus record reads, pinned on the live delegate or else the root.
-        for f in &view.files {
-            let holder = match f.delegate {
-                Some((d, exp)) if exp > view.now => live(&d).or_else(|| live(&f.root)),
-                _ => live(&f.root),
-            };
-            if let Some(i) = holder {
-                nodes[i as usize].committed += finite_or_zero(f.heat).max(0.0);
-            }
-        }
-        // CSR adjacency node -> blocks.
-        let mut adj_start = vec![0u32; nodes.len() + 1];
-        for i in 0..nodes.len() {
-            adj_start[i + 1] = adj_start[i] + degree[i];
-        }
-        let mut fill = adj_start.clone();
-        let mut adj = vec![0u32; adj_start[nodes.len()] as usize];
-        for (bi, b) in blocks.iter().enumerate() {
-            for h in &b.holders {
-                let slot = &mut fill[h.node as usize];
-                adj[*slot as usize] = bi as u32;
-                *slot += 1;
-            }
-        }
-
         // Bands from the capacity-weighted means over live nodes.
         let (mut load_sum, mut cap_sum, mut used_sum, mut scap_sum) = (0.0, 0.0, 0.0, 0.0);
         for n in nodes.iter().filter(|n| n.alive) {
@@ -599,6 +576,48 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             0.0
         };
 
+        // Committed load: the share of every hot block (per-capacity heat above
+        // the mean) ...
+
+        for b in &blocks {
+            if b.cap_sum > 0.0 {
+                for h in &b.holders {
+                    let n = &mut nodes[h.node as usize];
+                    n.committed += b.heat * n.cap / b.cap_sum;
+                }
+            }
+        }
+        // ... plus record reads, pinned on the live delegate or else the root.
+        for f in &view.files {
+            let holder = match f.delegate {
+                Some((d, exp)) if exp > view.now => live(&d).or_else(|| live(&f.root)),
+                _ => live(&f.root),
+            };
+            if let Some(i) = holder {
+                nodes[i as usize].committed += finite_or_zero(f.heat).max(0.0);
+            }
+        }
+        // Pinned load cannot exceed what the node actually serves (several hot
+        // shares on one node are levelled by routing, not added up).
+        for n in nodes.iter_mut() {
+            n.committed = n.committed.min(n.load);
+        }
+        // CSR adjacency node -> blocks.
+        let mut adj_start = vec![0u32; nodes.len() + 1];
+        for i in 0..nodes.len() {
+            adj_start[i + 1] = adj_start[i] + degree[i];
+        }
+        let mut fill = adj_start.clone();
+        let mut adj = vec![0u32; adj_start[nodes.len()] as usize];
+        for (bi, b) in blocks.iter().enumerate() {
+            for h in &b.holders {
+                let slot = &mut fill[h.node as usize];
+                adj[*slot as usize] = bi as u32;
+                *slot += 1;
+            }
+        }
+
+        let n_nodes = nodes.len();
         let mut p = Planner {
             view,
             policy,
@@ -609,13 +628,17 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             blocks,
             adj_start,
             adj,
+            mean_util,
             hi,
             lo,
             drop_level,
             mean_storage,
             load_heap: BinaryHeap::new(),
             store_heap: BinaryHeap::new(),
+            load_ver: vec![0; n_nodes],
+            store_ver: vec![0; n_nodes],
             moved_bytes: 0,
+            touched: vec![false; view.blocks.len()],
             out: Vec::new(),
         };
         for i in 0..p.nodes.len() as u32 {
@@ -646,24 +669,30 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         n.alive && n.pressure() <= self.lo * n.cap
     }
 
+    /// (Re-)enter node `i` as a light candidate, superseding older entries.
     fn push_load(&mut self, i: u32) {
+        self.load_ver[i as usize] = self.load_ver[i as usize].wrapping_add(1);
         if self.is_light(i) {
             let key = self.spare(i);
-            self.load_heap.push(Cand { key, node: i });
+            let ver = self.load_ver[i as usize];
+            self.load_heap.push(Cand { key, node: i, ver });
         }
     }
 
-    /// Pop the light node with the most spare capacity (lazy deletion of stale entries).
+    /// Pop the light node with the most spare capacity. Entries superseded by
+    /// a later push are discarded; an entry whose key went stale (the node's
+    /// load changed without a push) is re-entered with its current key.
     fn pop_load(&mut self) -> Option<u32> {
         while let Some(c) = self.load_heap.pop() {
-            if !self.is_light(c.node) {
+            if c.ver != self.load_ver[c.node as usize] {
                 continue;
             }
             let key = self.spare(c.node);
-            if (key - c.key).abs() > 1e-9 * (1.0 + key.abs()) {
-                self.load_heap.push(Cand { key, node: c.node });
+            if !self.is_light(c.node) || (key - c.key).abs() > 1e-9 * (1.0 + key.abs()) {
+                self.push_load(c.node);
                 continue;
             }
+            self.load_ver[c.node as usize] = self.load_ver[c.node as usize].wrapping_add(1);
             return Some(c.node);
         }
         None
@@ -681,8 +710,11 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         n.used + bytes <= n.scap && n.used + bytes <= self.mean_storage * limit_rel * n.scap
     }
 
-    /// Apply a change of block `bi`'s holder set: every old holder's share is
-    /// recomputed against the new capacity sum.
+    /// Apply a change of block `bi`'s holder set. Every holder's committed
+    /// share is recomputed against the new capacity sum; holders that stay
+    /// also see their observed load change by the difference in their
+    /// capacity-proportional share. New holders' observed loads stay as they
+    /// are: their flexible traffic can shift to co-holders.
     fn reshare(&mut self, bi: usize, new_holders: Vec<Holder>) {
         let heat = self.blocks[bi].heat;
         let old_sum = self.blocks[bi].cap_sum;
@@ -690,29 +722,20 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             .iter()
             .map(|h| self.nodes[h.node as usize].cap)
             .sum();
+        let old_rho = pinned_rho(heat, old_sum, self.mean_util);
+        let new_rho = pinned_rho(heat, new_sum, self.mean_util);
         for h in &self.blocks[bi].holders {
             let n = &mut self.nodes[h.node as usize];
-            let old = if old_sum > 0.0 {
-                heat * n.cap / old_sum
-            } else {
-                0.0
-            };
-            n.committed -= old;
-            n.load = (n.load - old).max(0.0);
+            n.committed -= old_rho * n.cap;
+            if old_sum > 0.0 {
+                n.load = (n.load - heat * n.cap / old_sum).max(0.0);
+            }
         }
         for h in &new_holders {
             let n = &mut self.nodes[h.node as usize];
-            let new = if new_sum > 0.0 {
-                heat * n.cap / new_sum
-            } else {
-                0.0
-            };
-            n.committed += new;
-            // Old holders carried their share in `load` already; it was just
-            // taken out above, so add the new share back. New holders' loads
-            // stay as observed: their flexible traffic can shift away.
-            if self.blocks[bi].holders.iter().any(|o| o.node == h.node) {
-                n.load += new;
+            n.committed += new_rho * n.cap;
+            if new_sum > 0.0 && self.blocks[bi].holders.iter().any(|o| o.node == h.node) {
+                n.load += heat * n.cap / new_sum;
             }
         }
         let b = &mut self.blocks[bi];
@@ -829,7 +852,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 return;
             }
             let room = self.extra_room(bi);
-            self.grow(bi, self.lo, room);
+            self.grow(bi, room);
         }
     }
 
@@ -839,91 +862,171 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         self.policy.max_extra_per_block.saturating_sub(extras)
     }
 
-    /// Add up to `max_new` extra replicas of block `bi`, enough to bring its
-    /// per-capacity heat to `target` if possible. Every chosen target must
-    /// stay inside its band with the block's final per-capacity heat.
-    /// Returns the number added.
-    fn grow(&mut self, bi: usize, target: f64, max_new: usize) -> usize {
+    /// Budget a light node can still take on as committed load (the rest of
+    /// its traffic is flexible and can shift to co-holders).
+    fn budget(&self, i: u32) -> f64 {
+        let n = &self.nodes[i as usize];
+        self.lo * n.cap - n.committed
+    }
+
+    /// Can `t` become a new holder of block `bi` at all?
+    fn usable_target(&self, bi: usize, t: u32) -> bool {
+        let vb = &self.view.blocks[bi];
+        !self.blocks[bi].holders.iter().any(|h| h.node == t)
+            && self
+                .history
+                .may_add(&vb.id, self.ids[t as usize], self.now, self.policy.hold_ms)
+            && self.fits_storage(t, vb.size as f64, 1.0 + self.policy.storage_aim)
+    }
+
+    /// Add extra replicas of hot block `bi` (at most `max_new`) so that its
+    /// heat fits under the lower band: existing holders carry up to `lo` of
+    /// their capacity, new holders absorb the rest from their budgets.
+    /// All or nothing: readers level a block's holders, so a partial fix
+    /// would pull every new holder up to the (still overloaded) level of the
+    /// old ones. If the `lo` budgets run out, the `hi` band is the fallback.
+    /// Returns the number of replicas added.
+    fn grow(&mut self, bi: usize, max_new: usize) -> usize {
         let max_new = max_new.min(self.policy.max_decisions.saturating_sub(self.out.len()));
         if max_new == 0 || self.blocks[bi].holders.is_empty() {
             return 0;
         }
         let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
-        let size = self.view.blocks[bi].size as f64;
-        let id = self.view.blocks[bi].id;
-        let need = heat / target.max(1e-12);
-        let mut chosen: Vec<u32> = Vec::new();
+        let mut deficit = heat - self.lo * cap_sum;
+        if deficit <= 0.0 {
+            return 0;
+        }
+        let mut chosen: Vec<(u32, f64)> = Vec::new();
         let mut aside: Vec<u32> = Vec::new();
-        let mut sum = cap_sum;
-        let limit = self.policy.max_scan + max_new;
-        let storage_limit = 1.0 + self.policy.storage_aim;
-        for _ in 0..limit {
-            if sum >= need || chosen.len() >= max_new {
+        for _ in 0..self.policy.max_scan + max_new {
+            if deficit <= 0.0 || chosen.len() >= max_new {
                 break;
             }
             let Some(t) = self.pop_load() else { break };
             aside.push(t);
-            let usable = !self.blocks[bi].holders.iter().any(|h| h.node == t)
-                && self
-                    .history
-                    .may_add(&id, self.ids[t as usize], self.now, self.policy.hold_ms)
-                && self.fits_storage(t, size, storage_limit)
-                && self.fits_load(t, target * self.nodes[t as usize].cap);
-            if usable {
-                chosen.push(t);
-                sum += self.nodes[t as usize].cap;
+            // Skip slivers: a new replica should carry a tenth of its node at least.
+            let budget = self.budget(t);
+            if budget >= 0.1 * self.lo * self.nodes[t as usize].cap && self.usable_target(bi, t) {
+                let a = budget.min(deficit);
+                chosen.push((t, a));
+                deficit -= a;
             }
         }
-        // Re-check against the per-capacity heat actually reached (it is above
-        // `target` if we ran out of candidates); drop targets that would not
-        // fit, which raises it again, until stable.
-        loop {
-            let rho = heat / sum;
-            let before = chosen.len();
-            let nodes = &self.nodes;
-            let hi = self.hi;
-            chosen.retain(|&t| {
-                let n = &nodes[t as usize];
-                n.load.max(n.committed + rho * n.cap) <= hi * n.cap
-            });
-            if chosen.len() == before {
-                break;
-            }
-            sum = cap_sum
+        if deficit > 0.0 {
+            // Fallback: let everyone involved go up to the upper band.
+            let slack: f64 = (self.hi - self.lo) * cap_sum
                 + chosen
                     .iter()
-                    .map(|&t| self.nodes[t as usize].cap)
+                    .map(|&(t, a)| self.hi * self.nodes[t as usize].cap - self.nodes[t as usize].committed - a)
                     .sum::<f64>();
-        }
-        if !chosen.is_empty() {
-            // Copy from the live holder with the most spare capacity.
-            let from = self.blocks[bi]
-                .holders
-                .iter()
-                .map(|h| h.node)
-                .max_by(|&a, &b| self.spare(a).total_cmp(&self.spare(b)).then(b.cmp(&a)))
-                .unwrap_or(self.blocks[bi].holders[0].node);
-            let mut holders = self.blocks[bi].holders.clone();
-            holders.extend(chosen.iter().map(|&t| Holder {
-                node: t,
-                extra: true,
-            }));
-            self.reshare(bi, holders);
-            let vb = &self.view.blocks[bi];
-            for &t in &chosen {
-                self.nodes[t as usize].used += size;
-                self.out.push(Decision::Replicate {
-                    block: vb.id,
-                    file: vb.file,
-                    from: self.ids[from as usize],
-                    to: self.ids[t as usize],
-                });
+            if chosen.is_empty() || slack < deficit {
+                for t in aside {
+                    self.push_load(t);
+                }
+                return 0;
             }
+            let f = deficit / slack;
+            for (t, a) in chosen.iter_mut() {
+                let n = &self.nodes[*t as usize];
+                *a += (self.hi * n.cap - n.committed - *a) * f;
+            }
+        }
+        // Book it: new holders commit their allocation; old holders keep the
+        // rest, spread by capacity.
+        let given: f64 = chosen.iter().map(|&(_, a)| a).sum();
+        let old_rho = heat / cap_sum;
+        let new_rho = (heat - given).max(0.0) / cap_sum;
+        for h in self.blocks[bi].holders.clone() {
+            let n = &mut self.nodes[h.node as usize];
+            let relief = (old_rho - new_rho) * n.cap;
+            n.committed = (n.committed - relief).max(0.0);
+            n.load = (n.load - relief).max(0.0);
+        }
+        let size = self.view.blocks[bi].size as f64;
+        for &(t, a) in &chosen {
+            let n = &mut self.nodes[t as usize];
+            n.committed += a;
+            n.used += size;
+        }
+        // Copy from the live holder with the most spare capacity.
+        let from = self.blocks[bi]
+            .holders
+            .iter()
+            .map(|h| h.node)
+            .max_by(|&a, &b| self.spare(a).total_cmp(&self.spare(b)).then(b.cmp(&a)))
+            .unwrap_or(self.blocks[bi].holders[0].node);
+        let b = &mut self.blocks[bi];
+        b.holders.extend(chosen.iter().map(|&(t, _)| Holder { node: t, extra: true }));
+        b.cap_sum += chosen.iter().map(|&(t, _)| self.nodes[t as usize].cap).sum::<f64>();
+        self.touched[bi] = true;
+        let vb = &self.view.blocks[bi];
+        for &(t, _) in &chosen {
+            self.out.push(Decision::Replicate {
+                block: vb.id,
+                file: vb.file,
+                from: self.ids[from as usize],
+                to: self.ids[t as usize],
+            });
         }
         for t in aside {
             self.push_load(t);
         }
         chosen.len()
+    }
+
+    /// Relieve an overloaded holder of block `bi` with one more replica, if
+    /// the block's level after it stays under the lower band. Returns whether
+    /// a replica was added.
+    fn grow_one(&mut self, bi: usize) -> bool {
+        if self.full() || self.blocks[bi].holders.is_empty() {
+            return false;
+        }
+        let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
+        let mut aside = Vec::new();
+        let mut found = None;
+        for _ in 0..self.policy.max_scan {
+            let Some(t) = self.pop_load() else { break };
+            aside.push(t);
+            let cap_t = self.nodes[t as usize].cap;
+            let share = heat * cap_t / (cap_sum + cap_t);
+            if heat / (cap_sum + cap_t) <= self.lo
+                && share <= self.budget(t)
+                && self.usable_target(bi, t)
+            {
+                found = Some(t);
+                break;
+            }
+        }
+        if let Some(t) = found {
+            let mut holders = self.blocks[bi].holders.clone();
+            holders.push(Holder { node: t, extra: true });
+            let from = self.blocks[bi]
+                .holders
+                .iter()
+                .map(|h| h.node)
+                .max_by(|&a, &b| self.spare(a).total_cmp(&self.spare(b)).then(b.cmp(&a)))
+                .unwrap_or(t);
+            self.reshare(bi, holders);
+            // reshare books pinned shares only above the mean; a relief replica
+            // still takes its capacity share.
+            let cap_t = self.nodes[t as usize].cap;
+            let share = heat * cap_t / self.blocks[bi].cap_sum;
+            let n = &mut self.nodes[t as usize];
+            n.committed = n.committed.max(share);
+            n.used += self.view.blocks[bi].size as f64;
+            self.touched[bi] = true;
+            let vb = &self.view.blocks[bi];
+            self.out.push(Decision::Replicate {
+                block: vb.id,
+                file: vb.file,
+                from: self.ids[from as usize],
+                to: self.ids[t as usize],
+            });
+        }
+        for t in aside {
+            self.push_load(t);
+        }
+        found.is_some()
     }
 
     // --- 3. hot nodes -----------------------------------------------------
@@ -973,7 +1076,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     break;
                 }
                 if self.extra_room(bi as usize) > 0 {
-                    self.grow(bi as usize, self.lo, 1);
+                    self.grow_one(bi as usize);
                 }
             }
         }
@@ -991,26 +1094,26 @@ impl<'a, N: NodeKey> Planner<'a, N> {
     }
 
     fn push_store(&mut self, i: u32) {
+        self.store_ver[i as usize] = self.store_ver[i as usize].wrapping_add(1);
         let s = self.storage_util(i);
         if self.nodes[i as usize].alive && s < self.mean_storage {
             // Max-heap on -utilisation = emptiest first.
-            self.store_heap.push(Cand { key: -s, node: i });
+            let ver = self.store_ver[i as usize];
+            self.store_heap.push(Cand { key: -s, node: i, ver });
         }
     }
 
     fn pop_store(&mut self) -> Option<u32> {
         while let Some(c) = self.store_heap.pop() {
+            if c.ver != self.store_ver[c.node as usize] {
+                continue;
+            }
             let s = self.storage_util(c.node);
-            if !self.nodes[c.node as usize].alive || s >= self.mean_storage {
+            if !self.nodes[c.node as usize].alive || s >= self.mean_storage || -s != c.key {
+                self.push_store(c.node);
                 continue;
             }
-            if (-s - c.key).abs() > 1e-12 {
-                self.store_heap.push(Cand {
-                    key: -s,
-                    node: c.node,
-                });
-                continue;
-            }
+            self.store_ver[c.node as usize] = self.store_ver[c.node as usize].wrapping_add(1);
             return Some(c.node);
         }
         None
@@ -1069,7 +1172,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     return;
                 }
                 let src_id = self.ids[src as usize];
-                if !self.history.may_remove(&vb.id, src_id, self.now, hold) {
+                if self.touched[bi] || !self.history.may_remove(&vb.id, src_id, self.now, hold) {
                     continue; // it just arrived here: moving it on would reverse that
                 }
                 let Some(t) = self.store_target(bi, src) else {
@@ -1087,6 +1190,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 self.nodes[src as usize].used -= size as f64;
                 self.nodes[t as usize].used += size as f64;
                 self.moved_bytes += size;
+                self.touched[bi] = true;
                 self.push_store(t);
                 self.emit(Decision::Move {
                     block: vb.id,
@@ -1112,11 +1216,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             aside.push(t);
             let cap_t = self.nodes[t as usize].cap;
             let new_sum = cap_sum - src_cap + cap_t;
-            let share = if new_sum > 0.0 {
-                heat * cap_t / new_sum
-            } else {
-                0.0
-            };
+            let share = pinned_rho(heat, new_sum, self.mean_util) * cap_t;
             if !self.blocks[bi].holders.iter().any(|h| h.node == t)
                 && self
                     .history
@@ -1138,17 +1238,31 @@ impl<'a, N: NodeKey> Planner<'a, N> {
 
     // --- 5. undo: drops and ended delegations --------------------------------
 
-    /// Drop extras of blocks whose per-capacity heat would stay below the
-    /// drop level without them, never below R live holders, never within the
-    /// hold time of their creation, never pushing a remaining holder over its band.
+    /// Drop the extras of blocks whose heat has gone: the live base holders
+    /// alone could carry it below the drop level. (Extras are sized by the
+    /// budgets of busy nodes, so the block's heat per total holder capacity
+    /// says little about whether they are still needed; the base holders'
+    /// capacity is the stable yardstick.) Never below R live holders, never
+    /// within the hold time of an extra's creation, never pushing a remaining
+    /// holder over its band.
     fn drops(&mut self) {
         let r = self.view.replication;
         let mut cands: Vec<(f64, usize)> = self
             .blocks
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.holders.iter().any(|h| h.extra) && b.holders.len() > r)
-            .map(|(i, b)| (b.heat / b.cap_sum, i))
+            .filter(|&(i, b)| {
+                !self.touched[i] && b.holders.iter().any(|h| h.extra) && b.holders.len() > r
+            })
+            .filter_map(|(i, b)| {
+                let base: f64 = b
+                    .holders
+                    .iter()
+                    .filter(|h| !h.extra)
+                    .map(|h| self.nodes[h.node as usize].cap)
+                    .sum();
+                (base > 0.0 && b.heat <= self.drop_level * base).then_some((b.heat / base, i))
+            })
             .collect();
         cands.sort_by(|a, b| {
             a.0.total_cmp(&b.0)
@@ -1185,7 +1299,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 let mut dropped = false;
                 for x in extras {
                     let new_sum = b.cap_sum - self.nodes[x as usize].cap;
-                    if new_sum <= 0.0 || b.heat > self.drop_level * new_sum {
+                    if new_sum <= 0.0 {
                         continue;
                     }
                     // Remaining holders absorb the dropped share.
@@ -1260,6 +1374,20 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             dn.load = (dn.load - heat).max(0.0);
             self.emit(Decision::EndDelegation { file: f.key, at: d });
         }
+    }
+}
+
+/// Per-capacity heat of a block if it is above the mean utilisation (its
+/// holders cannot shed it), else 0 (routing can level it with other traffic).
+fn pinned_rho(heat: f64, cap_sum: f64, mean_util: f64) -> f64 {
+    if cap_sum <= 0.0 {
+        return 0.0;
+    }
+    let rho = heat / cap_sum;
+    if rho > mean_util {
+        rho
+    } else {
+        0.0
     }
 }
 

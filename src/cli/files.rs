@@ -45,6 +45,12 @@ pub struct StatArgs {
     pub access: AccessArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
 /// `--node`, else `SWARMSTORE_NODE` (clap reads both), else the local node's address file.
 pub fn access_addr(args: &AccessArgs) -> anyhow::Result<Multiaddr> {
     if let Some(addr) = &args.node {
@@ -282,4 +288,40 @@ fn short_peer(p: &str) -> String {
     } else {
         p.to_string()
     }
+}
+
+pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.access).await?;
+    let status = client.status().await?;
+    if json {
+        return print_json(&status);
+    }
+    println!("node      {}", status.peer);
+    for a in &status.addrs {
+        println!("  addr    {a}");
+    }
+    println!(
+        "store     {} blocks, {}{}, {} records",
+        status.blocks,
+        human_bytes(status.used),
+        status
+            .capacity
+            .map(|c| format!(" of {}", human_bytes(c)))
+            .unwrap_or_default(),
+        status.records
+    );
+    println!(
+        "peers     {} (replication {})",
+        status.peers.len(),
+        status.replication
+    );
+    for p in &status.peers {
+        let state = match (p.live, p.connected) {
+            (true, true) => "connected",
+            (true, false) => "known",
+            (false, _) => "down",
+        };
+        println!("  {:<10} {}", state, p.peer);
+    }
+    Ok(())
 }

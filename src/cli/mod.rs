@@ -43,6 +43,8 @@ pub enum Command {
     Get(files::GetArgs),
     /// Show a file's record: version, size, blocks and holders, root, replicas, users.
     Stat(files::StatArgs),
+    /// Show the access node's view: its store and the peers it sees.
+    Status(files::StatusArgs),
     /// Run a local swarm of N nodes in one process (for demos and benchmarks).
     Devnet(node::DevnetArgs),
 }
@@ -96,6 +98,7 @@ pub fn run() -> i32 {
             Command::Put(args) => files::put(args, json).await,
             Command::Get(args) => files::get(args, json).await,
             Command::Stat(args) => files::stat(args, json).await,
+            Command::Status(args) => files::status(args, json).await,
         }
     });
     // Background tasks (connections, timers) must not hold the process open.

@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use super::Ctx;
 use crate::ids::{validate_name, BlockId, FileKey};
 use crate::protocol::block::{BlockRequest, BlockResponse};
-use crate::protocol::client::{ClientRequest, ClientResponse};
+use crate::protocol::client::{ClientRequest, ClientResponse, NodeStatus, PeerStatus};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
 
@@ -24,6 +24,7 @@ pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> Clien
             fetch(ctx, &name, download.then_some(client)).await
         }
         ClientRequest::GetBlock { id, holders } => get_block(ctx, id, holders).await,
+        ClientRequest::Status => ClientResponse::Status(status(ctx).await),
     }
 }
 
@@ -152,7 +153,9 @@ pub async fn read_state(
             }
         })
         .collect();
-    let mut best: Option<FileState> = None;
+    // (position in the set, state): equal versions are broken toward the root, which alone
+    // keeps the user list current.
+    let mut best: Option<(usize, FileState)> = None;
     let mut holding: Vec<(PeerId, u64)> = Vec::new();
     let mut failures = Vec::new();
     let mut answered = 0;
@@ -162,12 +165,14 @@ pub async fn read_state(
                 answered += 1;
                 if let Some(state) = state {
                     let v = state.head().map(|h| h.version).unwrap_or(0);
+                    let pos = set.iter().position(|p| *p == peer).unwrap_or(usize::MAX);
                     holding.push((peer, v));
-                    let better = best
-                        .as_ref()
-                        .is_none_or(|b| v > b.head().map(|h| h.version).unwrap_or(0));
+                    let better = best.as_ref().is_none_or(|(bpos, b)| {
+                        let bv = b.head().map(|h| h.version).unwrap_or(0);
+                        v > bv || (v == bv && pos < *bpos)
+                    });
                     if better {
-                        best = Some(state);
+                        best = Some((pos, state));
                     }
                 }
             }
@@ -175,7 +180,7 @@ pub async fn read_state(
             Err(e) => failures.push(format!("{peer}: {e}")),
         }
     }
-    let Some(state) = best else {
+    let Some((_, state)) = best else {
         if answered == 0 && !failures.is_empty() {
             return Err(format!(
                 "no replica of {name:?} answered: {}",
@@ -250,4 +255,35 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
             failures.join("; ")
         }
     ))
+}
+
+async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
+    let store = ctx.store.clone();
+    let records = tokio::task::spawn_blocking(move || store.records.heads().map(|h| h.len()))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    let mut peers: Vec<PeerStatus> = ctx
+        .peers
+        .snapshot()
+        .into_iter()
+        .filter(|(_, s)| s.storage)
+        .map(|(peer, s)| PeerStatus {
+            peer,
+            connected: s.connections > 0,
+            live: s.down_since.is_none(),
+        })
+        .collect();
+    peers.sort_by_key(|p| p.peer);
+    NodeStatus {
+        peer: ctx.local,
+        addrs: ctx.listen_addrs(),
+        replication: ctx.config.replication,
+        blocks: ctx.store.blocks.count(),
+        used: ctx.store.blocks.used_bytes(),
+        capacity: ctx.config.capacity,
+        records,
+        peers,
+    }
 }

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, block::BlockResponse, meta::MetaResponse};
 
 type Pending<T> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<T>>)>;
+type LookupReply = oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>;
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -29,7 +30,7 @@ pub struct EventLoop {
     ctx: Arc<Ctx>,
     pending_meta: Pending<MetaResponse>,
     pending_block: Pending<BlockResponse>,
-    pending_lookups: HashMap<kad::QueryId, oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>>,
+    pending_lookups: HashMap<kad::QueryId, LookupReply>,
     ping_failures: HashMap<PeerId, u32>,
     bootstrap: Vec<Multiaddr>,
 }
@@ -74,10 +75,10 @@ impl EventLoop {
                 _ = tick.tick() => {
                     ticks += 1;
                     let live = self.ctx.peers.live_peers().len();
-                    if live == 0 && ticks % 2 == 0 {
+                    if live == 0 && ticks.is_multiple_of(2) {
                         self.dial_bootstrap();
                     }
-                    if live < kad::K_VALUE.get() || ticks % 24 == 0 {
+                    if live < kad::K_VALUE.get() || ticks.is_multiple_of(24) {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
@@ -365,22 +366,23 @@ impl EventLoop {
                 self.ctx.peers.storage_peer(peer, &addrs);
             }
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
             } => {
-                if let kad::QueryResult::GetClosestPeers(result) = result {
-                    let peers = match result {
-                        Ok(ok) => ok.peers,
-                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
-                    };
-                    let found: Vec<(PeerId, Vec<Multiaddr>)> =
-                        peers.into_iter().map(|p| (p.peer_id, p.addrs)).collect();
-                    for (p, addrs) in &found {
-                        self.ctx.peers.storage_peer(*p, addrs);
-                    }
-                    if step.last {
-                        if let Some(tx) = self.pending_lookups.remove(&id) {
-                            let _ = tx.send(found);
-                        }
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                let found: Vec<(PeerId, Vec<Multiaddr>)> =
+                    peers.into_iter().map(|p| (p.peer_id, p.addrs)).collect();
+                for (p, addrs) in &found {
+                    self.ctx.peers.storage_peer(*p, addrs);
+                }
+                if step.last {
+                    if let Some(tx) = self.pending_lookups.remove(&id) {
+                        let _ = tx.send(found);
                     }
                 }
             }

@@ -28,6 +28,8 @@ pub enum ClientRequest {
     Fetch { name: String, download: bool },
     /// Read one block from the given holders (the access node fails over between them).
     GetBlock { id: BlockId, holders: Vec<PeerId> },
+    /// The access node's view of the swarm.
+    Status,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +53,7 @@ pub enum ClientResponse {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    Status(NodeStatus),
     NotFound {
         name: String,
     },
@@ -60,4 +63,24 @@ pub enum ClientResponse {
     Error {
         message: String,
     },
+}
+
+/// What `swarmstore status` shows about the access node and the peers it sees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub peer: PeerId,
+    pub addrs: Vec<libp2p::Multiaddr>,
+    pub replication: usize,
+    pub blocks: usize,
+    pub used: u64,
+    pub capacity: Option<u64>,
+    pub records: usize,
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub peer: PeerId,
+    pub connected: bool,
+    pub live: bool,
 }

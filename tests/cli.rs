@@ -1,0 +1,274 @@
+//! The built binary, as separate processes: three `swarmstore node`s and the client commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_swarmstore");
+
+/// A node process, killed if the test fails before stopping it.
+struct NodeProc {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeProc {
+    fn start(dir: &Path, bootstrap: Option<&str>) -> NodeProc {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "node",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(b) = bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        let child = cmd.spawn().expect("spawn node");
+        let node = NodeProc {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        node.addr(); // waits for the address file
+        node
+    }
+
+    fn addr(&self) -> String {
+        let file = self.dir.join("node.addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&file) {
+                if !s.trim().is_empty() {
+                    return s.trim().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node never wrote {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn cli(args: &[&str], identity: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--identity")
+        .arg(identity)
+        .env_remove("SWARMSTORE_NODE")
+        .output()
+        .expect("run cli")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+#[test]
+fn three_node_processes_and_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = tmp.path().join("client.key");
+    let n0 = NodeProc::start(&tmp.path().join("n0"), None);
+    let a0 = n0.addr();
+    let n1 = NodeProc::start(&tmp.path().join("n1"), Some(&a0));
+    let n2 = NodeProc::start(&tmp.path().join("n2"), Some(&a0));
+    let addrs = [a0.clone(), n1.addr(), n2.addr()];
+
+    // Every node sees the other two.
+    for a in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = json(&cli(&["status", "--json", "--node", a], &id));
+            let live = status["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["live"] == true)
+                .count();
+            if live >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{a} sees {live} peers");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    let src = tmp.path().join("payload.bin");
+    let data: Vec<u8> = (0..(3 * 1024 * 1024 + 99))
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+
+    let put = json(&cli(
+        &[
+            "put",
+            src.to_str().unwrap(),
+            "--name",
+            "docs/payload.bin",
+            "--json",
+            "--node",
+            &addrs[0],
+        ],
+        &id,
+    ));
+    for field in ["name", "key", "root", "version", "size", "blocks"] {
+        assert!(!put[field].is_null(), "put --json has {field}: {put}");
+    }
+    assert_eq!(put["name"], "docs/payload.bin");
+    assert_eq!(put["version"], 1);
+    assert_eq!(put["size"], data.len());
+    assert_eq!(put["blocks"], 4);
+
+    let out = tmp.path().join("copy.bin");
+    let got = cli(
+        &[
+            "get",
+            "docs/payload.bin",
+            "-o",
+            out.to_str().unwrap(),
+            "--node",
+            &addrs[2],
+        ],
+        &id,
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(std::fs::read(&out).unwrap() == data, "byte-identical");
+
+    // To stdout as well.
+    let piped = cli(
+        &["get", "docs/payload.bin", "-o", "-", "--node", &addrs[1]],
+        &id,
+    );
+    assert!(piped.status.success());
+    assert!(piped.stdout == data);
+
+    let stat = json(&cli(
+        &["stat", "docs/payload.bin", "--json", "--node", &addrs[1]],
+        &id,
+    ));
+    for field in [
+        "name",
+        "key",
+        "root",
+        "replicas",
+        "version",
+        "size",
+        "block_size",
+        "blocks",
+        "owner",
+        "users",
+    ] {
+        assert!(!stat[field].is_null(), "stat --json has {field}: {stat}");
+    }
+    assert_eq!(stat["key"], put["key"]);
+    assert_eq!(stat["root"], put["root"]);
+    assert_eq!(stat["replicas"].as_array().unwrap().len(), 3);
+    let blocks = stat["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 4);
+    for b in blocks {
+        assert_eq!(b["id"].as_str().unwrap().len(), 64);
+        assert_eq!(b["holders"].as_array().unwrap().len(), 3);
+        assert!(b["len"].as_u64().unwrap() > 0);
+    }
+    let user = &stat["users"][0];
+    assert_eq!(user["role"], "owner");
+    assert!(user["peer"].is_string() && user["at"].is_u64());
+
+    // Errors: one line on stderr, distinct exit codes.
+    let missing = cli(&["get", "nope", "--node", &addrs[0]], &id);
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("not found") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
+    let again = cli(
+        &[
+            "put",
+            src.to_str().unwrap(),
+            "--name",
+            "docs/payload.bin",
+            "--node",
+            &addrs[0],
+        ],
+        &id,
+    );
+    assert_eq!(again.status.code(), Some(3));
+
+    let no_file = cli(&["put", "/definitely/not/here", "--node", &addrs[0]], &id);
+    assert_eq!(no_file.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_file.stderr).contains("cannot open"));
+
+    let dead = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWHGc8KEiMeVbtSCCc54E48jpVmqooe2ZnAhym2AkYuPuX";
+    let start = Instant::now();
+    let unreachable = cli(&["stat", "x", "--node", dead], &id);
+    assert_eq!(unreachable.status.code(), Some(5));
+    assert!(start.elapsed() < Duration::from_secs(12));
+
+    // The access node falls back to the local node's address file.
+    let via_file = cli(
+        &[
+            "stat",
+            "docs/payload.bin",
+            "--json",
+            "--data-dir",
+            n1.dir.to_str().unwrap(),
+        ],
+        &id,
+    );
+    assert_eq!(json(&via_file)["version"], 1);
+
+    // SIGTERM: a clean exit, and the store checks clean afterwards.
+    let d2 = n2.dir.clone();
+    assert!(n2.terminate().success(), "clean exit on SIGTERM");
+    let check = Command::new(BIN)
+        .args(["node", "--check", "--json", "--data-dir"])
+        .arg(&d2)
+        .output()
+        .unwrap();
+    let report = json(&check);
+    assert!(report["blocks"].as_u64().unwrap() > 0);
+    assert!(report["problems"].as_array().unwrap().is_empty());
+    drop(n1);
+    drop(n0);
+}

@@ -1,0 +1,141 @@
+//! Shared test harness: a swarm of real nodes in this process, on 127.0.0.1 with OS-chosen
+//! ports, each with its own data dir under one temp dir.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use swarmstore::ids::{distance, peer_point, FileKey};
+use swarmstore::{Client, Node, NodeConfig};
+
+pub struct TestSwarm {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub replication: usize,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestSwarm {
+    pub async fn start(n: usize, replication: usize) -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut swarm = TestSwarm {
+            dir,
+            nodes: Vec::new(),
+            replication,
+        };
+        for i in 0..n {
+            swarm.start_node(i).await;
+        }
+        swarm.wait_mesh().await;
+        swarm
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let bootstrap = self
+            .nodes
+            .first()
+            .map(|n| vec![n.addr()])
+            .unwrap_or_default();
+        NodeConfig::local(self.data_dir(i))
+            .bootstrap(bootstrap)
+            .replication(self.replication)
+    }
+
+    /// Starts node `i` (appending it) with the default test config.
+    pub async fn start_node(&mut self, i: usize) {
+        let config = self.config(i);
+        let node = Node::start(config).await.expect("node starts");
+        self.nodes.push(node);
+    }
+
+    /// Waits until every node sees every other as a live storage peer.
+    pub async fn wait_mesh(&self) {
+        let want = self.nodes.len() - 1;
+        for (i, n) in self.nodes.iter().enumerate() {
+            assert!(
+                n.wait_for_peers(want, Duration::from_secs(30)).await,
+                "node {i} sees only {} of {want} peers",
+                n.live_peers().len()
+            );
+        }
+    }
+
+    pub async fn client(&self, i: usize) -> Client {
+        Client::connect(self.nodes[i].addr(), Keypair::generate_ed25519())
+            .await
+            .expect("client connects")
+    }
+
+    pub async fn client_with(&self, i: usize, key: &Keypair) -> Client {
+        Client::connect(self.nodes[i].addr(), key.clone())
+            .await
+            .expect("client connects")
+    }
+
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.nodes.iter().map(|n| n.peer_id()).collect()
+    }
+
+    /// The live peer closest to a file's key by XOR distance, computed independently.
+    pub fn expected_root(&self, name: &str) -> PeerId {
+        closest_to(&FileKey::for_name(name).0, &self.peer_ids())[0]
+    }
+
+    pub async fn shutdown(self) -> tempfile::TempDir {
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+        self.dir
+    }
+}
+
+pub fn closest_to(key: &[u8; 32], peers: &[PeerId]) -> Vec<PeerId> {
+    let mut v: Vec<_> = peers
+        .iter()
+        .map(|p| (distance(&peer_point(p), key), *p))
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = vec![0u8; n];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,182 @@
+//! Core network acceptance: five nodes in one process over TCP on 127.0.0.1.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use swarmstore::ids::FileKey;
+use swarmstore::Error;
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn put_through_one_get_through_another() {
+    let swarm = TestSwarm::start(5, 3).await;
+    let writer = swarm.client(0).await;
+    let reader = swarm.client(3).await;
+    let sizes = [0usize, 1, MIB, 20 * MIB + 7];
+    for (i, size) in sizes.iter().enumerate() {
+        let name = format!("file-{size}");
+        let data = random_bytes(*size, i as u64);
+        let put = writer.put_bytes(&name, &data).await.expect("put");
+        assert_eq!(put.size, *size as u64);
+        assert_eq!(put.version, 1);
+        assert_eq!(put.blocks, size.div_ceil(MIB));
+        assert_eq!(put.key, FileKey::for_name(&name));
+
+        let got = reader.get_bytes(&name).await.expect("get");
+        assert!(got == data, "{name}: bytes differ");
+
+        let info = reader.stat(&name).await.expect("stat");
+        assert_eq!(info.size, *size as u64);
+        assert_eq!(info.blocks.len(), put.blocks);
+        for b in &info.blocks {
+            let distinct: HashSet<_> = b.holders.iter().collect();
+            assert_eq!(b.holders.len(), 3, "block {} holders {:?}", b.id, b.holders);
+            assert_eq!(distinct.len(), 3, "holders must be distinct");
+        }
+        let expected = swarm.expected_root(&name);
+        assert_eq!(
+            info.root, expected,
+            "{name}: root is the closest peer by XOR"
+        );
+        assert_eq!(put.root, expected);
+        assert_eq!(info.replicas.len(), 3, "record on the whole replica set");
+        let want: HashSet<_> = closest_to(&info.key.0, &swarm.peer_ids())
+            .into_iter()
+            .take(3)
+            .collect();
+        assert_eq!(info.replicas.iter().copied().collect::<HashSet<_>>(), want);
+    }
+
+    // The root recorded the reading client in the user list, the owner first.
+    let info = reader.stat("file-1").await.expect("stat");
+    assert_eq!(info.owner, writer.peer_id());
+    assert_eq!(info.users[0].peer, writer.peer_id());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            reader
+                .stat("file-1")
+                .await
+                .map(|i| i.users.iter().any(|u| u.peer == reader.peer_id()))
+                .unwrap_or(false)
+        })
+        .await,
+        "the downloader is in the user list"
+    );
+
+    match reader.get_bytes("no-such-file").await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+    match writer.put_bytes("file-1", b"again").await {
+        Err(Error::AlreadyExists { version: 1, .. }) => {}
+        other => panic!("expected already exists, got {other:?}"),
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_keeps_everything() {
+    let swarm = TestSwarm::start(5, 3).await;
+    let data = random_bytes(3 * MIB + 123, 7);
+    swarm
+        .client(1)
+        .await
+        .put_bytes("survivor", &data)
+        .await
+        .expect("put");
+    let ids_before = swarm.peer_ids();
+    let dir = swarm.shutdown().await;
+
+    // Same data dirs, new ports: the identities and stores carry over.
+    let mut swarm = TestSwarm {
+        dir,
+        nodes: Vec::new(),
+        replication: 3,
+    };
+    for i in 0..5 {
+        swarm.start_node(i).await;
+    }
+    swarm.wait_mesh().await;
+    assert_eq!(swarm.peer_ids(), ids_before, "identities persist");
+    let got = swarm
+        .client(4)
+        .await
+        .get_bytes("survivor")
+        .await
+        .expect("get");
+    assert!(got == data);
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_block_copies_are_detected_and_avoided() {
+    let swarm = TestSwarm::start(5, 3).await;
+    let data = random_bytes(2 * MIB + 5, 11);
+    let client = swarm.client(0).await;
+    client.put_bytes("fragile", &data).await.expect("put");
+    let info = client.stat("fragile").await.expect("stat");
+    let ids = swarm.peer_ids();
+    let block = &info.blocks[0];
+
+    // Flip a byte of the block on its first holder, then read through that very holder: its
+    // local copy is the first one tried, fails its hash, and another holder serves.
+    let bad = block.holders[0];
+    let bad_idx = ids
+        .iter()
+        .position(|p| *p == bad)
+        .expect("holder is a node");
+    flip_block_file(&swarm.data_dir(bad_idx), &block.id.to_hex());
+    let got = swarm
+        .client(bad_idx)
+        .await
+        .get_bytes("fragile")
+        .await
+        .expect("get");
+    assert!(got == data, "right bytes despite a corrupt copy");
+    assert!(
+        !swarm.nodes[bad_idx].store().blocks.contains(&block.id),
+        "the corrupt copy is moved aside"
+    );
+
+    // Two of three copies bad, read through a node that holds none: still right.
+    let second = block.holders[1];
+    let second_idx = ids.iter().position(|p| *p == second).expect("holder");
+    flip_block_file(&swarm.data_dir(second_idx), &block.id.to_hex());
+    let outsider = (0..5)
+        .find(|i| !block.holders.contains(&ids[*i]))
+        .expect("a node that is not a holder");
+    let got = swarm
+        .client(outsider)
+        .await
+        .get_bytes("fragile")
+        .await
+        .expect("get");
+    assert!(got == data);
+    swarm.shutdown().await;
+}
+
+fn flip_block_file(data_dir: &std::path::Path, hex: &str) {
+    let path = data_dir.join("blocks").join(&hex[..2]).join(hex);
+    let mut bytes = std::fs::read(&path).expect("block file exists");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&path, bytes).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_access_node_fails_fast() {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let start = std::time::Instant::now();
+    let result = swarmstore::Client::connect(addr, key).await;
+    assert!(matches!(result, Err(Error::Unreachable { .. })));
+    assert!(start.elapsed() < Duration::from_secs(11));
+}
