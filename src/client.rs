@@ -25,8 +25,8 @@ use crate::node::behaviour::{identify_config, ping_behaviour, rr, CLIENT_TIMEOUT
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
 use crate::protocol::CborCodec;
 use crate::record::{
-    now_ms, BlockEntry, FileRecord, FileState, UserEntry, UserRole, DEFAULT_BLOCK_SIZE,
-    MAX_BLOCK_SIZE,
+    now_ms, BlockEntry, FileRecord, FileState, RecordError, UserEntry, UserRole,
+    DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE,
 };
 
 /// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
@@ -303,6 +303,105 @@ impl Client {
             .await
     }
 
+    /// The head a change by this client may follow: it exists, is live, is ours, and is at
+    /// `if_version` when one is given. The root enforces the same rules; checking here first
+    /// saves uploading blocks that would be refused.
+    async fn head_for_change(&self, name: &str, if_version: Option<u64>) -> Result<FileState> {
+        let (_, _, _, state) = self
+            .fetch_state(name, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let head = state
+            .head()
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        if head.tombstone {
+            return Err(Error::Deleted {
+                name: name.to_string(),
+                version: head.version,
+            });
+        }
+        if head.owner != self.peer_id() {
+            return Err(Error::Rejected(RecordError::PermissionDenied {
+                name: name.to_string(),
+                owner: head.owner.to_string(),
+            }));
+        }
+        if let Some(v) = if_version {
+            if head.version != v {
+                return Err(Error::Rejected(RecordError::Conflict {
+                    name: name.to_string(),
+                    current: head.version,
+                    attempted: v,
+                }));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Publishes a new version of a file this client owns. Blocks already stored by a retained
+    /// version are reused, only new ones are uploaded. With `if_version`, fails with a conflict
+    /// unless the current version is exactly that; without it, the update follows the version
+    /// read at the start, so a concurrent update still makes exactly one of them win.
+    pub async fn update<R: AsyncRead + Unpin>(
+        &self,
+        name: &str,
+        reader: R,
+        if_version: Option<u64>,
+        progress: Option<Progress>,
+    ) -> Result<PutOutcome> {
+        let state = self.head_for_change(name, if_version).await?;
+        let head = state
+            .head()
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let mut known: HashMap<BlockId, Vec<PeerId>> = HashMap::new();
+        for r in &state.versions {
+            for b in &r.blocks {
+                known.insert(b.id, b.holders.clone());
+            }
+        }
+        // The head's holders are the freshest (repair and balancing update them).
+        for b in &head.blocks {
+            known.insert(b.id, b.holders.clone());
+        }
+        self.publish_from(
+            name,
+            head.version + 1,
+            Some(head.created_ms),
+            reader,
+            &known,
+            progress,
+        )
+        .await
+    }
+
+    /// Deletes a file this client owns: a signed tombstone at the next version. Its blocks are
+    /// collected once no retained version of any file references them. Returns the tombstone's
+    /// version.
+    pub async fn remove(&self, name: &str, if_version: Option<u64>) -> Result<u64> {
+        let state = self.head_for_change(name, if_version).await?;
+        let head = state
+            .head()
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let mut record = FileRecord {
+            name: name.to_string(),
+            version: head.version + 1,
+            size: 0,
+            block_size: head.block_size,
+            blocks: Vec::new(),
+            owner: self.peer_id(),
+            owner_key: Vec::new(),
+            created_ms: head.created_ms,
+            modified_ms: now_ms(),
+            tombstone: true,
+            signature: Vec::new(),
+        };
+        record.sign(&self.key)?;
+        match self.request(ClientRequest::Publish { record }).await? {
+            ClientResponse::Published { version, .. } => Ok(version),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Publishes `data` as a new file.
     pub async fn put_bytes(&self, name: &str, data: &[u8]) -> Result<PutOutcome> {
         self.put(name, data, None).await
@@ -352,7 +451,11 @@ impl Client {
                 }
                 new_blocks += 1;
                 let progress = progress.clone();
-                let fut = self.request(ClientRequest::PutBlock { id, data: chunk });
+                let fut = self.request(ClientRequest::PutBlock {
+                    id,
+                    file: name.to_string(),
+                    data: chunk,
+                });
                 inflight.push_back(futures::future::Either::Right(async move {
                     match fut.await? {
                         ClientResponse::BlockStored { holders } => {
@@ -418,6 +521,46 @@ impl Client {
         3
     }
 
+    /// The blocks of `record` in order, each verified against its id, with a window of
+    /// requests in flight. Memory stays at about `GET_WINDOW` blocks whatever the file size.
+    pub fn blocks_of<'a>(
+        &'a self,
+        record: &FileRecord,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
+        futures::stream::iter(record.blocks.clone())
+            .map(move |entry| self.fetch_block(entry))
+            .buffered(GET_WINDOW)
+    }
+
+    async fn fetch_block(&self, entry: BlockEntry) -> Result<Vec<u8>> {
+        let req = ClientRequest::GetBlock {
+            id: entry.id,
+            holders: entry.holders,
+        };
+        let data = match self.request(req).await? {
+            ClientResponse::Block { data } => data,
+            other => return Err(unexpected(other)),
+        };
+        let (actual, data) = crate::node::access::hash(data).await;
+        if actual != entry.id || data.len() != entry.len as usize {
+            return Err(Error::Integrity(format!(
+                "block {} came back with the wrong content",
+                entry.id
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Reads a file (the head, or `version`) as a stream of verified chunks, in order.
+    pub async fn get_stream(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<u8>>> + '_> {
+        let record = self.record_for_get(name, version).await?;
+        Ok(self.blocks_of(&record))
+    }
+
     /// Downloads a file (the head, or `version`) into `writer`, verifying every block.
     pub async fn get_into<W: AsyncWrite + Unpin>(
         &self,
@@ -427,42 +570,14 @@ impl Client {
         progress: Option<Progress>,
     ) -> Result<GetOutcome> {
         let record = self.record_for_get(name, version).await?;
-        let mut inflight = FuturesOrdered::new();
-        let mut next = 0;
+        let mut blocks = std::pin::pin!(self.blocks_of(&record));
         let mut written: u64 = 0;
-        loop {
-            while next < record.blocks.len() && inflight.len() < GET_WINDOW {
-                let entry = record.blocks[next].clone();
-                next += 1;
-                let fut = self.request(ClientRequest::GetBlock {
-                    id: entry.id,
-                    holders: entry.holders.clone(),
-                });
-                inflight.push_back(async move {
-                    let data = match fut.await? {
-                        ClientResponse::Block { data } => data,
-                        other => return Err(unexpected(other)),
-                    };
-                    let (actual, data) = crate::node::access::hash(data).await;
-                    if actual != entry.id || data.len() != entry.len as usize {
-                        return Err(Error::Integrity(format!(
-                            "block {} came back with the wrong content",
-                            entry.id
-                        )));
-                    }
-                    Ok(data)
-                });
-            }
-            match inflight.next().await {
-                Some(data) => {
-                    let data = data?;
-                    writer.write_all(&data).await?;
-                    written += data.len() as u64;
-                    if let Some(p) = &progress {
-                        p(data.len() as u64);
-                    }
-                }
-                None => break,
+        while let Some(data) = blocks.next().await {
+            let data = data?;
+            writer.write_all(&data).await?;
+            written += data.len() as u64;
+            if let Some(p) = &progress {
+                p(data.len() as u64);
             }
         }
         writer.flush().await?;

@@ -146,9 +146,9 @@ async fn next_outcome(swarm: &mut Swarm<Prober>) -> Result<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
     let swarm = TestSwarm::start(3, 3).await;
-    let target: PeerId = swarm.nodes[0].peer_id();
+    let target: PeerId = swarm.node(0).peer_id();
     let mut p = prober();
-    p.dial(swarm.nodes[0].addr()).unwrap();
+    p.dial(swarm.node(0).addr()).unwrap();
 
     // 1. Garbage after a plausible length prefix: not CBOR.
     let mut garbage = 200u32.to_be_bytes().to_vec();
@@ -172,12 +172,17 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
     // 4. A block whose bytes do not match the id it is stored under.
     let data = b"block content".to_vec();
     let wrong = BlockId::of(b"something else");
-    p.behaviour_mut()
-        .block
-        .send_request(&target, BlockRequest::Put { id: wrong, data });
+    p.behaviour_mut().block.send_request(
+        &target,
+        BlockRequest::Put {
+            id: wrong,
+            file: "x".into(),
+            data,
+        },
+    );
     let r = next_outcome(&mut p).await.expect("an answer");
     assert!(r.contains("does not match its hash"), "{r}");
-    assert!(!swarm.nodes[0].store().blocks.contains(&wrong));
+    assert!(!swarm.node(0).store().blocks.contains(&wrong));
 
     // 5. A hand-crafted record with a bad signature, straight to a root: rejected, not stored.
     let owner = Keypair::generate_ed25519();
@@ -222,7 +227,8 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
     );
     let r = next_outcome(&mut p).await.expect("an answer");
     assert!(r.contains("BadSignature"), "{r}");
-    assert!(swarm.nodes[0]
+    assert!(swarm
+        .node(0)
         .store()
         .records
         .get(&forged.key())

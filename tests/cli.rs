@@ -272,3 +272,100 @@ fn three_node_processes_and_the_cli() {
     drop(n1);
     drop(n0);
 }
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Streaming: a file several times larger than the memory bound goes through a client and
+/// three node processes without any of them holding more than a few tens of MiB.
+#[test]
+fn put_and_get_stream_in_constant_memory() {
+    use std::io::{Read, Write};
+    const FILE: usize = 192 << 20;
+    const BOUND: u64 = 96 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let id = tmp.path().join("client.key");
+    let n0 = NodeProc::start(&tmp.path().join("n0"), None);
+    let a0 = n0.addr();
+    let n1 = NodeProc::start(&tmp.path().join("n1"), Some(&a0));
+    let n2 = NodeProc::start(&tmp.path().join("n2"), Some(&a0));
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut put = Command::new(BIN)
+        .args([
+            "put",
+            "-",
+            "--name",
+            "big",
+            "--json",
+            "--node",
+            &a0,
+            "--identity",
+        ])
+        .arg(&id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = put.id();
+    let mut stdin = put.stdin.take().unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let mut client_peak = 0;
+    for i in 0..(FILE >> 20) {
+        let mut c = chunk.clone();
+        c[0] = i as u8; // distinct blocks
+        stdin.write_all(&c).unwrap();
+        client_peak = client_peak.max(peak_rss(pid).unwrap_or(0));
+    }
+    drop(stdin);
+    let out = put.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut get = Command::new(BIN)
+        .args(["get", "big", "-o", "-", "--node", &n1.addr(), "--identity"])
+        .arg(&id)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gpid = get.id();
+    let mut stdout = get.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    let mut getter_peak = 0;
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        getter_peak = getter_peak.max(peak_rss(gpid).unwrap_or(0));
+    }
+    assert!(get.wait().unwrap().success());
+    assert_eq!(total, FILE);
+
+    let mib = |b: u64| b >> 20;
+    for (what, peak) in [
+        ("put client", client_peak),
+        ("get client", getter_peak),
+        ("node 0 (access for put)", peak_rss(n0.child.id()).unwrap()),
+        ("node 1 (access for get)", peak_rss(n1.child.id()).unwrap()),
+        ("node 2", peak_rss(n2.child.id()).unwrap()),
+    ] {
+        eprintln!(
+            "{what}: peak RSS {} MiB for a {} MiB file",
+            mib(peak),
+            FILE >> 20
+        );
+        assert!(peak < BOUND, "{what} peaked at {} MiB", mib(peak));
+    }
+}

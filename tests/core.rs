@@ -96,6 +96,7 @@ async fn restart_keeps_everything() {
         dir,
         nodes: Vec::new(),
         replication: 3,
+        tune: std::sync::Arc::new(|c| c),
     };
     for i in 0..5 {
         swarm.start_node(i).await;
@@ -138,7 +139,7 @@ async fn corrupt_block_copies_are_detected_and_avoided() {
         .expect("get");
     assert!(got == data, "right bytes despite a corrupt copy");
     assert!(
-        !swarm.nodes[bad_idx].store().blocks.contains(&block.id),
+        !swarm.node(bad_idx).store().blocks.contains(&block.id),
         "the corrupt copy is moved aside"
     );
 
@@ -179,4 +180,62 @@ async fn unreachable_access_node_fails_fast() {
     let result = swarmstore::Client::connect(addr, key).await;
     assert!(matches!(result, Err(Error::Unreachable { .. })));
     assert!(start.elapsed() < Duration::from_secs(11));
+}
+
+/// A reader that fails after `ok` bytes, like a disk error or a vanished source mid-put.
+struct FailingReader {
+    ok: usize,
+    sent: usize,
+}
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.sent >= self.ok {
+            return std::task::Poll::Ready(Err(std::io::Error::other("source failed")));
+        }
+        let n = buf.remaining().min(self.ok - self.sent).min(64 * 1024);
+        buf.put_slice(&vec![0x42; n]);
+        self.sent += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_failing_midway_leaves_nothing_visible() {
+    let swarm = TestSwarm::start(3, 3).await;
+    let client = swarm.client(0).await;
+    let reader = FailingReader {
+        ok: 3 * MIB + 10,
+        sent: 0,
+    };
+    match client.put("half-done", reader, None).await {
+        Err(Error::Io(_)) => {}
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    match client.stat("half-done").await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("no record may be visible, got {other:?}"),
+    }
+    // The name is still free for a complete put.
+    client
+        .put_bytes("half-done", b"complete")
+        .await
+        .expect("put");
+    assert_eq!(client.get_bytes("half-done").await.unwrap(), b"complete");
+
+    // The library's streaming read yields verified blocks in order.
+    use futures::StreamExt;
+    let data = random_bytes(2 * MIB + 3, 9);
+    client.put_bytes("streamed", &data).await.unwrap();
+    let mut stream = std::pin::pin!(client.get_stream("streamed", None).await.unwrap());
+    let mut joined = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        joined.extend(chunk.unwrap());
+    }
+    assert!(joined == data);
+    swarm.shutdown().await;
 }

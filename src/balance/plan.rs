@@ -190,20 +190,20 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            hot_rel: 1.15,
+            hot_rel: 1.2,
             cool_rel: 1.05,
             drop_rel: 0.6,
             util_floor: 0.3,
             util_ceiling: 0.9,
             hold_ms: 120_000,
             max_decisions: 1024,
-            max_extra_per_block: 64,
+            max_extra_per_block: 256,
             storage_band: 0.10,
-            storage_aim: 0.05,
+            storage_aim: 0.09,
             max_move_bytes: 8 << 30,
             lease_ms: 300_000,
             delegate_min_share: 0.05,
-            max_scan: 512,
+            max_scan: 256,
             replicate: true,
             delegate: true,
             moves: true,
@@ -382,7 +382,7 @@ pub fn plan<N: NodeKey>(
     }
     if policy.replicate {
         p.hot_blocks();
-        // p.hot_nodes();
+        p.hot_nodes();
     }
     if policy.moves {
         p.storage_moves();
@@ -476,12 +476,18 @@ struct Planner<'a, N: NodeKey> {
     adj: Vec<u32>,
     /// Capacity-weighted mean utilisation and the bands derived from it.
     mean_util: f64,
+    /// Largest live serve capacity (bounds what one replica can absorb).
+    max_cap: f64,
     hi: f64,
     lo: f64,
     drop_level: f64,
     mean_storage: f64,
     load_heap: BinaryHeap<Cand>,
     store_heap: BinaryHeap<Cand>,
+    /// Heap pops left this round (load targets, storage targets): bounds the
+    /// work when few targets qualify.
+    load_scan_left: usize,
+    store_scan_left: usize,
     /// Per-node entry versions: at most one live entry per node and heap.
     load_ver: Vec<u32>,
     store_ver: Vec<u32>,
@@ -618,6 +624,11 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         }
 
         let n_nodes = nodes.len();
+        let max_cap = nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| n.cap)
+            .fold(0.0, f64::max);
         let mut p = Planner {
             view,
             policy,
@@ -629,12 +640,15 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             adj_start,
             adj,
             mean_util,
+            max_cap,
             hi,
             lo,
             drop_level,
             mean_storage,
             load_heap: BinaryHeap::new(),
             store_heap: BinaryHeap::new(),
+            load_scan_left: 4 * (policy.max_decisions + n_nodes),
+            store_scan_left: 4 * (policy.max_decisions + n_nodes),
             load_ver: vec![0; n_nodes],
             store_ver: vec![0; n_nodes],
             moved_bytes: 0,
@@ -683,7 +697,9 @@ impl<'a, N: NodeKey> Planner<'a, N> {
     /// a later push are discarded; an entry whose key went stale (the node's
     /// load changed without a push) is re-entered with its current key.
     fn pop_load(&mut self) -> Option<u32> {
-        while let Some(c) = self.load_heap.pop() {
+        while self.load_scan_left > 0 {
+            self.load_scan_left -= 1;
+            let c = self.load_heap.pop()?;
             if c.ver != self.load_ver[c.node as usize] {
                 continue;
             }
@@ -917,7 +933,9 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             let slack: f64 = (self.hi - self.lo) * cap_sum
                 + chosen
                     .iter()
-                    .map(|&(t, a)| self.hi * self.nodes[t as usize].cap - self.nodes[t as usize].committed - a)
+                    .map(|&(t, a)| {
+                        self.hi * self.nodes[t as usize].cap - self.nodes[t as usize].committed - a
+                    })
                     .sum::<f64>();
             if chosen.is_empty() || slack < deficit {
                 for t in aside {
@@ -956,8 +974,14 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             .max_by(|&a, &b| self.spare(a).total_cmp(&self.spare(b)).then(b.cmp(&a)))
             .unwrap_or(self.blocks[bi].holders[0].node);
         let b = &mut self.blocks[bi];
-        b.holders.extend(chosen.iter().map(|&(t, _)| Holder { node: t, extra: true }));
-        b.cap_sum += chosen.iter().map(|&(t, _)| self.nodes[t as usize].cap).sum::<f64>();
+        b.holders.extend(chosen.iter().map(|&(t, _)| Holder {
+            node: t,
+            extra: true,
+        }));
+        b.cap_sum += chosen
+            .iter()
+            .map(|&(t, _)| self.nodes[t as usize].cap)
+            .sum::<f64>();
         self.touched[bi] = true;
         let vb = &self.view.blocks[bi];
         for &(t, _) in &chosen {
@@ -982,8 +1006,14 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             return false;
         }
         let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
+        // Not even the biggest node would bring the block under the band.
+        if heat / (cap_sum + self.max_cap) > self.lo {
+            return false;
+        }
         let mut aside = Vec::new();
         let mut found = None;
+        // A quarter of the full scan: the heap is ordered by spare capacity,
+        // so deep candidates rarely have the budget a relief replica needs.
         for _ in 0..self.policy.max_scan {
             let Some(t) = self.pop_load() else { break };
             aside.push(t);
@@ -999,7 +1029,10 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         }
         if let Some(t) = found {
             let mut holders = self.blocks[bi].holders.clone();
-            holders.push(Holder { node: t, extra: true });
+            holders.push(Holder {
+                node: t,
+                extra: true,
+            });
             let from = self.blocks[bi]
                 .holders
                 .iter()
@@ -1099,12 +1132,18 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         if self.nodes[i as usize].alive && s < self.mean_storage {
             // Max-heap on -utilisation = emptiest first.
             let ver = self.store_ver[i as usize];
-            self.store_heap.push(Cand { key: -s, node: i, ver });
+            self.store_heap.push(Cand {
+                key: -s,
+                node: i,
+                ver,
+            });
         }
     }
 
     fn pop_store(&mut self) -> Option<u32> {
-        while let Some(c) = self.store_heap.pop() {
+        while self.store_scan_left > 0 {
+            self.store_scan_left -= 1;
+            let c = self.store_heap.pop()?;
             if c.ver != self.store_ver[c.node as usize] {
                 continue;
             }
@@ -1166,6 +1205,9 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 if self.storage_util(src) <= aim {
                     break;
                 }
+                if self.store_scan_left == 0 || self.store_heap.is_empty() {
+                    return; // no target left to try this round
+                }
                 let vb = &self.view.blocks[bi];
                 let size = vb.size;
                 if self.full() || self.moved_bytes + size > self.policy.max_move_bytes {
@@ -1175,6 +1217,8 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 if self.touched[bi] || !self.history.may_remove(&vb.id, src_id, self.now, hold) {
                     continue; // it just arrived here: moving it on would reverse that
                 }
+                // (The per-round scan budget bounds the work when targets
+                // keep failing.)
                 let Some(t) = self.store_target(bi, src) else {
                     continue;
                 };
@@ -1213,6 +1257,12 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         let mut found = None;
         for _ in 0..self.policy.max_scan {
             let Some(t) = self.pop_store() else { break };
+            if !self.fits_storage(t, vb.size as f64, 1.0) || !self.fits_load(t, 0.0) {
+                // Full up to the mean, or overloaded, for this round: it would
+                // refuse the next (similar) block too, so it leaves the heap.
+                self.store_ver[t as usize] = self.store_ver[t as usize].wrapping_add(1);
+                continue;
+            }
             aside.push(t);
             let cap_t = self.nodes[t as usize].cap;
             let new_sum = cap_sum - src_cap + cap_t;
@@ -1221,7 +1271,6 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 && self
                     .history
                     .may_add(&vb.id, self.ids[t as usize], self.now, self.policy.hold_ms)
-                && self.fits_storage(t, vb.size as f64, 1.0)
                 && self.fits_load(t, share)
             {
                 found = Some(t);
@@ -1244,7 +1293,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
     /// says little about whether they are still needed; the base holders'
     /// capacity is the stable yardstick.) Never below R live holders, never
     /// within the hold time of an extra's creation, never pushing a remaining
-    /// holder over its band.
+    /// holder above the mean utilisation.
     fn drops(&mut self) {
         let r = self.view.replication;
         let mut cands: Vec<(f64, usize)> = self
@@ -1302,11 +1351,13 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     if new_sum <= 0.0 {
                         continue;
                     }
-                    // Remaining holders absorb the dropped share.
+                    // Remaining holders absorb the dropped share and must stay
+                    // below the mean: relief replicas (added above `hi`) only
+                    // go once their holders have cooled well below it.
                     let ok = b.holders.iter().filter(|h| h.node != x).all(|h| {
                         let n = &self.nodes[h.node as usize];
                         let delta = b.heat * n.cap * (1.0 / new_sum - 1.0 / b.cap_sum);
-                        n.pressure() + delta <= self.hi * n.cap
+                        n.pressure() + delta <= self.mean_util * n.cap
                     });
                     if !ok {
                         continue;
@@ -1396,5 +1447,359 @@ fn finite_or_zero(x: f64) -> f64 {
         x
     } else {
         0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: f64 = 100.0;
+    const GB: u64 = 1 << 30;
+
+    fn bid(i: u32) -> BlockId {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id
+    }
+
+    fn fkey(i: u32) -> FileKey {
+        let mut id = [0xffu8; 32];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id
+    }
+
+    fn node(id: u32, util: f64) -> NodeView<u32> {
+        NodeView {
+            id,
+            alive: true,
+            serve_capacity: CAP,
+            load: util * CAP,
+            storage_used: 10 * GB,
+            storage_capacity: 100 * GB,
+        }
+    }
+
+    fn block(i: u32, holders: &[u32], heat: f64) -> BlockView<u32> {
+        BlockView {
+            id: bid(i),
+            file: fkey(i),
+            size: 1 << 20,
+            holders: holders.to_vec(),
+            extra: vec![],
+            heat,
+        }
+    }
+
+    /// `n` nodes at utilisation 0.5, except node 0..3 which hold one hot block.
+    fn hot_cluster(n: u32, hot_heat: f64) -> ClusterView<u32> {
+        let mut nodes: Vec<_> = (0..n).map(|i| node(i, 0.5)).collect();
+        for nd in nodes.iter_mut().take(3) {
+            nd.load = (hot_heat / 3.0).min(2.0 * CAP);
+        }
+        ClusterView {
+            now: 1_000_000,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks: vec![block(1, &[0, 1, 2], hot_heat)],
+        }
+    }
+
+    fn replicas_to(ds: &[Decision<u32>]) -> Vec<u32> {
+        ds.iter()
+            .filter_map(|d| match d {
+                Decision::Replicate { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hot_block_gets_replicas_on_light_nodes() {
+        let view = hot_cluster(40, 600.0);
+        let ds = plan(&view, &Policy::default(), &History::new());
+        let to = replicas_to(&ds);
+        assert!(!to.is_empty(), "{ds:?}");
+        assert!(to.iter().all(|t| *t >= 3), "targets must be new holders");
+    }
+
+    #[test]
+    fn hysteresis_inside_band_triggers_nothing() {
+        // Utilisation oscillating inside the band: every node between the
+        // mean and the upper band, blocks warm but below the upper band.
+        let policy = Policy::default();
+        let mut history = History::new();
+        for round in 0..20u64 {
+            let wobble = if round % 2 == 0 { 1.08 } else { 0.95 };
+            let mut nodes: Vec<_> = (0..30).map(|i| node(i, 0.6)).collect();
+            for nd in nodes.iter_mut().take(3) {
+                nd.load = 0.6 * wobble * CAP; // up to 1.08 x mean < 1.2 x mean
+            }
+            let view = ClusterView {
+                now: round * 10_000,
+                replication: 3,
+                nodes,
+                files: vec![],
+                // per-capacity heat 0.6·1.08 ≈ 0.65, below hi ≈ 0.72
+                blocks: vec![block(1, &[0, 1, 2], 3.0 * 0.6 * wobble * CAP)],
+            };
+            let ds = plan(&view, &policy, &history);
+            assert!(ds.is_empty(), "round {round}: {ds:?}");
+            history.record(&ds, view.now);
+        }
+    }
+
+    #[test]
+    fn no_drop_within_hold_time_of_replicate() {
+        let policy = Policy::default();
+        let mut view = hot_cluster(40, 600.0);
+        let mut history = History::new();
+        let ds = plan(&view, &policy, &history);
+        history.record(&ds, view.now);
+        let added = replicas_to(&ds);
+        assert!(!added.is_empty());
+        // The heat vanishes right away: extras are droppable, but not within the hold time.
+        view.blocks[0].extra = added.clone();
+        view.blocks[0].heat = 1.0;
+        for n in view.nodes.iter_mut() {
+            // Drops need the remaining holders below the mean.
+            n.load = if added.contains(&n.id) || n.id < 3 {
+                0.3
+            } else {
+                0.6
+            } * CAP;
+        }
+        view.now += policy.hold_ms - 1;
+        let ds = plan(&view, &policy, &history);
+        assert!(
+            !ds.iter().any(|d| matches!(d, Decision::Drop { .. })),
+            "{ds:?}"
+        );
+        // After the hold time they go, but never below R holders.
+        view.now += 1;
+        let ds = plan(&view, &policy, &history);
+        let drops = ds
+            .iter()
+            .filter(|d| matches!(d, Decision::Drop { .. }))
+            .count();
+        assert_eq!(drops, added.len(), "{ds:?}");
+    }
+
+    #[test]
+    fn never_drops_below_r_live_holders() {
+        // Block with 2 live base holders (one dead) and 2 cold extras: at most
+        // one extra may go.
+        let mut nodes: Vec<_> = (0..10)
+            .map(|i| node(i, if i < 7 { 0.3 } else { 0.7 }))
+            .collect();
+        nodes[2].alive = false;
+        let mut b = block(1, &[0, 1, 2], 0.5);
+        b.extra = vec![5, 6];
+        let view = ClusterView {
+            now: 10_000_000,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks: vec![b],
+        };
+        let ds = plan(&view, &Policy::default(), &History::new());
+        let drops: Vec<_> = ds
+            .iter()
+            .filter(|d| matches!(d, Decision::Drop { .. }))
+            .collect();
+        assert_eq!(drops.len(), 1, "{ds:?}");
+    }
+
+    #[test]
+    fn decisions_per_round_are_capped() {
+        let mut view = hot_cluster(400, 600.0);
+        for i in 2..50u32 {
+            let h = [i * 3 % 400, (i * 3 + 1) % 400, (i * 3 + 2) % 400];
+            view.blocks.push(block(i, &h, 600.0));
+        }
+        let policy = Policy {
+            max_decisions: 7,
+            ..Policy::default()
+        };
+        let ds = plan(&view, &policy, &History::new());
+        assert_eq!(ds.len(), 7);
+    }
+
+    #[test]
+    fn no_target_pushed_over_its_band() {
+        // Many hot blocks competing for a few light nodes: every target's
+        // committed load stays within the upper band.
+        let mut nodes: Vec<_> = (0..60).map(|i| node(i, 0.7)).collect();
+        for nd in nodes.iter_mut().skip(50) {
+            nd.load = 0.1 * CAP; // the only light nodes
+        }
+        let blocks: Vec<_> = (0..10u32)
+            .map(|i| block(i, &[i * 3, i * 3 + 1, i * 3 + 2], 400.0))
+            .collect();
+        let view = ClusterView {
+            now: 0,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks,
+        };
+        let policy = Policy::default();
+        let ds = plan(&view, &policy, &History::new());
+        let mean = view.nodes.iter().map(|n| n.load).sum::<f64>() / (60.0 * CAP);
+        let hi = (mean * policy.hot_rel).clamp(policy.util_floor, policy.util_ceiling);
+        // Each block spreads over its holders; a target holding k new blocks
+        // carries at most its budget for each, so its total stays under hi.
+        let mut per_target: BTreeMap<u32, usize> = BTreeMap::new();
+        for t in replicas_to(&ds) {
+            *per_target.entry(t).or_default() += 1;
+        }
+        assert!(!per_target.is_empty());
+        for (&t, &k) in &per_target {
+            assert!(t >= 50, "only light nodes are targets, got {t}");
+            // Worst case each new block brings its whole per-holder level.
+            let load: f64 = view.nodes[t as usize].load;
+            assert!(load <= hi * CAP, "{t}: {load} > {}", hi * CAP);
+            assert!(k <= 10);
+        }
+    }
+
+    #[test]
+    fn same_input_same_output() {
+        let mut view = hot_cluster(200, 900.0);
+        for i in 2..40u32 {
+            view.blocks.push(block(
+                i,
+                &[i % 200, (i * 7) % 200, (i * 13 + 1) % 200],
+                150.0,
+            ));
+        }
+        view.files.push(FileView {
+            key: fkey(9),
+            root: 0,
+            delegate: None,
+            heat: 30.0,
+        });
+        let policy = Policy::default();
+        let a = plan(&view, &policy, &History::new());
+        let b = plan(&view, &policy, &History::new());
+        assert_eq!(a, b);
+        // Input order does not matter for nodes either.
+        let mut shuffled = view.clone();
+        shuffled.nodes.reverse();
+        assert_eq!(plan(&shuffled, &policy, &History::new()), a);
+    }
+
+    #[test]
+    fn dead_nodes_are_never_targets_nor_sources() {
+        let mut view = hot_cluster(40, 600.0);
+        // The lightest nodes are dead: they must not be picked.
+        for i in 20..40 {
+            view.nodes[i].alive = false;
+            view.nodes[i].load = 0.0;
+        }
+        view.nodes[0].alive = false; // a dead holder cannot be the copy source
+        let ds = plan(&view, &Policy::default(), &History::new());
+        assert!(!ds.is_empty());
+        for d in &ds {
+            match d {
+                Decision::Replicate { from, to, .. } => {
+                    assert!(*to < 20 && *to >= 3, "{d:?}");
+                    assert_ne!(*from, 0, "{d:?}");
+                }
+                Decision::Delegate { to, .. } | Decision::Move { to, .. } => {
+                    assert!(*to < 20, "{d:?}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn storage_band_moves_off_full_nodes() {
+        let mut nodes: Vec<_> = (0..10).map(|i| node(i, 0.5)).collect();
+        nodes[0].storage_used = 60 * GB; // mean ≈ 15 GB: far above the band
+        let blocks: Vec<_> = (0..50u32)
+            .map(|i| BlockView {
+                size: GB,
+                ..block(i, &[0, 1 + i % 3, 4 + i % 3], 0.01)
+            })
+            .collect();
+        let view = ClusterView {
+            now: 0,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks,
+        };
+        let policy = Policy {
+            max_move_bytes: 20 * GB,
+            ..Policy::default()
+        };
+        let ds = plan(&view, &policy, &History::new());
+        let moved: u64 = ds
+            .iter()
+            .map(|d| match d {
+                Decision::Move { from, bytes, .. } => {
+                    assert_eq!(*from, 0);
+                    *bytes
+                }
+                _ => 0,
+            })
+            .sum();
+        assert!(moved > 0 && moved <= 20 * GB, "{ds:?}");
+    }
+
+    #[test]
+    fn hot_record_is_delegated_and_ended_when_cold() {
+        let policy = Policy::default();
+        let mut nodes: Vec<_> = (0..20).map(|i| node(i, 0.5)).collect();
+        nodes[0].load = 1.5 * CAP;
+        let mut view = ClusterView {
+            now: 0,
+            replication: 3,
+            nodes,
+            files: vec![FileView {
+                key: fkey(1),
+                root: 0,
+                delegate: None,
+                heat: 40.0,
+            }],
+            blocks: vec![],
+        };
+        let mut history = History::new();
+        let ds = plan(&view, &policy, &history);
+        let Some(Decision::Delegate { to, expires_at, .. }) = ds.first().cloned() else {
+            panic!("expected a delegation: {ds:?}");
+        };
+        assert_ne!(to, 0);
+        history.record(&ds, view.now);
+        // Heat gone, root cool: ended, but only after the hold time.
+        view.files[0].delegate = Some((to, expires_at));
+        view.files[0].heat = 0.1;
+        view.nodes[0].load = 0.3 * CAP;
+        view.now = policy.hold_ms - 1;
+        assert!(plan(&view, &policy, &history).is_empty());
+        view.now = policy.hold_ms;
+        let ds = plan(&view, &policy, &history);
+        assert_eq!(
+            ds,
+            vec![Decision::EndDelegation {
+                file: fkey(1),
+                at: to
+            }]
+        );
+    }
+
+    #[test]
+    fn history_rebuilds_from_published_decisions() {
+        let view = hot_cluster(40, 600.0);
+        let ds = plan(&view, &Policy::default(), &History::new());
+        let mut a = History::new();
+        a.record(&ds, view.now);
+        let mut b: History<u32> = History::new();
+        b.record(&ds.clone(), view.now);
+        assert_eq!(a, b);
+        assert!(!a.is_empty());
     }
 }

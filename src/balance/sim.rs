@@ -16,7 +16,8 @@
 //!   from the last published decisions). Readers learn holder load from
 //!   responses, so within a round this is water-filling over the holders,
 //!   hottest blocks first;
-//! * the manager's view: ±`noise` on every report, EWMA smoothing, each
+//! * the manager's view: ±`noise` on every report, EWMA smoothing (fast up,
+//!   slow down), each
 //!   node reporting only its top hot blocks and files (plus, if above the
 //!   mean storage, a few cold blocks it could shed);
 //! * events, at fixed measured rounds: a flash crowd on a cold file, 10% of
@@ -147,7 +148,11 @@ pub struct SimConfig {
     pub meta_cost: f64,
     /// Multiplicative report noise, ±.
     pub noise: f64,
-    pub ewma_alpha: f64,
+    /// EWMA weight of a new report that is above the smoothed value ...
+    pub ewma_alpha_up: f64,
+    /// ... and below it ("attack fast, release slow": load spikes are seen
+    /// within a round, while relief is undone only after heat stays low).
+    pub ewma_alpha_down: f64,
     /// Every node's disk = this × the mean initial stored bytes per node.
     pub storage_headroom: f64,
     /// Share of all offered work the flash-crowd file gets.
@@ -192,7 +197,8 @@ impl Default for SimConfig {
             base_capacity: 100e6,
             meta_cost: 4096.0,
             noise: 0.10,
-            ewma_alpha: 0.5,
+            ewma_alpha_up: 0.8,
+            ewma_alpha_down: 0.3,
             storage_headroom: 4.0,
             flash_share: 0.10,
             join_frac: 0.10,
@@ -583,9 +589,7 @@ impl World {
                     continue;
                 }
                 let pos = self.block_pos[b];
-                let repl = self
-                    .successors(pos)
-                    .find(|&c| !self.is_holder(b as u32, c));
+                let repl = self.successors(pos).find(|&c| !self.is_holder(b as u32, c));
                 if let Some(c) = repl {
                     self.base[b * r + k] = c;
                     self.used[c as usize] += self.block_size[b] as f64;
@@ -660,7 +664,7 @@ fn push_top(v: &mut Vec<(f64, u32)>, k: usize, item: (f64, u32)) {
 /// Spread `amount` over `holders` so their utilisations level out (least-loaded
 /// holder first). Calls `give(node, share)` for each holder that gets some.
 fn water_fill(
-    holders: &mut Vec<(f64, u32)>,
+    holders: &mut [(f64, u32)],
     amount: f64,
     load: &mut [f64],
     cap: &[f64],
@@ -739,26 +743,44 @@ fn route_least_loaded(w: &World, now: u64, track: Option<(usize, usize)>) -> Ser
 fn route_bounded(w: &World, c: f64, cache: &mut HashSet<(u32, u32)>) -> (Vec<f64>, u64) {
     let n = w.cap.len();
     let mut load = vec![0.0; n];
-    let total: f64 = (0..w.block_file.len() as u32).map(|b| w.heat(b)).sum::<f64>()
-        + (0..w.rate.len() as u32).map(|f| w.record_heat(f)).sum::<f64>();
+    let total: f64 = (0..w.block_file.len() as u32)
+        .map(|b| w.heat(b))
+        .sum::<f64>()
+        + (0..w.rate.len() as u32)
+            .map(|f| w.record_heat(f))
+            .sum::<f64>();
     let live_cap: f64 = (0..n as u32)
         .filter(|&x| w.live(x))
         .map(|x| w.cap[x as usize])
         .sum();
     let bound = c * total / live_cap.max(1e-12);
     for f in 0..w.rate.len() as u32 {
-        bounded_fill(w, bound, w.file_pos[f as usize], w.record_heat(f), &mut load, &mut |_| {});
+        bounded_fill(
+            w,
+            bound,
+            w.file_pos[f as usize],
+            w.record_heat(f),
+            &mut load,
+            &mut |_| {},
+        );
     }
     let mut fills = 0u64;
     for &b in &w.order {
         let size = w.block_size[b as usize] as u64;
         let holders = w.holders(b);
         let mut newly = Vec::new();
-        bounded_fill(w, bound, w.block_pos[b as usize], w.heat(b), &mut load, &mut |node| {
-            if !holders.contains(&node) {
-                newly.push(node);
-            }
-        });
+        bounded_fill(
+            w,
+            bound,
+            w.block_pos[b as usize],
+            w.heat(b),
+            &mut load,
+            &mut |node| {
+                if !holders.contains(&node) {
+                    newly.push(node);
+                }
+            },
+        );
         for node in newly {
             if cache.insert((b, node)) {
                 fills += size;
@@ -837,7 +859,11 @@ fn spread(values: impl Iterator<Item = (f64, f64)>) -> (f64, f64, f64) {
     let mean_w = num / den;
     let m = utils.iter().sum::<f64>() / utils.len() as f64;
     let var = utils.iter().map(|u| (u - m) * (u - m)).sum::<f64>() / utils.len() as f64;
-    (mean_w, peak / mean_w, if m > 0.0 { var.sqrt() / m } else { 0.0 })
+    (
+        mean_w,
+        peak / mean_w,
+        if m > 0.0 { var.sqrt() / m } else { 0.0 },
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -855,9 +881,12 @@ struct Manager {
 }
 
 impl Manager {
-    fn smooth(alpha: f64, prev: Option<f64>, x: f64) -> f64 {
+    fn smooth(alpha: (f64, f64), prev: Option<f64>, x: f64) -> f64 {
         match prev {
-            Some(p) => alpha * x + (1.0 - alpha) * p,
+            Some(p) => {
+                let a = if x > p { alpha.0 } else { alpha.1 };
+                a * x + (1.0 - a) * p
+            }
             None => x,
         }
     }
@@ -879,7 +908,7 @@ impl Manager {
         now: u64,
         mark: &mut [bool],
     ) -> ClusterView<u32> {
-        let a = cfg.ewma_alpha;
+        let a = (cfg.ewma_alpha_up, cfg.ewma_alpha_down);
         let mut nodes = Vec::new();
         let n_total = w.cap.len();
         let (mut used_sum, mut scap_sum) = (0.0, 0.0);
@@ -932,8 +961,7 @@ impl Manager {
             // Only nodes above the storage band offer blocks to move.
             let band = 1.0 + cfg.policy.storage_band;
             if w.used[n] / w.scap[n] > mean_s * band && cfg.report_cold_blocks > 0 {
-                let mut cold: Vec<(f64, u32)> =
-                    w.held[n].iter().map(|&b| (w.heat(b), b)).collect();
+                let mut cold: Vec<(f64, u32)> = w.held[n].iter().map(|&b| (w.heat(b), b)).collect();
                 let k = cfg.report_cold_blocks.min(cold.len());
                 if k > 0 && k < cold.len() {
                     cold.select_nth_unstable_by(k - 1, |x, y| {
@@ -1018,7 +1046,8 @@ struct ReversalLog {
 impl ReversalLog {
     /// Record an add/remove; true if it reverses the last one within `hold`.
     fn replica(&mut self, b: u32, n: u32, added: bool, now: u64, hold: u64) -> bool {
-        let rev = matches!(self.replicas.get(&(b, n)), Some(&(t, a)) if a != added && now - t < hold);
+        let rev =
+            matches!(self.replicas.get(&(b, n)), Some(&(t, a)) if a != added && now - t < hold);
         self.replicas.insert((b, n), (now, added));
         rev
     }
@@ -1193,7 +1222,7 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
         node_ewma: vec![f64::NAN; w.cap.len()],
         block_ewma: HashMap::new(),
         file_ewma: HashMap::new(),
-        rng: StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0f_7e57),
+        rng: StdRng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_7e57),
     });
     let mut mark = vec![false; w.block_file.len()];
     let mut cache: HashSet<(u32, u32)> = HashSet::new();
@@ -1265,8 +1294,7 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
             route_least_loaded(&w, now, track)
         };
         let live: Vec<usize> = (0..w.cap.len()).filter(|&n| w.live(n as u32)).collect();
-        let (mean_util, req_pm, req_cv) =
-            spread(live.iter().map(|&n| (served.load[n], w.cap[n])));
+        let (mean_util, req_pm, req_cv) = spread(live.iter().map(|&n| (served.load[n], w.cap[n])));
         let (_, sto_pm, sto_cv) = spread(live.iter().map(|&n| (w.used[n], w.scap[n])));
         let util: Vec<f64> = (0..w.cap.len())
             .map(|n| served.load[n] / w.cap[n])
@@ -1274,7 +1302,9 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
         // Targets of last round's decisions that are now over capacity.
         over += pending_targets
             .iter()
-            .filter(|&&(n, before)| w.live(n) && util[n as usize] > 1.0 && util[n as usize] > before)
+            .filter(|&&(n, before)| {
+                w.live(n) && util[n as usize] > 1.0 && util[n as usize] > before
+            })
             .count() as u64;
         pending_targets.clear();
 
@@ -1342,7 +1372,12 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
 /// everyone else's rate shrinks so the total stays the same.
 fn flash(w: &mut World, share: f64) {
     let work = |w: &World, f: usize| {
-        w.rate[f] * (w.meta + (0..w.file_nb[f]).map(|k| w.block_size[(w.file_first[f] + k) as usize] as f64).sum::<f64>() / w.file_nb[f] as f64)
+        w.rate[f]
+            * (w.meta
+                + (0..w.file_nb[f])
+                    .map(|k| w.block_size[(w.file_first[f] + k) as usize] as f64)
+                    .sum::<f64>()
+                    / w.file_nb[f] as f64)
     };
     let total: f64 = (0..w.rate.len()).map(|f| work(w, f)).sum();
     let ff = w.flash_file as usize;
@@ -1358,7 +1393,12 @@ fn flash(w: &mut World, share: f64) {
 
 /// First measured round from `from` (inclusive) to `until` (exclusive) at
 /// which `ok` holds, as rounds after `from`.
-fn rounds_to(rounds: &[RoundStats], from: usize, until: usize, ok: impl Fn(&RoundStats) -> bool) -> Option<usize> {
+fn rounds_to(
+    rounds: &[RoundStats],
+    from: usize,
+    until: usize,
+    ok: impl Fn(&RoundStats) -> bool,
+) -> Option<usize> {
     rounds
         .iter()
         .filter(|r| r.round >= from as i64 && r.round < until as i64)
@@ -1374,7 +1414,11 @@ fn summarize(cfg: &SimConfig, rounds: &[RoundStats], warm_moved: f64) -> Summary
     let sto_ok = |r: &RoundStats| within(r.sto_peak_mean, TARGET_STO_PEAK_MEAN);
     let both = |r: &RoundStats| req_ok(r) && sto_ok(r);
     let end = cfg.rounds;
-    let mut plan_ms: Vec<f64> = rounds.iter().map(|r| r.plan_ms).filter(|&x| x > 0.0).collect();
+    let mut plan_ms: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.plan_ms)
+        .filter(|&x| x > 0.0)
+        .collect();
     plan_ms.sort_by(f64::total_cmp);
     let before: Vec<f64> = rounds
         .iter()
@@ -1474,34 +1518,76 @@ pub fn print_table(report: &SimReport) -> String {
             report.runs.iter().map(|r| f(&r.summary)).collect(),
         ));
     };
-    row("req peak/mean before flash", "", &|m| format!("{:.2}", m.req_before_flash));
+    row("req peak/mean before flash", "", &|m| {
+        format!("{:.2}", m.req_before_flash)
+    });
     row("req peak/mean at flash+5", "<=1.25", &|m| {
-        format!("{:.2}{}", m.req_at_flash_plus5, mark_ok(within(m.req_at_flash_plus5, TARGET_REQ_PEAK_MEAN)))
+        format!(
+            "{:.2}{}",
+            m.req_at_flash_plus5,
+            mark_ok(within(m.req_at_flash_plus5, TARGET_REQ_PEAK_MEAN))
+        )
     });
     row("req peak/mean worst flash+5..join", "<=1.25", &|m| {
-        format!("{:.2}{}", m.req_worst_after_flash5, mark_ok(within(m.req_worst_after_flash5, TARGET_REQ_PEAK_MEAN)))
+        format!(
+            "{:.2}{}",
+            m.req_worst_after_flash5,
+            mark_ok(within(m.req_worst_after_flash5, TARGET_REQ_PEAK_MEAN))
+        )
     });
     row("rounds to req<=1.25 after flash", "<=5", &|m| {
-        format!("{}{}", fmt_rounds(m.rounds_flash), mark_ok(m.rounds_flash.is_some_and(|x| x <= TARGET_FLASH_ROUNDS)))
+        format!(
+            "{}{}",
+            fmt_rounds(m.rounds_flash),
+            mark_ok(m.rounds_flash.is_some_and(|x| x <= TARGET_FLASH_ROUNDS))
+        )
     });
     row("sto peak/mean after join (settled)", "<=1.10", &|m| {
-        format!("{:.2}{}", m.sto_after_join, mark_ok(within(m.sto_after_join, TARGET_STO_PEAK_MEAN)))
+        format!(
+            "{:.2}{}",
+            m.sto_after_join,
+            mark_ok(within(m.sto_after_join, TARGET_STO_PEAK_MEAN))
+        )
     });
-    row("rounds to sto<=1.10 after join", "", &|m| fmt_rounds(m.rounds_join));
-    row("rounds to both ok after fail", "", &|m| fmt_rounds(m.rounds_fail));
-    row("rounds to both ok after failover", "", &|m| fmt_rounds(m.rounds_failover));
-    row("final req peak/mean", "", &|m| format!("{:.2}", m.final_req));
+    row("rounds to sto<=1.10 after join", "", &|m| {
+        fmt_rounds(m.rounds_join)
+    });
+    row("rounds to both ok after fail", "", &|m| {
+        fmt_rounds(m.rounds_fail)
+    });
+    row("rounds to both ok after failover", "", &|m| {
+        fmt_rounds(m.rounds_failover)
+    });
+    row("final req peak/mean", "", &|m| {
+        format!("{:.2}", m.final_req)
+    });
     row("final req CV", "", &|m| format!("{:.3}", m.final_req_cv));
-    row("final sto peak/mean", "", &|m| format!("{:.2}", m.final_sto));
+    row("final sto peak/mean", "", &|m| {
+        format!("{:.2}", m.final_sto)
+    });
     row("final sto CV", "", &|m| format!("{:.3}", m.final_sto_cv));
     row("bytes moved, measured (% stored)", "<=8%", &|m| {
-        format!("{:.2}%{}", m.moved_frac * 100.0, mark_ok(within(m.moved_frac, TARGET_MOVED_FRAC)))
+        format!(
+            "{:.2}%{}",
+            m.moved_frac * 100.0,
+            mark_ok(within(m.moved_frac, TARGET_MOVED_FRAC))
+        )
     });
-    row("bytes moved, warm-up (% stored)", "", &|m| format!("{:.2}%", m.warmup_moved_frac * 100.0));
-    row("reversals within hold", "0", &|m| format!("{}{}", m.reversals, mark_ok(m.reversals == 0)));
-    row("targets pushed over capacity", "0", &|m| format!("{}{}", m.over_capacity, mark_ok(m.over_capacity == 0)));
-    row("decisions refused by sim", "0", &|m| format!("{}", m.invalid));
-    row("decisions (all rounds)", "", &|m| format!("{}", m.decisions));
+    row("bytes moved, warm-up (% stored)", "", &|m| {
+        format!("{:.2}%", m.warmup_moved_frac * 100.0)
+    });
+    row("reversals within hold", "0", &|m| {
+        format!("{}{}", m.reversals, mark_ok(m.reversals == 0))
+    });
+    row("targets pushed over capacity", "0", &|m| {
+        format!("{}{}", m.over_capacity, mark_ok(m.over_capacity == 0))
+    });
+    row("decisions refused by sim", "0", &|m| {
+        format!("{}", m.invalid)
+    });
+    row("decisions (all rounds)", "", &|m| {
+        format!("{}", m.decisions)
+    });
     row("measured: repl/drop/move/deleg/end", "", &|m| {
         let k = m.kinds;
         format!("{}/{}/{}/{}/{}", k[0], k[1], k[2], k[3], k[4])
@@ -1513,12 +1599,20 @@ pub fn print_table(report: &SimReport) -> String {
             "-".to_string()
         }
     });
-    row("max blocks in view", "", &|m| format!("{}", m.max_view_blocks));
+    row("max blocks in view", "", &|m| {
+        format!("{}", m.max_view_blocks)
+    });
     let names: Vec<&str> = report.runs.iter().map(|r| r.strategy.name()).collect();
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(6);
     let w1 = 7;
     let widths: Vec<usize> = (0..names.len())
-        .map(|i| rows.iter().map(|r| r.2[i].len()).max().unwrap_or(0).max(names[i].len()))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.2[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(names[i].len())
+        })
         .collect();
     let _ = write!(s, "\n{:<w0$}  {:<w1$}", "metric", "target");
     for (n, wd) in names.iter().zip(&widths) {
@@ -1621,16 +1715,29 @@ fn plot(report: &SimReport, path: &Path) -> Result<(), Box<dyn std::error::Error
     let colors = [RED, BLACK, BLUE, GREEN, MAGENTA];
     let n = report.config.rounds as i64;
     let e = report.config.events;
-    let panels: [(&str, f64, fn(&RoundStats) -> f64); 2] = [
-        ("request peak/mean (utilisation)", TARGET_REQ_PEAK_MEAN, |r| r.req_peak_mean),
-        ("storage peak/mean", TARGET_STO_PEAK_MEAN, |r| r.sto_peak_mean),
+    type Panel<'a> = (&'a str, f64, fn(&RoundStats) -> f64);
+    let panels: [Panel; 2] = [
+        (
+            "request peak/mean (utilisation)",
+            TARGET_REQ_PEAK_MEAN,
+            |r| r.req_peak_mean,
+        ),
+        ("storage peak/mean", TARGET_STO_PEAK_MEAN, |r| {
+            r.sto_peak_mean
+        }),
     ];
     for (area, (title, target, get)) in halves.iter().zip(panels) {
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!(
-                    "{} - {} nodes, Zipf {:.1} (events: flash {}, join {}, fail {}, failover {})",
-                    title, report.config.nodes, report.config.zipf, e.flash, e.join, e.fail, e.failover
+                    "{} - {} nodes, Zipf {:.1}, clipped at 3 (events: flash {}, join {}, fail {}, failover {})",
+                    title,
+                    report.config.nodes,
+                    report.config.zipf,
+                    e.flash,
+                    e.join,
+                    e.fail,
+                    e.failover
                 ),
                 ("sans-serif", 14),
             )
@@ -1689,4 +1796,90 @@ pub fn run_cli(
         write_outputs(&report, dir)?;
     }
     Ok(print_table(&report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> SimConfig {
+        SimConfig {
+            warmup_rounds: 10,
+            files_per_node: 8,
+            strategies: vec![Strategy::Swarm, Strategy::ClosestR, Strategy::BoundedLoad],
+            ..SimConfig::new(120, 1.0, 12, 7)
+        }
+    }
+
+    #[test]
+    fn water_fill_levels_holders() {
+        let cap = [1.0, 3.0, 1.0];
+        let mut load = [0.5, 0.0, 2.0];
+        let mut hs: Vec<(f64, u32)> = (0..3).map(|i| (load[i] / cap[i], i as u32)).collect();
+        let mut given = 0.0;
+        water_fill(&mut hs, 2.5, &mut load, &cap, |_, x| given += x);
+        assert!((given - 2.5).abs() < 1e-9);
+        // Nodes 0 and 1 level at (2.5 + 0.5) / 4 = 0.75; node 2 (at 2.0) gets nothing.
+        assert!((load[0] - 0.75).abs() < 1e-9 && (load[1] - 2.25).abs() < 1e-9);
+        assert_eq!(load[2], 2.0);
+    }
+
+    #[test]
+    fn runs_are_reproducible() {
+        let cfg = small();
+        let a = run(&cfg);
+        let b = run(&cfg);
+        for (x, y) in a.runs.iter().zip(&b.runs) {
+            let strip = |r: &[RoundStats]| -> Vec<RoundStats> {
+                r.iter()
+                    .map(|s| RoundStats {
+                        plan_ms: 0.0,
+                        ..s.clone()
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(&x.rounds), strip(&y.rounds), "{:?}", x.strategy);
+        }
+    }
+
+    #[test]
+    fn planner_beats_no_balancing_and_keeps_the_rules() {
+        let report = run(&small());
+        let get = |s: Strategy| {
+            &report
+                .runs
+                .iter()
+                .find(|r| r.strategy == s)
+                .expect("run")
+                .summary
+        };
+        let (ours, none) = (get(Strategy::Swarm), get(Strategy::ClosestR));
+        assert!(ours.final_req < none.final_req, "{ours:?} vs {none:?}");
+        assert!(ours.final_sto < none.final_sto);
+        assert_eq!(ours.reversals, 0);
+        assert_eq!(ours.invalid, 0);
+        assert!(get(Strategy::BoundedLoad).final_req <= 1.25 + 1e-6);
+    }
+
+    #[test]
+    fn writes_csv_and_svg() {
+        let report = run(&SimConfig {
+            strategies: vec![Strategy::Swarm],
+            ..small()
+        });
+        let dir = std::env::temp_dir().join(format!("swarmstore-sim-test-{}", std::process::id()));
+        write_outputs(&report, &dir).expect("outputs");
+        let stem = output_stem(&report);
+        for f in [
+            format!("{stem}_rounds.csv"),
+            format!("{stem}_summary.csv"),
+            format!("{stem}.svg"),
+        ] {
+            let meta = std::fs::metadata(dir.join(&f)).expect("file written");
+            assert!(meta.len() > 100, "{f}");
+        }
+        let table = print_table(&report);
+        assert!(table.contains("swarmstore") && table.contains("reversals"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

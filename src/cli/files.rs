@@ -46,6 +46,30 @@ pub struct StatArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Name of the file in the swarm.
+    pub name: String,
+    /// The new content ("-" reads stdin).
+    pub path: PathBuf,
+    /// Fail with a conflict unless the current version is N.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Name of the file in the swarm.
+    pub name: String,
+    /// Fail with a conflict unless the current version is N.
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub access: AccessArgs,
@@ -323,5 +347,53 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
         };
         println!("  {:<10} {}", state, p.peer);
     }
+    Ok(())
+}
+
+pub async fn update(args: UpdateArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.access).await?;
+    let outcome = if args.path.as_os_str() == "-" {
+        client
+            .update(&args.name, tokio::io::stdin(), args.if_version, None)
+            .await?
+    } else {
+        let file = tokio::fs::File::open(&args.path)
+            .await
+            .with_context(|| format!("cannot open {}", args.path.display()))?;
+        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let (bar, progress) = progress_bar(total, json, "update");
+        let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+        let outcome = client
+            .update(&args.name, reader, args.if_version, progress)
+            .await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        outcome?
+    };
+    if json {
+        return print_json(&outcome);
+    }
+    println!(
+        "updated {:?} to version {}: {} in {} blocks ({} new, {} reused)",
+        outcome.name,
+        outcome.version,
+        human_bytes(outcome.size),
+        outcome.blocks,
+        outcome.new_blocks,
+        outcome.reused_blocks
+    );
+    Ok(())
+}
+
+pub async fn rm(args: RmArgs, json: bool) -> anyhow::Result<()> {
+    let client = connect(&args.access).await?;
+    let version = client.remove(&args.name, args.if_version).await?;
+    if json {
+        return print_json(
+            &serde_json::json!({ "name": args.name, "version": version, "deleted": true }),
+        );
+    }
+    println!("removed {:?} (tombstone version {version})", args.name);
     Ok(())
 }

@@ -41,6 +41,10 @@ pub enum Command {
     Put(files::PutArgs),
     /// Download a file.
     Get(files::GetArgs),
+    /// Publish a new version of a file you own (only changed blocks are uploaded).
+    Update(files::UpdateArgs),
+    /// Delete a file you own (a signed tombstone; blocks are collected after a grace period).
+    Rm(files::RmArgs),
     /// Show a file's record: version, size, blocks and holders, root, replicas, users.
     Stat(files::StatArgs),
     /// Show the access node's view: its store and the peers it sees.
@@ -98,6 +102,8 @@ pub fn run() -> i32 {
             Command::Put(args) => files::put(args, json).await,
             Command::Get(args) => files::get(args, json).await,
             Command::Stat(args) => files::stat(args, json).await,
+            Command::Update(args) => files::update(args, json).await,
+            Command::Rm(args) => files::rm(args, json).await,
             Command::Status(args) => files::status(args, json).await,
         }
     });

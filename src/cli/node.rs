@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use libp2p::Multiaddr;
 
-use super::output::{human_bytes, parse_bytes, print_json};
+use super::output::{human_bytes, parse_bytes, parse_duration, print_json};
 use crate::identity;
 use crate::node::{Node, NodeConfig};
 use crate::store::Store;
@@ -34,6 +34,12 @@ pub struct NodeArgs {
     /// Versions of each file a root retains.
     #[arg(long, default_value_t = 3, value_name = "K", help_heading = "Storage")]
     pub keep_versions: usize,
+    /// How long a block stays unreferenced before it is deleted, e.g. 10m, 30s.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration, help_heading = "Storage")]
+    pub gc_grace: Duration,
+    /// How often replica sets compare record versions, e.g. 30s.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Storage")]
+    pub sync_interval: Duration,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -82,7 +88,10 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         .mdns(!args.no_mdns)
         .replication(args.replication)
         .capacity(args.capacity);
-    config.keep_versions = args.keep_versions.max(1);
+    config = config
+        .keep_versions(args.keep_versions)
+        .gc_grace(args.gc_grace)
+        .sync_interval(args.sync_interval);
     if !args.listen.is_empty() {
         config = config.listen_on(args.listen);
     }

@@ -50,6 +50,26 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((value * mult as f64) as u64)
 }
 
+/// Parses `500ms`, `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 30s, 10m, 2h)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// A byte progress bar on stderr when it is a terminal and output is not JSON.
 pub fn progress_bar(total: u64, json: bool, verb: &str) -> (Option<ProgressBar>, Option<Progress>) {
     if json || !std::io::stderr().is_terminal() {
@@ -80,6 +100,9 @@ mod tests {
         assert!(parse_bytes("ten").is_err());
         assert!(parse_bytes("5Q").is_err());
         assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(parse_duration("soon").is_err());
         assert_eq!(human_bytes(20 << 20), "20.0 MiB");
     }
 }

@@ -18,7 +18,7 @@ use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
     match req {
-        ClientRequest::PutBlock { id, data } => put_block(ctx, id, data).await,
+        ClientRequest::PutBlock { id, file, data } => put_block(ctx, id, file, data).await,
         ClientRequest::Publish { record } => publish(ctx, record).await,
         ClientRequest::Fetch { name, download } => {
             fetch(ctx, &name, download.then_some(client)).await
@@ -42,7 +42,10 @@ pub async fn hash(data: Vec<u8>) -> (BlockId, Vec<u8>) {
     }
 }
 
-async fn put_block(ctx: &Arc<Ctx>, id: BlockId, data: Vec<u8>) -> ClientResponse {
+async fn put_block(ctx: &Arc<Ctx>, id: BlockId, file: String, data: Vec<u8>) -> ClientResponse {
+    if let Err(e) = validate_name(&file) {
+        return error(e);
+    }
     if data.is_empty() || data.len() > MAX_BLOCK_SIZE as usize {
         return error(format!(
             "block of {} bytes outside 1..={MAX_BLOCK_SIZE}",
@@ -65,9 +68,11 @@ async fn put_block(ctx: &Arc<Ctx>, id: BlockId, data: Vec<u8>) -> ClientResponse
     let store_on = |peer: PeerId| {
         let ctx = ctx.clone();
         let data = data.clone();
+        let file = file.clone();
         async move {
             let req = BlockRequest::Put {
                 id,
+                file,
                 data: data.as_ref().clone(),
             };
             (peer, ctx.block_to(peer, req).await)
@@ -129,12 +134,30 @@ async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
     ))
 }
 
-/// Reads a file's state from every member of its replica set and keeps the highest version.
-pub async fn read_state(
+/// What a read of a file's replica set found.
+pub struct ReadOutcome {
+    /// The root (closest member holding the newest version), the members holding that
+    /// version, and the state itself.
+    pub best: Option<(PeerId, Vec<PeerId>, FileState)>,
+    /// Members that answered.
+    pub answered: usize,
+    pub set_size: usize,
+}
+
+impl ReadOutcome {
+    /// A "no such file" is trustworthy only when a majority of the replica set said so.
+    pub fn is_authoritative(&self) -> bool {
+        self.answered >= crate::placement::majority(self.set_size.max(1))
+    }
+}
+
+/// Reads a file's state from every member of its replica set and keeps the highest version;
+/// equal versions are broken toward the root, which alone keeps the user list current.
+pub async fn read_state_detailed(
     ctx: &Arc<Ctx>,
     name: &str,
     reader: Option<PeerId>,
-) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, String> {
+) -> Result<ReadOutcome, String> {
     let key = FileKey::for_name(name);
     let set = ctx.replica_set(name).await;
     let mut replies: FuturesUnordered<_> = set
@@ -153,8 +176,6 @@ pub async fn read_state(
             }
         })
         .collect();
-    // (position in the set, state): equal versions are broken toward the root, which alone
-    // keeps the user list current.
     let mut best: Option<(usize, FileState)> = None;
     let mut holding: Vec<(PeerId, u64)> = Vec::new();
     let mut failures = Vec::new();
@@ -180,23 +201,36 @@ pub async fn read_state(
             Err(e) => failures.push(format!("{peer}: {e}")),
         }
     }
-    let Some((_, state)) = best else {
-        if answered == 0 && !failures.is_empty() {
-            return Err(format!(
-                "no replica of {name:?} answered: {}",
-                failures.join("; ")
-            ));
-        }
-        return Ok(None);
-    };
-    let head = state.head().map(|h| h.version).unwrap_or(0);
-    let replicas: Vec<PeerId> = set
-        .iter()
-        .filter(|p| holding.iter().any(|(h, v)| h == *p && *v == head))
-        .copied()
-        .collect();
-    let root = replicas.first().copied().unwrap_or(ctx.local);
-    Ok(Some((root, replicas, state)))
+    if answered == 0 && !failures.is_empty() {
+        return Err(format!(
+            "no replica of {name:?} answered: {}",
+            failures.join("; ")
+        ));
+    }
+    let best = best.map(|(_, state)| {
+        let head = state.head().map(|h| h.version).unwrap_or(0);
+        let replicas: Vec<PeerId> = set
+            .iter()
+            .filter(|p| holding.iter().any(|(h, v)| h == *p && *v == head))
+            .copied()
+            .collect();
+        let root = replicas.first().copied().unwrap_or(ctx.local);
+        (root, replicas, state)
+    });
+    Ok(ReadOutcome {
+        best,
+        answered,
+        set_size: set.len(),
+    })
+}
+
+/// The newest state of a file across its replica set, with its root and replicas.
+pub async fn read_state(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    reader: Option<PeerId>,
+) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, String> {
+    read_state_detailed(ctx, name, reader).await.map(|r| r.best)
 }
 
 async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResponse {

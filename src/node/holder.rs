@@ -11,16 +11,23 @@ use libp2p::PeerId;
 use super::Ctx;
 use crate::ids::BlockId;
 use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::record::now_ms;
 use crate::store::BlockError;
 
 pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockResponse {
     match req {
-        BlockRequest::Put { id, data } => put(ctx, from, id, data).await,
+        BlockRequest::Put { id, file, data } => put(ctx, from, id, &file, data).await,
         BlockRequest::Get { id } => get(ctx, id).await,
     }
 }
 
-async fn put(ctx: &Arc<Ctx>, from: PeerId, id: BlockId, data: Vec<u8>) -> BlockResponse {
+async fn put(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    id: BlockId,
+    file: &str,
+    data: Vec<u8>,
+) -> BlockResponse {
     if let Some(free) = ctx.local_free() {
         if !ctx.store.blocks.contains(&id) && free < data.len() as u64 {
             return BlockResponse::Error {
@@ -29,7 +36,16 @@ async fn put(ctx: &Arc<Ctx>, from: PeerId, id: BlockId, data: Vec<u8>) -> BlockR
         }
     }
     let store = ctx.store.clone();
-    let result = tokio::task::spawn_blocking(move || store.blocks.put(&id, &data)).await;
+    let file = file.to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        store.blocks.put(&id, &data)?;
+        if let Err(e) = store.records.add_block_ref(&id, &file, now_ms()) {
+            // Without a ref the block is never collected: a leak, not a loss.
+            tracing::warn!(block = %id, "cannot note block ref: {e}");
+        }
+        Ok::<_, BlockError>(())
+    })
+    .await;
     match result {
         Ok(Ok(())) => BlockResponse::Stored,
         Ok(Err(e @ BlockError::WrongHash(..))) => {

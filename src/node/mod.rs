@@ -9,10 +9,12 @@
 pub mod access;
 pub mod behaviour;
 pub mod event_loop;
+pub mod gc;
 pub mod holder;
 pub mod net;
 pub mod peers;
 pub mod root;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,6 +55,10 @@ pub struct NodeConfig {
     pub max_users: usize,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
+    /// How long a block must stay unreferenced before it is deleted.
+    pub gc_grace: Duration,
+    /// How often replica sets exchange record digests.
+    pub sync_interval: Duration,
 }
 
 impl NodeConfig {
@@ -72,6 +78,8 @@ impl NodeConfig {
             keep_versions: 3,
             max_users: 1000,
             idle_timeout: Duration::from_secs(120),
+            gc_grace: Duration::from_secs(600),
+            sync_interval: Duration::from_secs(30),
         }
     }
 
@@ -104,6 +112,21 @@ impl NodeConfig {
 
     pub fn capacity(mut self, bytes: Option<u64>) -> Self {
         self.capacity = bytes;
+        self
+    }
+
+    pub fn keep_versions(mut self, k: usize) -> Self {
+        self.keep_versions = k.max(1);
+        self
+    }
+
+    pub fn gc_grace(mut self, grace: Duration) -> Self {
+        self.gc_grace = grace;
+        self
+    }
+
+    pub fn sync_interval(mut self, every: Duration) -> Self {
+        self.sync_interval = every.max(Duration::from_millis(100));
         self
     }
 }
@@ -224,6 +247,8 @@ fn write_addr_file(dir: &std::path::Path, addr: &Multiaddr) -> std::io::Result<(
 pub struct Node {
     ctx: Arc<Ctx>,
     task: JoinHandle<()>,
+    /// Maintenance loops (anti-entropy, garbage collection), stopped at shutdown.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -271,7 +296,15 @@ impl Node {
         let event_loop =
             event_loop::EventLoop::new(swarm, rx, ctx.clone(), config.bootstrap.clone());
         let task = tokio::spawn(event_loop.run());
-        let node = Node { ctx, task };
+        let background = vec![
+            tokio::spawn(sync::run(ctx.clone())),
+            tokio::spawn(gc::run(ctx.clone())),
+        ];
+        let node = Node {
+            ctx,
+            task,
+            background,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while node.ctx.listen_addrs().is_empty() {
             let wait = node.ctx.listen_changed.notified();
@@ -338,6 +371,9 @@ impl Node {
     /// Stops the event loop and closes every connection. The store is closed once the last
     /// in-flight handler finishes.
     pub async fn shutdown(self) {
+        for t in &self.background {
+            t.abort();
+        }
         self.ctx.net.shutdown().await;
         let _ = self.task.await;
     }

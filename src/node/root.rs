@@ -27,6 +27,7 @@ pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, M
             MetaRequest::Publish { record } => publish(ctx, from, record).await,
             MetaRequest::Replicate { key, state } => replicate_in(ctx, from, key, state).await,
             MetaRequest::Fetch { key, reader } => fetch(ctx, key, reader).await,
+            MetaRequest::Digest { entries } => digest(ctx, entries).await,
         }
     })
 }
@@ -211,4 +212,14 @@ async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResp
         });
     }
     MetaResponse::State { state }
+}
+
+async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, u64)>) -> MetaResponse {
+    let store = ctx.store.clone();
+    let keys: Vec<FileKey> = entries.into_iter().map(|(k, _)| k).collect();
+    match tokio::task::spawn_blocking(move || store.records.head_versions(&keys)).await {
+        Ok(Ok(entries)) => MetaResponse::Digest { entries },
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
 }

@@ -15,9 +15,10 @@ pub const FRAME_LIMIT: usize = MAX_BLOCK_SIZE as usize + 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BlockRequest {
-    /// Store a block; the holder checks that SHA-256 of `data` is `id`.
+    /// Store a block for file `file`; the holder checks that SHA-256 of `data` is `id`.
     Put {
         id: BlockId,
+        file: String,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },

@@ -16,9 +16,10 @@ pub const FRAME_LIMIT: usize = super::meta::FRAME_LIMIT;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClientRequest {
-    /// Place a block on R holders chosen by the access node.
+    /// Place a block of file `file` on R holders chosen by the access node.
     PutBlock {
         id: BlockId,
+        file: String,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },

@@ -20,6 +20,9 @@ pub enum MetaRequest {
     Publish { record: FileRecord },
     /// Root → replica: keep this copy of the file's state (newer versions win).
     Replicate { key: FileKey, state: FileState },
+    /// Replica-set anti-entropy: "these are the head versions I hold"; the answer lists the
+    /// receiver's head version of each key (0 when it holds none).
+    Digest { entries: Vec<(FileKey, u64)> },
     /// Read a file's state. `reader` names a downloading client to add to the user list.
     Fetch {
         key: FileKey,
@@ -31,6 +34,7 @@ pub enum MetaRequest {
 pub enum MetaResponse {
     Published { version: u64, replicas: Vec<PeerId> },
     Replicated,
+    Digest { entries: Vec<(FileKey, u64)> },
     State { state: Option<FileState> },
     Rejected { error: RecordError },
     Error { message: String },

@@ -7,7 +7,7 @@ pub mod records;
 use std::path::{Path, PathBuf};
 
 pub use blocks::{BlockError, BlockStore};
-pub use records::{Change, RecordStore, RecordStoreError};
+pub use records::{BlockRefs, Change, RecordStore, RecordStoreError};
 
 pub struct Store {
     pub dir: PathBuf,

@@ -7,15 +7,34 @@
 //!
 //! One table maps a file key to its CBOR-encoded [`FileState`]. Every change is a
 //! read-modify-write inside one write transaction, so version checks and the write are atomic.
+//!
+//! A second table keeps, for each block this node holds, the names of the files it was stored
+//! for ([`BlockRefs`]): garbage collection asks those files' roots whether any retained version
+//! still references the block. A block without refs is never collected (a leak, never a loss).
 
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
-use crate::ids::FileKey;
+use crate::ids::{BlockId, FileKey};
 use crate::record::FileState;
 
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
+const BLOCK_REFS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("block_refs");
+
+/// What a holder knows about why it holds a block.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockRefs {
+    /// Files the block was stored for (bounded; a block shared by more files keeps the first).
+    pub files: Vec<String>,
+    /// When this node first stored it (Unix ms).
+    pub stored_ms: u64,
+    /// When garbage collection first found no retained version referencing it.
+    pub unreferenced_since: Option<u64>,
+}
+
+/// Most file names remembered per block.
+const MAX_REFS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordStoreError {
@@ -47,6 +66,7 @@ impl RecordStore {
             .map_err(|e| RecordStoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(RECORDS).map_err(db_err)?;
+        txn.open_table(BLOCK_REFS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db })
     }
@@ -121,6 +141,24 @@ impl RecordStore {
         Ok(out)
     }
 
+    /// The head version held for each key (0 when none), in one read transaction.
+    pub fn head_versions(&self, keys: &[FileKey]) -> Result<Vec<(FileKey, u64)>, RecordStoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(RECORDS).map_err(db_err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let version = match table.get(&key.0).map_err(db_err)? {
+                Some(v) => decode(key, v.value())?
+                    .head()
+                    .map(|h| h.version)
+                    .unwrap_or(0),
+                None => 0,
+            };
+            out.push((*key, version));
+        }
+        Ok(out)
+    }
+
     /// Every state held, for a full scan (store check, repair).
     pub fn all(&self) -> Result<Vec<(FileKey, FileState)>, RecordStoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
@@ -133,6 +171,82 @@ impl RecordStore {
         }
         Ok(out)
     }
+}
+
+impl RecordStore {
+    /// Notes that `block` is held for `file`. Eventual durability: losing it in a crash only
+    /// makes the block uncollectable.
+    pub fn add_block_ref(
+        &self,
+        block: &BlockId,
+        file: &str,
+        now_ms: u64,
+    ) -> Result<(), RecordStoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Eventual);
+        {
+            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+            let mut refs = match table.get(&block.0).map_err(db_err)? {
+                Some(v) => decode_refs(v.value()),
+                None => BlockRefs {
+                    stored_ms: now_ms,
+                    ..Default::default()
+                },
+            };
+            let known = refs.files.iter().any(|f| f == file);
+            if known && refs.unreferenced_since.is_none() {
+                return Ok(());
+            }
+            if !known && refs.files.len() < MAX_REFS {
+                refs.files.push(file.to_string());
+            }
+            // Stored again for a file: whatever GC saw before no longer holds.
+            refs.unreferenced_since = None;
+            let bytes = cbor4ii::serde::to_vec(Vec::new(), &refs).map_err(db_err)?;
+            table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    pub fn block_refs(&self) -> Result<Vec<(BlockId, BlockRefs)>, RecordStoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            out.push((BlockId(*k.value()), decode_refs(v.value())));
+        }
+        Ok(out)
+    }
+
+    pub fn set_block_refs(
+        &self,
+        block: &BlockId,
+        refs: &BlockRefs,
+    ) -> Result<(), RecordStoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Eventual);
+        {
+            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+            let bytes = cbor4ii::serde::to_vec(Vec::new(), refs).map_err(db_err)?;
+            table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    pub fn remove_block_refs(&self, block: &BlockId) -> Result<(), RecordStoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+            table.remove(&block.0).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+}
+
+/// A refs entry we cannot read is treated as "no refs": the block is kept.
+fn decode_refs(bytes: &[u8]) -> BlockRefs {
+    cbor4ii::serde::from_slice(bytes).unwrap_or_default()
 }
 
 fn decode(key: &FileKey, bytes: &[u8]) -> Result<FileState, RecordStoreError> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -10,10 +11,14 @@ use libp2p::PeerId;
 use swarmstore::ids::{distance, peer_point, FileKey};
 use swarmstore::{Client, Node, NodeConfig};
 
+pub type Tune = Arc<dyn Fn(NodeConfig) -> NodeConfig + Send + Sync>;
+
 pub struct TestSwarm {
     pub dir: tempfile::TempDir,
-    pub nodes: Vec<Node>,
+    /// `None` while a node is stopped.
+    pub nodes: Vec<Option<Node>>,
     pub replication: usize,
+    pub tune: Tune,
 }
 
 pub fn init_tracing() {
@@ -28,12 +33,18 @@ pub fn init_tracing() {
 
 impl TestSwarm {
     pub async fn start(n: usize, replication: usize) -> Self {
+        Self::start_with(n, replication, Arc::new(|c| c)).await
+    }
+
+    /// Starts `n` nodes whose config `tune` adjusts (shorter timers in tests).
+    pub async fn start_with(n: usize, replication: usize, tune: Tune) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut swarm = TestSwarm {
             dir,
             nodes: Vec::new(),
             replication,
+            tune,
         };
         for i in 0..n {
             swarm.start_node(i).await;
@@ -46,28 +57,52 @@ impl TestSwarm {
         self.dir.path().join(format!("node{i}"))
     }
 
-    pub fn config(&self, i: usize) -> NodeConfig {
-        let bootstrap = self
-            .nodes
-            .first()
-            .map(|n| vec![n.addr()])
-            .unwrap_or_default();
-        NodeConfig::local(self.data_dir(i))
-            .bootstrap(bootstrap)
-            .replication(self.replication)
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node is running")
     }
 
-    /// Starts node `i` (appending it) with the default test config.
+    pub fn running(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().flatten()
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let bootstrap: Vec<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, n)| n.as_ref().map(|n| n.addr()))
+            .take(2)
+            .collect();
+        (self.tune)(
+            NodeConfig::local(self.data_dir(i))
+                .bootstrap(bootstrap)
+                .replication(self.replication),
+        )
+    }
+
+    /// Starts node `i` (appending it, or restarting it on its data dir if it was stopped).
     pub async fn start_node(&mut self, i: usize) {
         let config = self.config(i);
         let node = Node::start(config).await.expect("node starts");
-        self.nodes.push(node);
+        if i < self.nodes.len() {
+            self.nodes[i] = Some(node);
+        } else {
+            self.nodes.push(Some(node));
+        }
     }
 
-    /// Waits until every node sees every other as a live storage peer.
+    /// Stops node `i`; its data dir stays for a restart.
+    pub async fn stop_node(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.shutdown().await;
+        }
+    }
+
+    /// Waits until every running node sees every other running node as a live storage peer.
     pub async fn wait_mesh(&self) {
-        let want = self.nodes.len() - 1;
-        for (i, n) in self.nodes.iter().enumerate() {
+        let want = self.running().count() - 1;
+        for (i, n) in self.running().enumerate() {
             assert!(
                 n.wait_for_peers(want, Duration::from_secs(30)).await,
                 "node {i} sees only {} of {want} peers",
@@ -77,19 +112,28 @@ impl TestSwarm {
     }
 
     pub async fn client(&self, i: usize) -> Client {
-        Client::connect(self.nodes[i].addr(), Keypair::generate_ed25519())
+        Client::connect(self.node(i).addr(), Keypair::generate_ed25519())
             .await
             .expect("client connects")
     }
 
     pub async fn client_with(&self, i: usize, key: &Keypair) -> Client {
-        Client::connect(self.nodes[i].addr(), key.clone())
+        Client::connect(self.node(i).addr(), key.clone())
             .await
             .expect("client connects")
     }
 
+    /// Peer ids of the running nodes.
     pub fn peer_ids(&self) -> Vec<PeerId> {
-        self.nodes.iter().map(|n| n.peer_id()).collect()
+        self.running().map(|n| n.peer_id()).collect()
+    }
+
+    /// Index of the node with this peer id.
+    pub fn index_of(&self, peer: &PeerId) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.peer_id() == *peer))
+            .expect("a node of this swarm")
     }
 
     /// The live peer closest to a file's key by XOR distance, computed independently.
@@ -98,10 +142,20 @@ impl TestSwarm {
     }
 
     pub async fn shutdown(self) -> tempfile::TempDir {
-        for n in self.nodes {
+        for n in self.nodes.into_iter().flatten() {
             n.shutdown().await;
         }
         self.dir
+    }
+
+    /// Whether node `i` has a block file for `id` on disk.
+    pub fn has_block_file(&self, i: usize, id: &swarmstore::ids::BlockId) -> bool {
+        let hex = id.to_hex();
+        self.data_dir(i)
+            .join("blocks")
+            .join(&hex[..2])
+            .join(hex)
+            .exists()
     }
 }
 

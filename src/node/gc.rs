@@ -1,0 +1,122 @@
+//! Garbage collection of blocks no retained version of any file references.
+//!
+//! Holder-driven mark and sweep. Each block carries the names of the files it was stored for;
+//! a sweep asks each such file's replica set for its state. A block that no retained version of
+//! any of its files references is marked; if it is still unreferenced a full grace period later,
+//! it is deleted. Anything uncertain keeps the block: a file whose replica set does not answer
+//! with a majority, a block without refs, a block younger than the grace period (a put may
+//! still be uploading). Blocks shared by several files survive until the last reference goes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use super::{access, Ctx};
+use crate::ids::BlockId;
+use crate::record::now_ms;
+use crate::store::BlockRefs;
+
+/// What a sweep learned about one file.
+enum Referenced {
+    /// The blocks its retained versions reference (empty once deleted or never published).
+    Blocks(BTreeSet<BlockId>),
+    /// Not enough of its replica set answered: keep everything it might reference.
+    Unknown,
+}
+
+pub fn sweep_interval(grace: Duration) -> Duration {
+    (grace / 4).clamp(Duration::from_millis(250), Duration::from_secs(60))
+}
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(sweep_interval(ctx.config.gc_grace));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sweep(&ctx).await;
+    }
+}
+
+pub async fn sweep(ctx: &Arc<Ctx>) {
+    let grace_ms = ctx.config.gc_grace.as_millis() as u64;
+    let now = now_ms();
+    let store = ctx.store.clone();
+    let refs = match tokio::task::spawn_blocking(move || store.records.block_refs()).await {
+        Ok(Ok(refs)) => refs,
+        Ok(Err(e)) => return tracing::warn!("gc: cannot list block refs: {e}"),
+        Err(e) => return tracing::warn!("gc: {e}"),
+    };
+    let mut candidates: Vec<(BlockId, BlockRefs)> = Vec::new();
+    for (id, r) in refs {
+        if !ctx.store.blocks.contains(&id) {
+            let store = ctx.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.records.remove_block_refs(&id)).await;
+            continue;
+        }
+        if now.saturating_sub(r.stored_ms) >= grace_ms && !r.files.is_empty() {
+            candidates.push((id, r));
+        }
+    }
+    if candidates.is_empty() {
+        return;
+    }
+    let files: BTreeSet<String> = candidates
+        .iter()
+        .flat_map(|(_, r)| r.files.iter().cloned())
+        .collect();
+    let verdicts: HashMap<String, Referenced> = stream::iter(files)
+        .map(|name| async move {
+            let verdict = match access::read_state_detailed(ctx, &name, None).await {
+                Ok(read) => match read.best {
+                    Some((_, _, state)) => Referenced::Blocks(state.referenced_blocks()),
+                    None if read.is_authoritative() => Referenced::Blocks(BTreeSet::new()),
+                    None => Referenced::Unknown,
+                },
+                Err(_) => Referenced::Unknown,
+            };
+            (name, verdict)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (id, mut r) in candidates {
+        let referenced = r.files.iter().any(|f| match verdicts.get(f) {
+            Some(Referenced::Blocks(set)) => set.contains(&id),
+            Some(Referenced::Unknown) | None => true,
+        });
+        let store = ctx.store.clone();
+        if referenced {
+            if r.unreferenced_since.take().is_some() {
+                let _ = tokio::task::spawn_blocking(move || store.records.set_block_refs(&id, &r))
+                    .await;
+            }
+            continue;
+        }
+        match r.unreferenced_since {
+            None => {
+                r.unreferenced_since = Some(now);
+                let _ = tokio::task::spawn_blocking(move || store.records.set_block_refs(&id, &r))
+                    .await;
+            }
+            Some(since) if now.saturating_sub(since) >= grace_ms => {
+                let files = r.files.join(", ");
+                let removed = tokio::task::spawn_blocking(move || {
+                    let removed = store.blocks.remove(&id);
+                    let _ = store.records.remove_block_refs(&id);
+                    removed
+                })
+                .await;
+                match removed {
+                    Ok(Ok(_)) => {
+                        tracing::info!(block = %id, %files, "gc: collected unreferenced block")
+                    }
+                    Ok(Err(e)) => tracing::warn!(block = %id, "gc: cannot remove block: {e}"),
+                    Err(e) => tracing::warn!(block = %id, "gc: {e}"),
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Replica-set anti-entropy: records converge to the newest valid signed version.
+//!
+//! Every `sync_interval` a node sends, to each other member of the replica sets of the files it
+//! holds, the `(key, head version)` pairs they share. The answer carries the peer's versions;
+//! whichever side is behind gets the newer state (pushed with `Replicate`, or pulled with
+//! `Fetch` and checked exactly like a copy from a root). A lower version never overwrites a
+//! higher one. This also hands records to peers that join a replica set.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use libp2p::PeerId;
+
+use super::{root, Ctx};
+use crate::ids::FileKey;
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::FileState;
+
+/// Keys per digest message: keeps each frame far below the meta protocol's limit.
+const DIGEST_CHUNK: usize = 4096;
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(ctx.config.sync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        round(&ctx).await;
+    }
+}
+
+/// One anti-entropy round over every record this node holds.
+pub async fn round(ctx: &Arc<Ctx>) {
+    let store = ctx.store.clone();
+    let all = match tokio::task::spawn_blocking(move || store.records.all()).await {
+        Ok(Ok(all)) => all,
+        Ok(Err(e)) => return tracing::warn!("sync: cannot list records: {e}"),
+        Err(e) => return tracing::warn!("sync: {e}"),
+    };
+    let mut per_peer: HashMap<PeerId, Vec<(FileKey, u64)>> = HashMap::new();
+    let mut states: HashMap<FileKey, FileState> = HashMap::new();
+    for (key, state) in all {
+        let Some(head) = state.head() else { continue };
+        let version = head.version;
+        for peer in ctx.replica_set(&head.name).await {
+            if peer != ctx.local {
+                per_peer.entry(peer).or_default().push((key, version));
+            }
+        }
+        states.insert(key, state);
+    }
+    let states = Arc::new(states);
+    stream::iter(per_peer)
+        .for_each_concurrent(8, |(peer, entries)| {
+            let states = states.clone();
+            async move {
+                for chunk in entries.chunks(DIGEST_CHUNK) {
+                    exchange(ctx, peer, chunk.to_vec(), &states).await;
+                }
+            }
+        })
+        .await;
+}
+
+async fn exchange(
+    ctx: &Arc<Ctx>,
+    peer: PeerId,
+    entries: Vec<(FileKey, u64)>,
+    states: &HashMap<FileKey, FileState>,
+) {
+    let mine: HashMap<FileKey, u64> = entries.iter().copied().collect();
+    let theirs = match ctx.net.meta(peer, MetaRequest::Digest { entries }).await {
+        Ok(MetaResponse::Digest { entries }) => entries,
+        Ok(other) => return tracing::debug!(%peer, "sync: unexpected digest reply {other:?}"),
+        Err(e) => return tracing::debug!(%peer, "sync: {e}"),
+    };
+    for (key, their_version) in theirs {
+        let Some(my_version) = mine.get(&key).copied() else {
+            continue; // not something we asked about
+        };
+        if their_version < my_version {
+            if let Some(state) = states.get(&key) {
+                let req = MetaRequest::Replicate {
+                    key,
+                    state: state.clone(),
+                };
+                match ctx.net.meta(peer, req).await {
+                    Ok(MetaResponse::Replicated) => {
+                        tracing::info!(%peer, %key, from = their_version, to = my_version, "sync: pushed newer record")
+                    }
+                    Ok(other) => tracing::debug!(%peer, %key, "sync: push refused: {other:?}"),
+                    Err(e) => tracing::debug!(%peer, %key, "sync: push failed: {e}"),
+                }
+            }
+        } else if their_version > my_version {
+            let req = MetaRequest::Fetch { key, reader: None };
+            if let Ok(MetaResponse::State { state: Some(state) }) = ctx.net.meta(peer, req).await {
+                // Through the same checks as any copy a root sends.
+                let reply = root::handle(ctx, peer, MetaRequest::Replicate { key, state }).await;
+                match reply {
+                    MetaResponse::Replicated => {
+                        tracing::info!(%peer, %key, from = my_version, to = their_version, "sync: pulled newer record")
+                    }
+                    other => tracing::warn!(%peer, %key, "sync: pulled record refused: {other:?}"),
+                }
+            }
+        }
+    }
+}
