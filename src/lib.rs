@@ -8,6 +8,7 @@
 //! The library is what the `swarmstore` binary runs: [`node::Node`] is a storage node and
 //! [`client::Client`] a client.
 
+pub mod balance;
 pub mod cli;
 pub mod client;
 pub mod error;

@@ -49,6 +49,8 @@ pub enum Command {
     Stat(files::StatArgs),
     /// Show the access node's view: its store and the peers it sees.
     Status(files::StatusArgs),
+    /// Run the balancer simulator: our planner beside baselines, printed as a table.
+    Sim(node::SimArgs),
     /// Run a local swarm of N nodes in one process (for demos and benchmarks).
     Devnet(node::DevnetArgs),
 }
@@ -99,6 +101,7 @@ pub fn run() -> i32 {
         match cli.command {
             Command::Node(args) => node::run_node(args, json).await,
             Command::Devnet(args) => node::run_devnet(args, json).await,
+            Command::Sim(args) => node::run_sim(args),
             Command::Put(args) => files::put(args, json).await,
             Command::Get(args) => files::get(args, json).await,
             Command::Stat(args) => files::stat(args, json).await,

@@ -212,3 +212,33 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Simulated storage nodes.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Zipf exponent of file popularity.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf: f64,
+    /// Measured rounds (after warm-up).
+    #[arg(long, default_value_t = 60)]
+    pub rounds: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write CSV and SVG here (e.g. docs/sim).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let table = crate::balance::sim::run_cli(
+        args.nodes,
+        args.zipf,
+        args.rounds,
+        args.seed,
+        args.out.as_deref(),
+    )?;
+    println!("{table}");
+    Ok(())
+}

@@ -18,6 +18,44 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
     match req {
         BlockRequest::Put { id, file, data } => put(ctx, from, id, &file, data).await,
         BlockRequest::Get { id } => get(ctx, id).await,
+        BlockRequest::Has { ids } => BlockResponse::Have {
+            ids: ids
+                .into_iter()
+                .filter(|id| ctx.store.blocks.contains(id))
+                .collect(),
+        },
+        BlockRequest::Pull { id, file, sources } => pull(ctx, id, &file, sources).await,
+    }
+}
+
+/// Copies a block from the first source that returns the right bytes. A source that answers
+/// with wrong bytes or nothing is skipped (and logged): it does not really hold the block.
+async fn pull(ctx: &Arc<Ctx>, id: BlockId, file: &str, sources: Vec<PeerId>) -> BlockResponse {
+    if ctx.store.blocks.contains(&id) {
+        let store = ctx.store.clone();
+        let (file, now) = (file.to_string(), now_ms());
+        let _ =
+            tokio::task::spawn_blocking(move || store.records.add_block_ref(&id, &file, now)).await;
+        return BlockResponse::Stored;
+    }
+    let mut failures = Vec::new();
+    for source in sources.into_iter().filter(|s| *s != ctx.local) {
+        match ctx.net.block(source, BlockRequest::Get { id }).await {
+            Ok(BlockResponse::Data { data }) => {
+                let (actual, data) = super::access::hash(data).await;
+                if actual != id {
+                    tracing::warn!(peer = %source, block = %id, "source returned wrong bytes");
+                    failures.push(format!("{source}: wrong bytes"));
+                    continue;
+                }
+                return put(ctx, source, id, file, data).await;
+            }
+            Ok(other) => failures.push(format!("{source}: {other:?}")),
+            Err(e) => failures.push(format!("{source}: {e}")),
+        }
+    }
+    BlockResponse::Error {
+        message: format!("no source returned block {id}: {}", failures.join("; ")),
     }
 }
 

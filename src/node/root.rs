@@ -28,6 +28,12 @@ pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, M
             MetaRequest::Replicate { key, state } => replicate_in(ctx, from, key, state).await,
             MetaRequest::Fetch { key, reader } => fetch(ctx, key, reader).await,
             MetaRequest::Digest { entries } => digest(ctx, entries).await,
+            MetaRequest::SetHolders {
+                name,
+                block,
+                add,
+                remove,
+            } => set_holders(ctx, from, &name, block, add, remove).await,
         }
     })
 }
@@ -47,6 +53,18 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
     let name = record.name.clone();
     let version = record.version;
     let keep = ctx.config.keep_versions;
+    // A root that just joined the replica set (or was down) may lack the history this version
+    // follows: catch up from the rest of the set before judging it.
+    let store = ctx.store.clone();
+    let held = tokio::task::spawn_blocking(move || store.records.head_versions(&[key]))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|v| v.first().map(|(_, v)| *v))
+        .unwrap_or(0);
+    if held + 1 < version {
+        catch_up(ctx, &name, key).await;
+    }
     let store = ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         store.records.update(&key, true, |current| {
@@ -220,6 +238,128 @@ async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, u64)>) -> MetaResponse {
     match tokio::task::spawn_blocking(move || store.records.head_versions(&keys)).await {
         Ok(Ok(entries)) => MetaResponse::Digest { entries },
         Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// Pulls a file's newest state from the other members of its replica set.
+pub async fn catch_up(ctx: &Arc<Ctx>, name: &str, key: FileKey) {
+    let others: Vec<PeerId> = ctx
+        .replica_set(name)
+        .await
+        .into_iter()
+        .filter(|p| *p != ctx.local)
+        .collect();
+    for peer in others {
+        if let Ok(MetaResponse::State { state: Some(state) }) = ctx
+            .net
+            .meta(peer, MetaRequest::Fetch { key, reader: None })
+            .await
+        {
+            let _ = replicate_in(ctx, peer, key, state).await;
+        }
+    }
+}
+
+/// Changes to one block's holder list.
+pub struct HolderChange {
+    pub block: crate::ids::BlockId,
+    pub add: Vec<PeerId>,
+    pub remove: Vec<PeerId>,
+}
+
+/// Applies holder changes to every retained version of a file, durably, then copies the state
+/// to the rest of the replica set in the background. Holder lists are root-maintained data:
+/// the owner's signature does not cover them.
+pub async fn apply_holder_changes(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    changes: Vec<HolderChange>,
+) -> Result<bool, String> {
+    let key = FileKey::for_name(name);
+    let store = ctx.store.clone();
+    let updated = tokio::task::spawn_blocking(move || {
+        store.records.update(&key, true, |current| {
+            let Some(mut state) = current else {
+                return Ok::<_, RecordError>(Change::Keep(None));
+            };
+            let mut changed = false;
+            for version in &mut state.versions {
+                for entry in &mut version.blocks {
+                    for c in changes.iter().filter(|c| c.block == entry.id) {
+                        let before = entry.holders.clone();
+                        entry.holders.retain(|h| !c.remove.contains(h));
+                        for a in &c.add {
+                            if !entry.holders.contains(a) {
+                                entry.holders.push(*a);
+                            }
+                        }
+                        changed |= entry.holders != before;
+                    }
+                }
+            }
+            Ok(if changed {
+                Change::Write(state.clone(), Some(state))
+            } else {
+                Change::Keep(None)
+            })
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let Some(state) = updated else {
+        return Ok(false);
+    };
+    let set = ctx.replica_set(name).await;
+    for peer in set.into_iter().filter(|p| *p != ctx.local) {
+        let ctx = ctx.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = ctx
+                .net
+                .meta(peer, MetaRequest::Replicate { key, state })
+                .await;
+        });
+    }
+    Ok(true)
+}
+
+/// Which of `peers` answer that they hold `block`.
+pub async fn holding(ctx: &Arc<Ctx>, block: crate::ids::BlockId, peers: &[PeerId]) -> Vec<PeerId> {
+    use crate::protocol::block::{BlockRequest, BlockResponse};
+    let mut out = Vec::new();
+    for p in peers {
+        let req = BlockRequest::Has { ids: vec![block] };
+        if let Ok(BlockResponse::Have { ids }) = ctx.block_to(*p, req).await {
+            if ids.contains(&block) {
+                out.push(*p);
+            }
+        }
+    }
+    out
+}
+
+async fn set_holders(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    name: &str,
+    block: crate::ids::BlockId,
+    add: Vec<PeerId>,
+    remove: Vec<PeerId>,
+) -> MetaResponse {
+    // Trust, but verify: an added holder must hold the block, and a removed one must be the
+    // sender itself (leaving) or a peer that does not hold it.
+    let add = holding(ctx, block, &add).await;
+    let still = holding(ctx, block, &remove).await;
+    let remove: Vec<PeerId> = remove
+        .into_iter()
+        .filter(|p| *p == from || !still.contains(p))
+        .collect();
+    let change = HolderChange { block, add, remove };
+    match apply_holder_changes(ctx, name, vec![change]).await {
+        Ok(_) => MetaResponse::HoldersSet,
         Err(e) => internal(e),
     }
 }

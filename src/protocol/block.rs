@@ -24,6 +24,15 @@ pub enum BlockRequest {
     },
     /// Read a block.
     Get { id: BlockId },
+    /// Which of these blocks do you hold? (repair's probe)
+    Has { ids: Vec<BlockId> },
+    /// Fetch a block of `file` from one of `sources`, verify it and store it (repair, drain
+    /// and balancing copy data holder-to-holder, never through a third node).
+    Pull {
+        id: BlockId,
+        file: String,
+        sources: Vec<libp2p::PeerId>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +43,9 @@ pub enum BlockResponse {
         data: Vec<u8>,
     },
     NotFound,
+    Have {
+        ids: Vec<BlockId>,
+    },
     Error {
         message: String,
     },

@@ -23,6 +23,14 @@ pub enum MetaRequest {
     /// Replica-set anti-entropy: "these are the head versions I hold"; the answer lists the
     /// receiver's head version of each key (0 when it holds none).
     Digest { entries: Vec<(FileKey, u64)> },
+    /// To the root: block `block` of file `name` gained holders `add` and lost `remove`
+    /// (drain and balancing report the copies they made). Holder lists are root-maintained.
+    SetHolders {
+        name: String,
+        block: crate::ids::BlockId,
+        add: Vec<PeerId>,
+        remove: Vec<PeerId>,
+    },
     /// Read a file's state. `reader` names a downloading client to add to the user list.
     Fetch {
         key: FileKey,
@@ -34,6 +42,7 @@ pub enum MetaRequest {
 pub enum MetaResponse {
     Published { version: u64, replicas: Vec<PeerId> },
     Replicated,
+    HoldersSet,
     Digest { entries: Vec<(FileKey, u64)> },
     State { state: Option<FileState> },
     Rejected { error: RecordError },
