@@ -170,7 +170,7 @@ impl Client {
             .map_err(|e| unreachable(e.to_string()))?
             .with_behaviour(|key| ClientBehaviour {
                 identify: identify::Behaviour::new(identify_config(key)),
-                ping: ping_behaviour(),
+                ping: ping_behaviour(Duration::from_secs(10)),
                 client: rr(
                     client::PROTOCOL,
                     ProtocolSupport::Outbound,

@@ -339,6 +339,15 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
         status.peers.len(),
         status.replication
     );
+    let r = &status.repair;
+    println!(
+        "repair    {} under-replicated, {} queued, {} lost; {} blocks ({}) repaired",
+        r.under_replicated,
+        r.queue,
+        r.lost,
+        r.repaired_blocks,
+        human_bytes(r.repaired_bytes)
+    );
     for p in &status.peers {
         let state = match (p.live, p.connected) {
             (true, true) => "connected",

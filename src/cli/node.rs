@@ -40,6 +40,18 @@ pub struct NodeArgs {
     /// How often replica sets compare record versions, e.g. 30s.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Storage")]
     pub sync_interval: Duration,
+    /// Upper bound on noticing a dead peer, e.g. 10s.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Durability")]
+    pub liveness: Duration,
+    /// How often roots check that every block has R live holders.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Durability")]
+    pub repair_interval: Duration,
+    /// Bandwidth repair copies may use, e.g. 64M (per second).
+    #[arg(long, default_value = "64M", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Durability")]
+    pub repair_bandwidth: u64,
+    /// On SIGTERM/Ctrl-C, hand records and block copies to other nodes before exiting.
+    #[arg(long, help_heading = "Durability")]
+    pub drain: bool,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -61,7 +73,11 @@ pub struct DevnetArgs {
 pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(identity::default_data_dir);
     if args.check {
-        let report = Store::open(&data_dir)?.check()?;
+        let local = std::fs::read(data_dir.join("identity.key"))
+            .ok()
+            .and_then(|b| libp2p::identity::Keypair::from_protobuf_encoding(&b).ok())
+            .map(|k| k.public().to_peer_id());
+        let report = Store::open(&data_dir)?.check(local)?;
         if json {
             print_json(&report)?;
         } else {
@@ -91,7 +107,10 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     config = config
         .keep_versions(args.keep_versions)
         .gc_grace(args.gc_grace)
-        .sync_interval(args.sync_interval);
+        .sync_interval(args.sync_interval)
+        .liveness(args.liveness)
+        .repair_interval(args.repair_interval)
+        .repair_bandwidth(args.repair_bandwidth);
     if !args.listen.is_empty() {
         config = config.listen_on(args.listen);
     }
@@ -110,6 +129,13 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         println!("  data in {}", data_dir.display());
     }
     wait_for_signal().await;
+    if args.drain {
+        tracing::info!("draining before exit");
+        let report = node.drain().await;
+        if !report.failures.is_empty() {
+            tracing::warn!(failures = ?report.failures, "drain could not hand over everything");
+        }
+    }
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())

@@ -17,6 +17,9 @@ use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
+    if !matches!(req, ClientRequest::Status) {
+        ctx.wait_ready().await;
+    }
     match req {
         ClientRequest::PutBlock { id, file, data } => put_block(ctx, id, file, data).await,
         ClientRequest::Publish { record } => publish(ctx, record).await,
@@ -319,5 +322,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         capacity: ctx.config.capacity,
         records,
         peers,
+        repair: ctx.repair.snapshot(),
     }
 }

@@ -33,8 +33,6 @@ pub struct Behaviour {
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const META_TIMEOUT: Duration = Duration::from_secs(60);
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
-pub const PING_INTERVAL: Duration = Duration::from_secs(2);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn identify_config(key: &Keypair) -> identify::Config {
     identify::Config::new(protocol::IDENTIFY_VERSION.to_string(), key.public())
@@ -42,11 +40,15 @@ pub fn identify_config(key: &Keypair) -> identify::Config {
         .with_push_listen_addr_updates(true)
 }
 
-pub fn ping_behaviour() -> ping::Behaviour {
+/// Pings often enough that two misses in a row fit in `liveness`: a dead peer is noticed
+/// within that bound even when no connection error tells us sooner.
+pub fn ping_behaviour(liveness: Duration) -> ping::Behaviour {
+    let interval = (liveness / 5).max(Duration::from_millis(100));
+    let timeout = (liveness * 2 / 5).max(Duration::from_millis(200));
     ping::Behaviour::new(
         ping::Config::new()
-            .with_interval(PING_INTERVAL)
-            .with_timeout(PING_TIMEOUT),
+            .with_interval(interval)
+            .with_timeout(timeout),
     )
 }
 
@@ -70,7 +72,7 @@ where
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, mdns_on: bool) -> anyhow::Result<Self> {
+    pub fn new(key: &Keypair, mdns_on: bool, liveness: Duration) -> anyhow::Result<Self> {
         let local = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(protocol::KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(20));
@@ -90,7 +92,7 @@ impl Behaviour {
         Ok(Self {
             kad,
             identify: identify::Behaviour::new(identify_config(key)),
-            ping: ping_behaviour(),
+            ping: ping_behaviour(liveness),
             mdns: mdns.into(),
             client: rr(
                 client::PROTOCOL,

@@ -171,7 +171,11 @@ impl EventLoop {
                 cause,
                 ..
             } => {
-                let failed = matches!(cause, Some(libp2p::swarm::ConnectionError::IO(_)));
+                // Only an idle timeout is a quiet close; anything else means the peer went away.
+                let failed = !matches!(
+                    cause,
+                    Some(libp2p::swarm::ConnectionError::KeepAliveTimeout)
+                );
                 self.ctx
                     .peers
                     .disconnected(peer_id, num_established as usize, failed);

@@ -8,16 +8,19 @@
 
 pub mod access;
 pub mod behaviour;
+pub mod drain;
 pub mod event_loop;
 pub mod gc;
 pub mod holder;
 pub mod net;
 pub mod peers;
+pub mod repair;
 pub mod root;
 pub mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +62,12 @@ pub struct NodeConfig {
     pub gc_grace: Duration,
     /// How often replica sets exchange record digests.
     pub sync_interval: Duration,
+    /// Upper bound on noticing a dead peer (drives ping interval and timeout).
+    pub liveness: Duration,
+    /// How often roots check that every block keeps R live holders.
+    pub repair_interval: Duration,
+    /// Bytes per second repair copies may use.
+    pub repair_bandwidth: u64,
 }
 
 impl NodeConfig {
@@ -79,7 +88,10 @@ impl NodeConfig {
             max_users: 1000,
             idle_timeout: Duration::from_secs(120),
             gc_grace: Duration::from_secs(600),
-            sync_interval: Duration::from_secs(30),
+            sync_interval: Duration::from_secs(10),
+            liveness: Duration::from_secs(10),
+            repair_interval: Duration::from_secs(10),
+            repair_bandwidth: 64 << 20,
         }
     }
 
@@ -129,6 +141,21 @@ impl NodeConfig {
         self.sync_interval = every.max(Duration::from_millis(100));
         self
     }
+
+    pub fn liveness(mut self, bound: Duration) -> Self {
+        self.liveness = bound.max(Duration::from_millis(500));
+        self
+    }
+
+    pub fn repair_interval(mut self, every: Duration) -> Self {
+        self.repair_interval = every.max(Duration::from_millis(100));
+        self
+    }
+
+    pub fn repair_bandwidth(mut self, bytes_per_sec: u64) -> Self {
+        self.repair_bandwidth = bytes_per_sec.max(64 * 1024);
+        self
+    }
 }
 
 /// What every request handler of a node shares.
@@ -141,10 +168,16 @@ pub struct Ctx {
     listen: RwLock<Vec<Multiaddr>>,
     listen_changed: Notify,
     lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
+    pub repair: repair::RepairStats,
+    /// Set while draining before a graceful leave: we take no new data.
+    pub leaving: AtomicBool,
+    started: Instant,
 }
 
 /// How long a Kademlia lookup result is reused before walking the DHT again.
 const LOOKUP_CACHE: Duration = Duration::from_secs(30);
+/// How long after start a node may serve reads without seeing R-1 peers.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 impl Ctx {
     fn add_listen_addr(&self, addr: Multiaddr) {
@@ -168,6 +201,20 @@ impl Ctx {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// A restarted node must not answer reads from its own possibly stale copy before it has
+    /// rejoined: wait until it sees a replica set's worth of peers (or a few seconds passed,
+    /// for a node that is alone on purpose).
+    pub async fn wait_ready(&self) {
+        let want = self.config.replication.saturating_sub(1);
+        while self.peers.live_peers().len() < want && self.started.elapsed() < JOIN_GRACE {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
     }
 
     pub fn local_free(&self) -> Option<u64> {
@@ -222,7 +269,7 @@ impl Ctx {
                 }
             }
         }
-        let candidates = self.peers.candidates(self.local_free());
+        let candidates = self.peers.candidates(self.local_free(), !self.is_leaving());
         placement::closest(&key.0, candidates, n)
             .into_iter()
             .map(|c| c.peer)
@@ -232,7 +279,8 @@ impl Ctx {
     /// Peers to place a block on, best first (the first R are the intended holders, the rest
     /// are fallbacks if some fail).
     pub fn block_targets(&self, id: &BlockId, len: u64) -> Vec<PeerId> {
-        let candidates: Vec<Candidate> = self.peers.candidates(self.local_free());
+        let candidates: Vec<Candidate> =
+            self.peers.candidates(self.local_free(), !self.is_leaving());
         placement::holder_order(&id.kad_point(), candidates, len)
     }
 }
@@ -265,6 +313,7 @@ impl Node {
         let local = key.public().to_peer_id();
         let mdns = config.mdns;
         let idle = config.idle_timeout;
+        let liveness = config.liveness;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(
@@ -274,7 +323,7 @@ impl Node {
             )?
             .with_quic()
             .with_dns()?
-            .with_behaviour(|key| Behaviour::new(key, mdns).map_err(Into::into))?
+            .with_behaviour(|key| Behaviour::new(key, mdns, liveness).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build();
         for addr in &config.listen {
@@ -292,6 +341,9 @@ impl Node {
             listen: RwLock::new(Vec::new()),
             listen_changed: Notify::new(),
             lookups: Mutex::new(HashMap::new()),
+            repair: repair::RepairStats::default(),
+            leaving: AtomicBool::new(false),
+            started: Instant::now(),
         });
         let event_loop =
             event_loop::EventLoop::new(swarm, rx, ctx.clone(), config.bootstrap.clone());
@@ -299,6 +351,7 @@ impl Node {
         let background = vec![
             tokio::spawn(sync::run(ctx.clone())),
             tokio::spawn(gc::run(ctx.clone())),
+            tokio::spawn(repair::run(ctx.clone())),
         ];
         let node = Node {
             ctx,
@@ -366,6 +419,17 @@ impl Node {
     /// Dials another node (used to join peers started after us).
     pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
         self.ctx.net.dial(addr).await
+    }
+
+    /// Hands every record and block copy this node holds to others, so leaving loses no
+    /// replica. Call before [`shutdown`](Self::shutdown) for a graceful leave.
+    pub async fn drain(&self) -> drain::DrainReport {
+        drain::drain(&self.ctx).await
+    }
+
+    /// Repair counters (under-replicated blocks, queue, bytes repaired).
+    pub fn repair_status(&self) -> repair::RepairStatus {
+        self.ctx.repair.snapshot()
     }
 
     /// Stops the event loop and closes every connection. The store is closed once the last

@@ -149,8 +149,8 @@ impl PeerTable {
             .collect()
     }
 
-    /// Live storage peers plus ourselves, as placement candidates.
-    pub fn candidates(&self, local_free: Option<u64>) -> Vec<Candidate> {
+    /// Live storage peers, plus ourselves unless we are leaving, as placement candidates.
+    pub fn candidates(&self, local_free: Option<u64>, include_local: bool) -> Vec<Candidate> {
         let map = self.read();
         let mut out: Vec<Candidate> = map
             .iter()
@@ -161,11 +161,13 @@ impl PeerTable {
                 free: s.free,
             })
             .collect();
-        out.push(Candidate {
-            peer: self.local,
-            point: self.local_point,
-            free: local_free,
-        });
+        if include_local {
+            out.push(Candidate {
+                peer: self.local,
+                point: self.local_point,
+                free: local_free,
+            });
+        }
         out
     }
 

@@ -40,10 +40,16 @@ pub async fn round(ctx: &Arc<Ctx>) {
     };
     let mut per_peer: HashMap<PeerId, Vec<(FileKey, u64)>> = HashMap::new();
     let mut states: HashMap<FileKey, FileState> = HashMap::new();
+    // Keys we hold but whose replica set (of full size R) no longer includes us.
+    let mut outside: HashMap<FileKey, (u64, usize)> = HashMap::new();
     for (key, state) in all {
         let Some(head) = state.head() else { continue };
         let version = head.version;
-        for peer in ctx.replica_set(&head.name).await {
+        let set = ctx.replica_set(&head.name).await;
+        if !set.contains(&ctx.local) && set.len() >= ctx.config.replication {
+            outside.insert(key, (version, set.len()));
+        }
+        for peer in set {
             if peer != ctx.local {
                 per_peer.entry(peer).or_default().push((key, version));
             }
@@ -51,34 +57,64 @@ pub async fn round(ctx: &Arc<Ctx>) {
         states.insert(key, state);
     }
     let states = Arc::new(states);
-    stream::iter(per_peer)
-        .for_each_concurrent(8, |(peer, entries)| {
+    let confirmed: Vec<Vec<FileKey>> = stream::iter(per_peer)
+        .map(|(peer, entries)| {
             let states = states.clone();
             async move {
+                let mut ok = Vec::new();
                 for chunk in entries.chunks(DIGEST_CHUNK) {
-                    exchange(ctx, peer, chunk.to_vec(), &states).await;
+                    ok.extend(exchange(ctx, peer, chunk.to_vec(), &states).await);
                 }
+                ok
             }
         })
+        .buffer_unordered(8)
+        .collect()
         .await;
+    // Hand-over complete: every member of the new set holds at least our version.
+    let mut counts: HashMap<FileKey, usize> = HashMap::new();
+    for key in confirmed.into_iter().flatten() {
+        *counts.entry(key).or_default() += 1;
+    }
+    for (key, (version, set_len)) in outside {
+        if counts.get(&key).copied().unwrap_or(0) >= set_len {
+            let store = ctx.store.clone();
+            let removed = tokio::task::spawn_blocking(move || store.records.remove(&key)).await;
+            if matches!(removed, Ok(Ok(()))) {
+                tracing::info!(%key, version, "handed record over to its new replica set");
+            }
+        }
+    }
 }
 
+/// Exchanges one digest with `peer` and settles the differences. Returns the keys the peer
+/// now holds at our version or newer.
 async fn exchange(
     ctx: &Arc<Ctx>,
     peer: PeerId,
     entries: Vec<(FileKey, u64)>,
     states: &HashMap<FileKey, FileState>,
-) {
+) -> Vec<FileKey> {
     let mine: HashMap<FileKey, u64> = entries.iter().copied().collect();
     let theirs = match ctx.net.meta(peer, MetaRequest::Digest { entries }).await {
         Ok(MetaResponse::Digest { entries }) => entries,
-        Ok(other) => return tracing::debug!(%peer, "sync: unexpected digest reply {other:?}"),
-        Err(e) => return tracing::debug!(%peer, "sync: {e}"),
+        Ok(other) => {
+            tracing::debug!(%peer, "sync: unexpected digest reply {other:?}");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(%peer, "sync: {e}");
+            return Vec::new();
+        }
     };
+    let mut confirmed = Vec::new();
     for (key, their_version) in theirs {
         let Some(my_version) = mine.get(&key).copied() else {
             continue; // not something we asked about
         };
+        if their_version >= my_version {
+            confirmed.push(key);
+        }
         if their_version < my_version {
             if let Some(state) = states.get(&key) {
                 let req = MetaRequest::Replicate {
@@ -87,6 +123,7 @@ async fn exchange(
                 };
                 match ctx.net.meta(peer, req).await {
                     Ok(MetaResponse::Replicated) => {
+                        confirmed.push(key);
                         tracing::info!(%peer, %key, from = their_version, to = my_version, "sync: pushed newer record")
                     }
                     Ok(other) => tracing::debug!(%peer, %key, "sync: push refused: {other:?}"),
@@ -107,4 +144,5 @@ async fn exchange(
             }
         }
     }
+    confirmed
 }

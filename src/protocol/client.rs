@@ -77,6 +77,8 @@ pub struct NodeStatus {
     pub capacity: Option<u64>,
     pub records: usize,
     pub peers: Vec<PeerStatus>,
+    /// Block repair as this node (a root) sees it.
+    pub repair: crate::node::repair::RepairStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

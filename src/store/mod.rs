@@ -44,8 +44,10 @@ impl Store {
     }
 
     /// Reads every block and record back. Blocks failing their hash are moved aside and listed;
-    /// unreadable records are listed as problems.
-    pub fn check(&self) -> anyhow::Result<CheckReport> {
+    /// unreadable records are listed as problems, and so is any record that names `local` as
+    /// holder of a block this store does not have (a holder acknowledges only after fsync, so
+    /// after any crash this must never happen).
+    pub fn check(&self, local: Option<libp2p::PeerId>) -> anyhow::Result<CheckReport> {
         let mut report = CheckReport {
             corrupt_blocks: self
                 .blocks
@@ -71,6 +73,16 @@ impl Store {
                             report
                                 .problems
                                 .push(format!("record {key} v{}: {e}", r.version));
+                        }
+                        for b in &r.blocks {
+                            if local.is_some_and(|me| b.holders.contains(&me))
+                                && !self.blocks.contains(&b.id)
+                            {
+                                report.problems.push(format!(
+                                    "record {:?} v{} lists this node for block {} it lacks",
+                                    r.name, r.version, b.id
+                                ));
+                            }
                         }
                     }
                 }

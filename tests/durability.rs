@@ -1,0 +1,213 @@
+//! Durability under churn, in one process: repair after node loss, handover on join, graceful
+//! drain, and a stale node catching up before it serves.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use swarmstore::ids::FileKey;
+
+const MIB: usize = 1024 * 1024;
+
+fn fast() -> Tune {
+    Arc::new(|c| {
+        c.sync_interval(Duration::from_millis(500))
+            .repair_interval(Duration::from_millis(500))
+            .liveness(Duration::from_secs(2))
+    })
+}
+
+/// True when every block of `name` has R holders, all of them running.
+async fn fully_replicated(swarm: &TestSwarm, reader: &swarmstore::Client, name: &str) -> bool {
+    let live: HashSet<PeerId> = swarm.peer_ids().into_iter().collect();
+    match reader.stat(name).await {
+        Ok(info) => {
+            info.replicas.len() == swarm.replication
+                && info.blocks.iter().all(|b| {
+                    b.holders.len() == swarm.replication
+                        && b.holders.iter().all(|h| live.contains(h))
+                })
+        }
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_restores_r_copies_after_a_node_is_lost() {
+    let mut swarm = TestSwarm::start_with(6, 3, fast()).await;
+    let client = swarm.client(0).await;
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let data = random_bytes(3 * MIB + i * 1000, i as u64);
+        let name = format!("f{i}");
+        client.put_bytes(&name, &data).await.unwrap();
+        files.push((name, data));
+    }
+    // Lose the node that holds the most block copies (never the client's access node).
+    let mut held = vec![0usize; 6];
+    let mut lost_bytes = vec![0u64; 6];
+    for (name, _) in &files {
+        for b in client.stat(name).await.unwrap().blocks {
+            for h in b.holders {
+                let i = swarm.index_of(&h);
+                held[i] += 1;
+                lost_bytes[i] += u64::from(b.len);
+            }
+        }
+    }
+    let victim = (1..6).max_by_key(|i| held[*i]).unwrap();
+    let minimum = lost_bytes[victim];
+    swarm.stop_node(victim).await;
+    let lost_at = Instant::now();
+
+    let reader = swarm.client(if victim == 1 { 2 } else { 1 }).await;
+    for (name, data) in &files {
+        assert!(
+            reader.get_bytes(name).await.unwrap() == *data,
+            "{name} readable at once"
+        );
+    }
+    let mut repaired = false;
+    while lost_at.elapsed() < Duration::from_secs(60) {
+        let mut all = true;
+        for (name, _) in &files {
+            all &= fully_replicated(&swarm, &reader, name).await;
+        }
+        if all {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(repaired, "full replication restored");
+    let moved: u64 = swarm
+        .running()
+        .map(|n| n.repair_status().repaired_bytes)
+        .sum();
+    eprintln!(
+        "repair: {} copies restored in {:.1} s; moved {} bytes, minimum {} ({:.2}x)",
+        held[victim],
+        lost_at.elapsed().as_secs_f64(),
+        moved,
+        minimum,
+        moved as f64 / minimum as f64
+    );
+    assert!(moved >= minimum, "every lost replica was copied");
+    assert!(
+        moved <= 2 * minimum,
+        "repair moved {moved} bytes for {minimum} lost"
+    );
+    for (name, data) in &files {
+        assert!(reader.get_bytes(name).await.unwrap() == *data);
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_move_to_peers_that_join_closer() {
+    let mut swarm = TestSwarm::start_with(4, 3, fast()).await;
+    let client = swarm.client(0).await;
+    let names: Vec<String> = (0..24).map(|i| format!("doc-{i}")).collect();
+    for n in &names {
+        client.put_bytes(n, n.as_bytes()).await.unwrap();
+    }
+    for i in 4..7 {
+        swarm.start_node(i).await;
+    }
+    swarm.wait_mesh().await;
+    let newcomers: HashSet<PeerId> = (4..7).map(|i| swarm.node(i).peer_id()).collect();
+    let moved: Vec<&String> = names
+        .iter()
+        .filter(|n| newcomers.contains(&swarm.expected_root(n)))
+        .collect();
+    assert!(!moved.is_empty(), "some keys are closest to a newcomer");
+    let reader = swarm.client(5).await;
+    let ok = eventually(Duration::from_secs(30), || async {
+        for n in &moved {
+            match reader.stat(n).await {
+                Ok(info) if info.root == swarm.expected_root(n) => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(ok, "the new closest peer became root of each moved record");
+    for n in &names {
+        assert_eq!(reader.get_bytes(n).await.unwrap(), n.as_bytes());
+        // Only the current replica set keeps the record once hand-over completes.
+        let set: HashSet<PeerId> = closest_to(&FileKey::for_name(n).0, &swarm.peer_ids())
+            .into_iter()
+            .take(3)
+            .collect();
+        let key = FileKey::for_name(n);
+        let handed = eventually(Duration::from_secs(20), || async {
+            swarm.running().all(|node| {
+                set.contains(&node.peer_id())
+                    || node.store().records.get(&key).ok().flatten().is_none()
+            })
+        })
+        .await;
+        assert!(handed, "{n}: peers outside the set dropped their copies");
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_hands_everything_over_before_leaving() {
+    // Repair is slowed to a crawl: whatever is in place after the leave was done by drain.
+    let tune: Tune = Arc::new(|c| {
+        c.repair_interval(Duration::from_secs(3600))
+            .sync_interval(Duration::from_secs(3600))
+    });
+    let mut swarm = TestSwarm::start_with(5, 3, tune).await;
+    let client = swarm.client(0).await;
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let data = random_bytes(2 * MIB + 17, 40 + i);
+        let name = format!("d{i}");
+        client.put_bytes(&name, &data).await.unwrap();
+        files.push((name, data));
+    }
+    let leaver = (1..5)
+        .max_by_key(|i| swarm.node(*i).store().blocks.count())
+        .unwrap();
+    assert!(swarm.node(leaver).store().blocks.count() > 0);
+    let report = swarm.node(leaver).drain().await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.blocks_handed > 0);
+    swarm.stop_node(leaver).await;
+    let reader = swarm.client(if leaver == 1 { 2 } else { 1 }).await;
+    for (name, data) in &files {
+        assert!(
+            fully_replicated(&swarm, &reader, name).await,
+            "{name}: R live holders"
+        );
+        assert!(reader.get_bytes(name).await.unwrap() == *data);
+    }
+    swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_from_downtime_serves_the_newest_version() {
+    let mut swarm = TestSwarm::start_with(5, 3, fast()).await;
+    let owner = Keypair::generate_ed25519();
+    let name = "ledger";
+    let set = closest_to(&FileKey::for_name(name).0, &swarm.peer_ids());
+    let sleeper = swarm.index_of(&set[1]);
+    let access = swarm.index_of(&set[4]);
+    let client = swarm.client_with(access, &owner).await;
+    client.put_bytes(name, b"old").await.unwrap();
+    swarm.stop_node(sleeper).await;
+    client.update(name, &b"new"[..], None, None).await.unwrap();
+    swarm.start_node(sleeper).await;
+    // Read through the node that was away, as soon as it accepts a client.
+    let via_sleeper = swarm.client(sleeper).await;
+    assert_eq!(via_sleeper.get_bytes(name).await.unwrap(), b"new");
+    swarm.shutdown().await;
+}
