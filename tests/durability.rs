@@ -49,8 +49,8 @@ async fn repair_restores_r_copies_after_a_node_is_lost() {
         files.push((name, data));
     }
     // Lose the node that holds the most block copies (never the client's access node).
-    let mut held = vec![0usize; 6];
-    let mut lost_bytes = vec![0u64; 6];
+    let mut held = [0usize; 6];
+    let mut lost_bytes = [0u64; 6];
     for (name, _) in &files {
         for b in client.stat(name).await.unwrap().blocks {
             for h in b.holders {
