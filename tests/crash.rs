@@ -32,7 +32,7 @@ fn sigkill_during_put_leaves_complete_or_nothing() {
     for i in 1..3 {
         nodes.push(NodeProc::start(
             &tmp.path().join(format!("n{i}")),
-            &[a0.clone()],
+            std::slice::from_ref(&a0),
             ARGS,
         ));
     }
