@@ -10,6 +10,9 @@ pub struct NodeProc {
     pub child: Option<Child>,
     pub dir: PathBuf,
     pub args: Vec<String>,
+    /// Command prefix, e.g. `ip netns exec NS` to run inside a network namespace.
+    pub wrapper: Vec<String>,
+    pub listen: String,
 }
 
 impl Drop for NodeProc {
@@ -24,10 +27,23 @@ impl Drop for NodeProc {
 impl NodeProc {
     /// Starts a node on 127.0.0.1 (any port) with `args` added, waiting for its address file.
     pub fn start(dir: &Path, bootstrap: &[String], args: &[&str]) -> NodeProc {
+        Self::start_in(&[], "/ip4/127.0.0.1/tcp/0", dir, bootstrap, args)
+    }
+
+    /// Starts a node under a command `wrapper` (e.g. `["ip", "netns", "exec", "ns1"]`).
+    pub fn start_in(
+        wrapper: &[&str],
+        listen: &str,
+        dir: &Path,
+        bootstrap: &[String],
+        args: &[&str],
+    ) -> NodeProc {
         let mut node = NodeProc {
             child: None,
             dir: dir.to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
         };
         node.spawn(bootstrap);
         node
@@ -35,26 +51,27 @@ impl NodeProc {
 
     fn spawn(&mut self, bootstrap: &[String]) {
         let _ = std::fs::remove_file(self.dir.join("node.addr"));
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "node",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--data-dir",
-        ])
-        .arg(&self.dir)
-        .args(&self.args)
-        .env(
-            "RUST_LOG",
-            std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(if std::env::var("NODE_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.args(["node", "--no-mdns", "--listen", &self.listen, "--data-dir"])
+            .arg(&self.dir)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(if std::env::var("NODE_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         for b in bootstrap {
             cmd.args(["--bootstrap", b]);
         }
