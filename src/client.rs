@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ids::{validate_name, BlockId, FileKey};
-use crate::node::behaviour::{identify_config, ping_behaviour, rr, CLIENT_TIMEOUT};
+use crate::node::behaviour::{identify_config, ping_behaviour, rr, BLOCK_TIMEOUT, CLIENT_TIMEOUT};
+use crate::protocol::block::{self, BlockRequest, BlockResponse};
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
 use crate::protocol::CborCodec;
 use crate::record::{
@@ -32,7 +33,11 @@ use crate::record::{
 /// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
 const PUT_WINDOW: usize = 4;
 /// Blocks in flight during a get.
-const GET_WINDOW: usize = 8;
+const GET_WINDOW: usize = 16;
+/// How long the client reuses the access node's list of placement candidates.
+const PLACEMENT_CACHE: Duration = Duration::from_secs(5);
+/// Longest wait for one direct block read before trying the next holder.
+const DIRECT_ATTEMPT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
@@ -40,12 +45,20 @@ struct ClientBehaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     client: request_response::Behaviour<CborCodec<ClientRequest, ClientResponse>>,
+    /// Blocks straight from holders (HDFS-style reads: the access node is not a data hop).
+    block: request_response::Behaviour<CborCodec<BlockRequest, BlockResponse>>,
 }
 
 enum Command {
     Request {
         req: ClientRequest,
         reply: oneshot::Sender<Result<ClientResponse>>,
+    },
+    Block {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        req: BlockRequest,
+        reply: oneshot::Sender<Result<BlockResponse>>,
     },
 }
 
@@ -147,6 +160,13 @@ pub struct Client {
     key: Keypair,
     access: PeerId,
     block_size: u32,
+    /// Holder addresses learned from the access node, for direct block reads.
+    holder_addrs: std::sync::Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    /// Read and write blocks straight from and to holders (default), or only through the
+    /// access node.
+    direct_reads: bool,
+    /// Placement candidates from the access node, refreshed every few seconds.
+    placement: tokio::sync::Mutex<Option<(std::time::Instant, usize, Vec<client::Candidate>)>>,
 }
 
 impl Client {
@@ -176,6 +196,12 @@ impl Client {
                     ProtocolSupport::Outbound,
                     client::FRAME_LIMIT,
                     CLIENT_TIMEOUT,
+                ),
+                block: rr(
+                    block::PROTOCOL,
+                    ProtocolSupport::Outbound,
+                    block::FRAME_LIMIT,
+                    BLOCK_TIMEOUT,
                 ),
             })
             .map_err(|e| unreachable(e.to_string()))?
@@ -211,12 +237,22 @@ impl Client {
             key,
             access,
             block_size: DEFAULT_BLOCK_SIZE,
+            holder_addrs: std::sync::Mutex::new(HashMap::new()),
+            direct_reads: true,
+            placement: tokio::sync::Mutex::new(None),
         })
     }
 
     /// Sets the block size for puts (default 1 MiB).
     pub fn with_block_size(mut self, size: u32) -> Self {
         self.block_size = size.clamp(1, MAX_BLOCK_SIZE);
+        self
+    }
+
+    /// Reads and writes blocks only through the access node (for clients that cannot dial
+    /// holders, e.g. behind a NAT that only lets them reach their access node).
+    pub fn with_direct_reads(mut self, on: bool) -> Self {
+        self.direct_reads = on;
         self
     }
 
@@ -255,7 +291,14 @@ impl Client {
                 root,
                 replicas,
                 state,
-            } => Ok(Some((key, root, replicas, state))),
+                addrs,
+            } => {
+                let mut known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
+                for (peer, a) in addrs {
+                    known.insert(peer, a);
+                }
+                Ok(Some((key, root, replicas, state)))
+            }
             ClientResponse::NotFound { .. } => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -451,21 +494,13 @@ impl Client {
                 }
                 new_blocks += 1;
                 let progress = progress.clone();
-                let fut = self.request(ClientRequest::PutBlock {
-                    id,
-                    file: name.to_string(),
-                    data: chunk,
-                });
+                let fut = self.store_block(name, id, chunk);
                 inflight.push_back(futures::future::Either::Right(async move {
-                    match fut.await? {
-                        ClientResponse::BlockStored { holders } => {
-                            if let Some(p) = &progress {
-                                p(u64::from(len));
-                            }
-                            Ok::<_, Error>(BlockEntry { id, len, holders })
-                        }
-                        other => Err(unexpected(other)),
+                    let holders = fut.await?;
+                    if let Some(p) = &progress {
+                        p(u64::from(len));
                     }
+                    Ok::<_, Error>(BlockEntry { id, len, holders })
                 }));
             }
             match inflight.next().await {
@@ -516,9 +551,102 @@ impl Client {
         }
     }
 
-    /// The replication the swarm aims for; the access node reports what it achieved per block.
+    /// The replication the swarm aims for (as the access node reported it).
     fn replication_hint(&self) -> usize {
-        3
+        self.placement
+            .try_lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(|(_, r, _)| *r))
+            .unwrap_or(3)
+    }
+
+    /// Placement candidates and R, cached for a few seconds.
+    async fn candidates(&self) -> Result<(usize, Vec<client::Candidate>)> {
+        let mut cached = self.placement.lock().await;
+        if let Some((at, r, c)) = cached.as_ref() {
+            if at.elapsed() < PLACEMENT_CACHE {
+                return Ok((*r, c.clone()));
+            }
+        }
+        match self.request(ClientRequest::Peers).await? {
+            ClientResponse::Peers {
+                replication,
+                candidates,
+            } => {
+                *cached = Some((std::time::Instant::now(), replication, candidates.clone()));
+                Ok((replication, candidates))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stores a block on R holders: straight to the holders the placement rules pick (the
+    /// access node is not a data hop), or through the access node if that does not work out.
+    async fn store_block(&self, name: &str, id: BlockId, data: Vec<u8>) -> Result<Vec<PeerId>> {
+        if self.direct_reads {
+            if let Ok(holders) = self.store_direct(name, id, &data).await {
+                return Ok(holders);
+            }
+        }
+        let req = ClientRequest::PutBlock {
+            id,
+            file: name.to_string(),
+            data,
+        };
+        match self.request(req).await? {
+            ClientResponse::BlockStored { holders } => Ok(holders),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn store_direct(&self, name: &str, id: BlockId, data: &[u8]) -> Result<Vec<PeerId>> {
+        let (r, candidates) = self.candidates().await?;
+        let addrs: HashMap<PeerId, Vec<Multiaddr>> = candidates
+            .iter()
+            .map(|c| (c.peer, c.addrs.clone()))
+            .collect();
+        let order = crate::placement::holder_order(
+            &id.kad_point(),
+            candidates
+                .iter()
+                .map(|c| crate::placement::Candidate {
+                    peer: c.peer,
+                    point: crate::ids::peer_point(&c.peer),
+                    free: c.free,
+                })
+                .collect(),
+            data.len() as u64,
+        );
+        let want = r.min(order.len());
+        let mut holders = Vec::new();
+        let mut next = 0;
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        while holders.len() < want {
+            while holders.len() + inflight.len() < want && next < order.len() {
+                let peer = order[next];
+                next += 1;
+                let req = BlockRequest::Put {
+                    id,
+                    file: name.to_string(),
+                    data: data.to_vec(),
+                };
+                let a = addrs.get(&peer).cloned().unwrap_or_default();
+                let fut = self.block_request(peer, a, req);
+                inflight.push(async move { (peer, fut.await) });
+            }
+            match inflight.next().await {
+                Some((peer, Ok(BlockResponse::Stored))) => holders.push(peer),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if holders.len() < want || holders.is_empty() {
+            return Err(Error::Network(format!(
+                "block {id} reached {} of {want} holders directly",
+                holders.len()
+            )));
+        }
+        Ok(holders)
     }
 
     /// The blocks of `record` in order, each verified against its id, with a window of
@@ -527,12 +655,36 @@ impl Client {
         &'a self,
         record: &FileRecord,
     ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
-        futures::stream::iter(record.blocks.clone())
-            .map(move |entry| self.fetch_block(entry))
+        futures::stream::iter(record.blocks.clone().into_iter().enumerate())
+            .map(move |(i, entry)| self.fetch_block(i, entry))
             .buffered(GET_WINDOW)
     }
 
-    async fn fetch_block(&self, entry: BlockEntry) -> Result<Vec<u8>> {
+    /// One block, verified: straight from a holder (consecutive blocks start at different
+    /// holders, so several sources serve at once), failing over to the other holders and
+    /// finally to the access node.
+    async fn fetch_block(&self, index: usize, entry: BlockEntry) -> Result<Vec<u8>> {
+        if self.direct_reads && !entry.holders.is_empty() {
+            let n = entry.holders.len();
+            for k in 0..n {
+                let peer = entry.holders[(index + k) % n];
+                let addrs = {
+                    let known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
+                    known.get(&peer).cloned()
+                };
+                let Some(addrs) = addrs else { continue };
+                let reply = self.block_request(peer, addrs, BlockRequest::Get { id: entry.id });
+                let data = match tokio::time::timeout(DIRECT_ATTEMPT, reply).await {
+                    Ok(Ok(BlockResponse::Data { data })) => data,
+                    _ => continue,
+                };
+                let (actual, data) = crate::node::access::hash(data).await;
+                if actual == entry.id && data.len() == entry.len as usize {
+                    return Ok(data);
+                }
+                tracing::warn!(%peer, block = %entry.id, "holder returned wrong bytes; trying another");
+            }
+        }
         let req = ClientRequest::GetBlock {
             id: entry.id,
             holders: entry.holders,
@@ -549,6 +701,26 @@ impl Client {
             )));
         }
         Ok(data)
+    }
+
+    async fn block_request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        req: BlockRequest,
+    ) -> Result<BlockResponse> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || Error::Network("client event loop is gone".into());
+        self.tx
+            .send(Command::Block {
+                peer,
+                addrs,
+                req,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// Reads a file (the head, or `version`) as a stream of verified chunks, in order.
@@ -674,12 +846,21 @@ async fn run_client_loop(
 ) {
     let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<ClientResponse>>> =
         HashMap::new();
+    let mut pending_blocks: HashMap<OutboundRequestId, oneshot::Sender<Result<BlockResponse>>> =
+        HashMap::new();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Request { req, reply }) => {
                     let id = swarm.behaviour_mut().client.send_request(&access, req);
                     pending.insert(id, reply);
+                }
+                Some(Command::Block { peer, addrs, req, reply }) => {
+                    let id = swarm
+                        .behaviour_mut()
+                        .block
+                        .send_request_with_addresses(&peer, req, addrs);
+                    pending_blocks.insert(id, reply);
                 }
                 // Every Client handle is gone: close the connection.
                 None => break,
@@ -693,6 +874,25 @@ async fn run_client_loop(
                 )) => {
                     if let Some(tx) = pending.remove(&request_id) {
                         let _ = tx.send(Ok(response));
+                    }
+                }
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Block(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    },
+                )) => {
+                    if let Some(tx) = pending_blocks.remove(&request_id) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+                SwarmEvent::Behaviour(ClientBehaviourEvent::Block(
+                    request_response::Event::OutboundFailure { request_id, error, peer, .. },
+                )) => {
+                    if let Some(tx) = pending_blocks.remove(&request_id) {
+                        let _ = tx.send(Err(Error::Network(format!(
+                            "block request to {peer} failed: {error}"
+                        ))));
                     }
                 }
                 SwarmEvent::Behaviour(ClientBehaviourEvent::Client(

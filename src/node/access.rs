@@ -28,6 +28,23 @@ pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> Clien
         }
         ClientRequest::GetBlock { id, holders } => get_block(ctx, id, holders).await,
         ClientRequest::Status => ClientResponse::Status(status(ctx).await),
+        ClientRequest::Peers => ClientResponse::Peers {
+            replication: ctx.config.replication,
+            candidates: ctx
+                .peers
+                .candidates(ctx.local_free(), !ctx.is_leaving())
+                .into_iter()
+                .map(|c| crate::protocol::client::Candidate {
+                    addrs: if c.peer == ctx.local {
+                        ctx.listen_addrs()
+                    } else {
+                        ctx.peers.addrs(&c.peer)
+                    },
+                    peer: c.peer,
+                    free: c.free,
+                })
+                .collect(),
+        },
     }
 }
 
@@ -138,7 +155,7 @@ async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
 }
 
 /// How long a read waits for the rest of the replica set once a majority has answered.
-const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 /// Longest wait for one holder's copy of a block before trying the next holder.
 const HOLDER_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -257,12 +274,34 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
         return error(e);
     }
     match read_state(ctx, name, reader).await {
-        Ok(Some((root, replicas, state))) => ClientResponse::File {
-            key: FileKey::for_name(name),
-            root,
-            replicas,
-            state,
-        },
+        Ok(Some((root, replicas, state))) => {
+            let mut holders: Vec<PeerId> = state
+                .versions
+                .iter()
+                .flat_map(|v| v.blocks.iter().flat_map(|b| b.holders.iter().copied()))
+                .collect();
+            holders.sort();
+            holders.dedup();
+            let addrs = holders
+                .into_iter()
+                .map(|p| {
+                    let a = if p == ctx.local {
+                        ctx.listen_addrs()
+                    } else {
+                        ctx.peers.addrs(&p)
+                    };
+                    (p, a)
+                })
+                .filter(|(_, a)| !a.is_empty())
+                .collect();
+            ClientResponse::File {
+                key: FileKey::for_name(name),
+                root,
+                replicas,
+                state,
+                addrs,
+            }
+        }
         Ok(None) => ClientResponse::NotFound {
             name: name.to_string(),
         },

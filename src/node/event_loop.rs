@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, block::BlockResponse, meta::MetaResponse};
 
 type Pending<T> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<T>>)>;
-type LookupReply = oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>;
+type LookupReply = oneshot::Sender<super::net::Lookup>;
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -384,7 +384,7 @@ impl EventLoop {
                 id,
                 result: kad::QueryResult::GetClosestPeers(result),
                 step,
-                ..
+                stats,
             } => {
                 let peers = match result {
                     Ok(ok) => ok.peers,
@@ -397,7 +397,11 @@ impl EventLoop {
                 }
                 if step.last {
                     if let Some(tx) = self.pending_lookups.remove(&id) {
-                        let _ = tx.send(found);
+                        let _ = tx.send(super::net::Lookup {
+                            peers: found,
+                            requests: stats.num_requests(),
+                            duration: stats.duration(),
+                        });
                     }
                 }
             }

@@ -260,7 +260,7 @@ impl Ctx {
             };
             if cached.is_none() {
                 if let Ok(found) = self.net.lookup(FileKey::preimage(name)).await {
-                    let peers: Vec<PeerId> = found.into_iter().map(|(p, _)| p).collect();
+                    let peers: Vec<PeerId> = found.peers.into_iter().map(|(p, _)| p).collect();
                     let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
                     if cache.len() > 10_000 {
                         cache.clear();
@@ -416,6 +416,11 @@ impl Node {
         false
     }
 
+    /// Walks the DHT for the peers closest to a file's key (diagnostics, benchmarks).
+    pub async fn lookup(&self, name: &str) -> Result<net::Lookup> {
+        self.ctx.net.lookup(FileKey::preimage(name)).await
+    }
+
     /// Dials another node (used to join peers started after us).
     pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
         self.ctx.net.dial(addr).await
@@ -438,7 +443,16 @@ impl Node {
         for t in &self.background {
             t.abort();
         }
+        for t in self.background {
+            let _ = t.await;
+        }
         self.ctx.net.shutdown().await;
         let _ = self.task.await;
+        // In-flight handlers hold the context (and the store's file lock): let them finish so
+        // a restart on the same data dir can open it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.ctx) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

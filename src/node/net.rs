@@ -26,7 +26,7 @@ pub enum Command {
     /// Iterative Kademlia lookup of the peers closest to `preimage`'s key.
     Lookup {
         preimage: Vec<u8>,
-        reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
+        reply: oneshot::Sender<Lookup>,
     },
     RespondClient {
         channel: ResponseChannel<ClientResponse>,
@@ -46,6 +46,15 @@ pub enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// What a Kademlia lookup found, and what it cost.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Requests sent to other peers during the walk.
+    pub requests: u32,
+    pub duration: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -82,7 +91,7 @@ impl Net {
             .await?
     }
 
-    pub async fn lookup(&self, preimage: Vec<u8>) -> Result<Vec<(PeerId, Vec<Multiaddr>)>> {
+    pub async fn lookup(&self, preimage: Vec<u8>) -> Result<Lookup> {
         self.call(|reply| Command::Lookup { preimage, reply }).await
     }
 

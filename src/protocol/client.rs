@@ -31,6 +31,8 @@ pub enum ClientRequest {
     GetBlock { id: BlockId, holders: Vec<PeerId> },
     /// The access node's view of the swarm.
     Status,
+    /// Live storage peers to place blocks on, so the client can write to holders directly.
+    Peers,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,12 +51,18 @@ pub enum ClientResponse {
         root: PeerId,
         replicas: Vec<PeerId>,
         state: FileState,
+        /// Addresses of the block holders, so the client can read blocks straight from them.
+        addrs: Vec<(PeerId, Vec<libp2p::Multiaddr>)>,
     },
     Block {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     Status(NodeStatus),
+    Peers {
+        replication: usize,
+        candidates: Vec<Candidate>,
+    },
     NotFound {
         name: String,
     },
@@ -86,4 +94,12 @@ pub struct PeerStatus {
     pub peer: PeerId,
     pub connected: bool,
     pub live: bool,
+}
+
+/// A storage peer a client may place blocks on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    pub peer: PeerId,
+    pub addrs: Vec<libp2p::Multiaddr>,
+    pub free: Option<u64>,
 }
