@@ -440,6 +440,10 @@ struct Holder {
 /// Node count beyond which the per-round heap-pop budget stops growing.
 const SCAN_NODES: usize = 4096;
 
+/// Relief of one overloaded node moves on after this many of its blocks in
+/// a row found no taker (bounds the work when the swarm has no room).
+const RELIEF_MISSES: usize = 8;
+
 /// A hand-off of a hot node's copy gives up after this many light
 /// candidates that could not absorb it.
 const SHIFT_MISSES: usize = 32;
@@ -1461,21 +1465,22 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                         .cmp(&self.view.blocks[b.1 as usize].id)
                 })
             });
+            let mut misses = 0;
             for (_, bi) in mine {
-                if self.full() {
-                    return;
+                if self.full() || self.load_scan_left == 0 {
+                    return; // out of decisions, or of light candidates to try
                 }
                 let n = &self.nodes[i as usize];
-                if n.pressure() <= self.lo * n.cap {
+                if n.pressure() <= self.lo * n.cap || misses >= RELIEF_MISSES {
                     break;
                 }
                 // Handing this node's copy to a light node relieves it of the
                 // block's whole share with one copy; an extra replica only
                 // relieves it of a 1/(holders + 1) part (little when the
                 // block already has many holders), so it is the fallback.
-                if !self.shift_one(bi as usize, i) && self.extra_room(bi as usize) > 0 {
-                    self.grow_one(bi as usize);
-                }
+                let relieved = self.shift_one(bi as usize, i)
+                    || (self.extra_room(bi as usize) > 0 && self.grow_one(bi as usize));
+                misses = if relieved { 0 } else { misses + 1 };
             }
         }
     }
