@@ -189,7 +189,8 @@ pub struct Policy {
     pub max_scan: usize,
     /// Relative uncertainty of reported loads and heats (report noise and
     /// change within a round): predicted loads of decision targets are
-    /// padded by it.
+    /// padded by it. (Defaults when absent from a serialized policy.)
+    #[serde(default = "default_load_margin")]
     pub load_margin: f64,
     /// Enable `Replicate` / `Drop`.
     pub replicate: bool,
@@ -216,12 +217,16 @@ impl Default for Policy {
             lease_ms: 300_000,
             delegate_min_share: 0.05,
             max_scan: 256,
-            load_margin: 0.1,
+            load_margin: default_load_margin(),
             replicate: true,
             delegate: true,
             moves: true,
         }
     }
+}
+
+fn default_load_margin() -> f64 {
+    0.1
 }
 
 impl Policy {
