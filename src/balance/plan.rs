@@ -14,7 +14,8 @@
 //! * `Replicate` a hot block onto light nodes (extra copies beyond R),
 //! * `Delegate` a hot file's root duties (record reads) to a light node for a lease,
 //! * `Move` blocks off nodes above the storage band onto nodes below it
-//!   (HDFS-balancer style band, byte-capped per round),
+//!   (HDFS-balancer style band, byte-capped per round), and hand a copy of a
+//!   warm block from a node overloaded by several of them to a light node,
 //! * `Drop` extra replicas and `EndDelegation` once the heat has gone
 //!   (never below R live holders).
 //!
@@ -31,11 +32,17 @@
 //! heat per unit of holder capacity `ρ = H/S` is above the mean utilisation
 //! keeps each holder of capacity `c` busy with about `ρ·c` of it, and a
 //! file's record reads are pinned on its root or live delegate. Everything
-//! else a node serves is flexible: it can shift to co-holders. A target's
-//! predicted utilisation is therefore `max(load, committed + added) /
-//! capacity`, and `committed` grows with every decision that lands on the
-//! node within the round. The simulator (`sim.rs`) checks the prediction:
-//! it counts targets found over capacity the round after.
+//! else a node serves is flexible: it can shift to co-holders. Replicas of
+//! hot blocks and delegations are sized by that model (predicted load
+//! `max(load, committed + added)`). A node that becomes a new holder of a block is
+//! predicted the way readers route: the block's heat water-fills its holders
+//! on top of what else each serves, so the newcomer takes reads until it is
+//! level with the least-loaded old holders (see `Planner::inflow`). Storage
+//! moves and hand-offs are only made to targets whose load, plus that
+//! inflow padded by [`Policy::load_margin`] for report noise, stays inside
+//! the band. Predictions are updated as decisions are emitted within the
+//! round. The simulator (`sim.rs`) checks them: it counts targets found over
+//! capacity the round after.
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -121,7 +128,8 @@ pub enum Decision<N> {
         to: N,
         expires_at: u64,
     },
-    /// Storage band: the base copy on `from` moves to `to`.
+    /// The base copy on `from` moves to `to` (storage band, or relief of a
+    /// node overloaded by several warm blocks).
     Move {
         block: BlockId,
         file: FileKey,
@@ -179,6 +187,11 @@ pub struct Policy {
     /// Nodes considered per block when looking for targets (bounds the work
     /// per round when few targets qualify).
     pub max_scan: usize,
+    /// Relative uncertainty of reported loads and heats (report noise and
+    /// change within a round): predicted loads of decision targets are
+    /// padded by it. (Defaults when absent from a serialized policy.)
+    #[serde(default = "default_load_margin")]
+    pub load_margin: f64,
     /// Enable `Replicate` / `Drop`.
     pub replicate: bool,
     /// Enable `Delegate` / `EndDelegation`.
@@ -204,11 +217,16 @@ impl Default for Policy {
             lease_ms: 300_000,
             delegate_min_share: 0.05,
             max_scan: 256,
+            load_margin: default_load_margin(),
             replicate: true,
             delegate: true,
             moves: true,
         }
     }
+}
+
+fn default_load_margin() -> f64 {
+    0.1
 }
 
 impl Policy {
@@ -424,10 +442,180 @@ struct Holder {
     extra: bool,
 }
 
+/// Node count beyond which the per-round heap-pop budget stops growing.
+const SCAN_NODES: usize = 4096;
+
+/// Relief of one overloaded node moves on after this many of its blocks in
+/// a row found no taker (bounds the work when the swarm has no room).
+const RELIEF_MISSES: usize = 8;
+
+/// A hand-off of a hot node's copy gives up after this many light
+/// candidates that could not absorb it.
+const SHIFT_MISSES: usize = 32;
+
+/// Holders stored inline: R + 1 covers almost every block of a view.
+const INLINE_HOLDERS: usize = 4;
+
+/// A block's live holders: a few inline, more on the heap. A view holds
+/// millions of blocks at 10^5 nodes; only the few with extras allocate.
+#[derive(Clone, Debug)]
+enum Holders {
+    Inline(u8, [Holder; INLINE_HOLDERS]),
+    Heap(Vec<Holder>),
+}
+
+impl Holders {
+    fn new() -> Self {
+        Holders::Inline(
+            0,
+            [Holder {
+                node: 0,
+                extra: false,
+            }; INLINE_HOLDERS],
+        )
+    }
+
+    fn push(&mut self, h: Holder) {
+        let spilled = match self {
+            Holders::Inline(n, arr) if (*n as usize) < INLINE_HOLDERS => {
+                arr[*n as usize] = h;
+                *n += 1;
+                return;
+            }
+            Holders::Inline(n, arr) => {
+                let mut v = Vec::with_capacity(2 * INLINE_HOLDERS);
+                v.extend_from_slice(&arr[..*n as usize]);
+                v.push(h);
+                v
+            }
+            Holders::Heap(v) => {
+                v.push(h);
+                return;
+            }
+        };
+        *self = Holders::Heap(spilled);
+    }
+}
+
+impl std::ops::Deref for Holders {
+    type Target = [Holder];
+    fn deref(&self) -> &[Holder] {
+        match self {
+            Holders::Inline(n, arr) => &arr[..*n as usize],
+            Holders::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Holders {
+    fn deref_mut(&mut self) -> &mut [Holder] {
+        match self {
+            Holders::Inline(n, arr) => &mut arr[..*n as usize],
+            Holders::Heap(v) => v,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Holders {
+    type Item = &'a Holder;
+    type IntoIter = std::slice::Iter<'a, Holder>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl Extend<Holder> for Holders {
+    fn extend<I: IntoIterator<Item = Holder>>(&mut self, iter: I) {
+        for h in iter {
+            self.push(h);
+        }
+    }
+}
+
+impl FromIterator<Holder> for Holders {
+    fn from_iter<I: IntoIterator<Item = Holder>>(iter: I) -> Self {
+        let mut hs = Holders::new();
+        hs.extend(iter);
+        hs
+    }
+}
+
+/// Hasher for the node-id index: a multiply-rotate hash keyed once per
+/// planner run from the std random state, several times faster than SipHash
+/// on the millions of holder lookups of a large view. The index is only
+/// looked up, never iterated, so neither the key nor the hash order can
+/// reach the output.
+#[derive(Clone, Copy)]
+struct IdHasher(u64);
+
+impl IdHasher {
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.add(x as u64);
+    }
+    fn write_u16(&mut self, x: u16) {
+        self.add(x as u64);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.add(x as u64);
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.add(x);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.add(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        // Final avalanche (murmur3 fmix64) so the table's bucket bits mix.
+        let mut z = self.0;
+        z ^= z >> 33;
+        z = z.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^= z >> 33;
+        z = z.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        z ^ (z >> 33)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct IdHashState(u64);
+
+impl IdHashState {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        IdHashState(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+    }
+}
+
+impl std::hash::BuildHasher for IdHashState {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
 #[derive(Clone, Debug)]
 struct WBlock {
     /// Live holders (base and extra).
-    holders: Vec<Holder>,
+    holders: Holders,
     /// Total capacity of live holders.
     cap_sum: f64,
     heat: f64,
@@ -476,6 +664,11 @@ struct Planner<'a, N: NodeKey> {
     adj: Vec<u32>,
     /// Capacity-weighted mean utilisation and the bands derived from it.
     mean_util: f64,
+    /// Mean utilisation with every node's load capped at the upper band: the
+    /// level the cluster settles at once overloads are relieved. Drops are
+    /// judged against it, so a transient overload on a few nodes (a flash
+    /// crowd) does not make everyone else look idle.
+    settled_util: f64,
     /// Largest live serve capacity (bounds what one replica can absorb).
     max_cap: f64,
     hi: f64,
@@ -524,33 +717,42 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             });
         }
         // Lookups only; never iterated, so hash order cannot leak.
-        let index: HashMap<N, u32> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i as u32))
-            .collect();
+        let mut index: HashMap<N, u32, IdHashState> =
+            HashMap::with_capacity_and_hasher(ids.len(), IdHashState::new());
+        index.extend(ids.iter().enumerate().map(|(i, id)| (*id, i as u32)));
         let alive: Vec<bool> = nodes.iter().map(|n| n.alive).collect();
         let live = |n: &N| -> Option<u32> { index.get(n).copied().filter(|&i| alive[i as usize]) };
 
+        // A view can hold millions of blocks, each naming a few random nodes:
+        // this part is bound by memory latency. Work in simple passes over
+        // compact arrays so the independent lookups overlap.
+        // Pass 1: every holder id to a live node index (u32::MAX if none).
+        let mut resolved: Vec<u32> = Vec::with_capacity(view.blocks.len() * 4);
+        for b in &view.blocks {
+            for n in b.holders.iter().chain(&b.extra) {
+                resolved.push(live(n).unwrap_or(u32::MAX));
+            }
+        }
+        // Pass 2: holder sets (deduplicated), capacity sums, degrees.
+        let caps: Vec<f64> = nodes.iter().map(|n| n.cap).collect();
         let mut blocks = Vec::with_capacity(view.blocks.len());
         let mut degree = vec![0u32; nodes.len() + 1];
+        let mut next = 0usize;
         for b in &view.blocks {
-            let mut holders: Vec<Holder> = Vec::with_capacity(b.holders.len() + b.extra.len());
-            let base = b.holders.iter().map(|n| (n, false));
-            let extra = b.extra.iter().map(|n| (n, true));
-            for (n, is_extra) in base.chain(extra) {
-                if let Some(i) = live(n) {
-                    if !holders.iter().any(|h| h.node == i) {
-                        holders.push(Holder {
-                            node: i,
-                            extra: is_extra,
-                        });
-                    }
+            let mut holders = Holders::new();
+            let n_base = b.holders.len();
+            let all = &resolved[next..next + n_base + b.extra.len()];
+            next += all.len();
+            let mut cap_sum = 0.0;
+            for (k, &i) in all.iter().enumerate() {
+                if i != u32::MAX && !holders.iter().any(|h| h.node == i) {
+                    holders.push(Holder {
+                        node: i,
+                        extra: k >= n_base,
+                    });
+                    cap_sum += caps[i as usize];
+                    degree[i as usize] += 1;
                 }
-            }
-            let cap_sum = holders.iter().map(|h| nodes[h.node as usize].cap).sum();
-            for h in &holders {
-                degree[h.node as usize] += 1;
             }
             blocks.push(WBlock {
                 holders,
@@ -558,6 +760,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 heat: finite_or_zero(b.heat).max(0.0),
             });
         }
+        drop(resolved);
         // Bands from the capacity-weighted means over live nodes.
         let (mut load_sum, mut cap_sum, mut used_sum, mut scap_sum) = (0.0, 0.0, 0.0, 0.0);
         for n in nodes.iter().filter(|n| n.alive) {
@@ -575,6 +778,16 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             .max(policy.util_floor)
             .min(policy.util_ceiling);
         let lo = hi * policy.cool_rel / policy.hot_rel;
+        let settled_util = if cap_sum > 0.0 {
+            nodes
+                .iter()
+                .filter(|n| n.alive)
+                .map(|n| n.load.min(hi * n.cap))
+                .sum::<f64>()
+                / cap_sum
+        } else {
+            0.0
+        };
         let drop_level = hi * policy.drop_rel / policy.hot_rel;
         let mean_storage = if scap_sum > 0.0 {
             used_sum / scap_sum
@@ -585,13 +798,17 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         // Committed load: the share of every hot block (per-capacity heat above
         // the mean) ...
 
+        let mut committed = vec![0.0f64; nodes.len()];
         for b in &blocks {
             if b.cap_sum > 0.0 {
+                let rho = b.heat / b.cap_sum;
                 for h in &b.holders {
-                    let n = &mut nodes[h.node as usize];
-                    n.committed += b.heat * n.cap / b.cap_sum;
+                    committed[h.node as usize] += rho * caps[h.node as usize];
                 }
             }
+        }
+        for (n, c) in nodes.iter_mut().zip(committed) {
+            n.committed += c;
         }
         // ... plus record reads, pinned on the live delegate or else the root.
         for f in &view.files {
@@ -624,6 +841,10 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         }
 
         let n_nodes = nodes.len();
+        // Heap pops per round: grows with the decisions the round may emit
+        // and with the swarm only up to a point, so a round's cost stays
+        // bounded at 10^5 nodes when many candidates fail their checks.
+        let scan_budget = 4 * (policy.max_decisions + n_nodes.min(SCAN_NODES));
         let max_cap = nodes
             .iter()
             .filter(|n| n.alive)
@@ -640,6 +861,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             adj_start,
             adj,
             mean_util,
+            settled_util,
             max_cap,
             hi,
             lo,
@@ -647,8 +869,8 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             mean_storage,
             load_heap: BinaryHeap::new(),
             store_heap: BinaryHeap::new(),
-            load_scan_left: 4 * (policy.max_decisions + n_nodes),
-            store_scan_left: 4 * (policy.max_decisions + n_nodes),
+            load_scan_left: scan_budget,
+            store_scan_left: scan_budget,
             load_ver: vec![0; n_nodes],
             store_ver: vec![0; n_nodes],
             moved_bytes: 0,
@@ -714,10 +936,72 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         None
     }
 
-    /// Would adding `extra` committed load keep node `i` inside its band?
+    /// Would `extra` more load keep node `i` inside its band? The new load
+    /// comes on top of everything the node serves now: its flexible traffic
+    /// is not assumed to shift away (that would push its co-holders up).
     fn fits_load(&self, i: u32, extra: f64) -> bool {
         let n = &self.nodes[i as usize];
+        n.pressure() + extra <= self.hi * n.cap
+    }
+
+    /// Would `extra` more *pinned* load keep node `i` inside its band? Pinned
+    /// load (record reads of a delegated file) is served first; the node's
+    /// flexible block traffic then levels with its co-holders, so only its
+    /// already pinned load adds up.
+    fn fits_pinned(&self, i: u32, extra: f64) -> bool {
+        let n = &self.nodes[i as usize];
         n.load.max(n.committed + extra) <= self.hi * n.cap
+    }
+
+    /// Load that node `t` would receive as a new holder of block `bi` (with
+    /// `leaving` no longer a holder), predicted the way readers route: they
+    /// send each read to the least-loaded live holder, which water-fills the
+    /// block's heat over its holders on top of whatever else each of them
+    /// serves. Inverting that fill gives each holder's other load: holders
+    /// above the least-utilised ones got none of the block, those at the
+    /// bottom level share it by capacity. Loads and heat are padded by
+    /// `margin` (reports are noisy); the result never exceeds the whole
+    /// (padded) heat.
+    fn inflow(&self, bi: usize, t: u32, leaving: Option<u32>, margin: f64) -> f64 {
+        let b = &self.blocks[bi];
+        let m = 1.0 + margin.max(0.0);
+        let nt = &self.nodes[t as usize];
+        let util = |i: u32| {
+            let n = &self.nodes[i as usize];
+            n.pressure() / n.cap
+        };
+        // The block's current level: its least-utilised holders (with a
+        // tolerance for report noise) are the ones serving it.
+        let floor = b
+            .holders
+            .iter()
+            .map(|h| util(h.node))
+            .fold(f64::INFINITY, f64::min);
+        let at_floor = |i: u32| util(i) <= floor * (1.0 + margin.max(0.0)) + 1e-12;
+        let floor_cap: f64 = b
+            .holders
+            .iter()
+            .filter(|h| at_floor(h.node))
+            .map(|h| self.nodes[h.node as usize].cap)
+            .sum();
+        let mut lv: Vec<(f64, f64)> = Vec::with_capacity(b.holders.len() + 1);
+        for h in &b.holders {
+            if Some(h.node) == leaving || h.node == t {
+                continue;
+            }
+            let n = &self.nodes[h.node as usize];
+            let share = if at_floor(h.node) && floor_cap > 0.0 {
+                b.heat * n.cap / floor_cap
+            } else {
+                0.0
+            };
+            lv.push(((n.pressure() - share).max(0.0) * m, n.cap));
+        }
+        let heat = b.heat * m;
+        let t_base = nt.pressure();
+        lv.push((t_base, nt.cap));
+        let level = water_level(&mut lv, heat);
+        (level * nt.cap - t_base).clamp(0.0, heat)
     }
 
     /// Would `bytes` more keep node `i` at or below the storage fill limit?
@@ -731,7 +1015,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
     /// also see their observed load change by the difference in their
     /// capacity-proportional share. New holders' observed loads stay as they
     /// are: their flexible traffic can shift to co-holders.
-    fn reshare(&mut self, bi: usize, new_holders: Vec<Holder>) {
+    fn reshare(&mut self, bi: usize, new_holders: Holders) {
         let heat = self.blocks[bi].heat;
         let old_sum = self.blocks[bi].cap_sum;
         let new_sum: f64 = new_holders
@@ -812,7 +1096,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             for _ in 0..self.policy.max_scan {
                 let Some(t) = self.pop_load() else { break };
                 aside.push(t);
-                if t != root && self.fits_load(t, heat) {
+                if t != root && self.fits_pinned(t, heat) {
                     chosen = Some(t);
                     break;
                 }
@@ -954,7 +1238,8 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         let given: f64 = chosen.iter().map(|&(_, a)| a).sum();
         let old_rho = heat / cap_sum;
         let new_rho = (heat - given).max(0.0) / cap_sum;
-        for h in self.blocks[bi].holders.clone() {
+        for k in 0..self.blocks[bi].holders.len() {
+            let h = self.blocks[bi].holders[k];
             let n = &mut self.nodes[h.node as usize];
             let relief = (old_rho - new_rho) * n.cap;
             n.committed = (n.committed - relief).max(0.0);
@@ -1023,11 +1308,13 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 && share <= self.budget(t)
                 && self.usable_target(bi, t)
             {
-                found = Some(t);
+                // Booked as predicted load below, so that several relief
+                // replicas landing on `t` in one round add up.
+                found = Some((t, self.inflow(bi, t, None, 0.0)));
                 break;
             }
         }
-        if let Some(t) = found {
+        if let Some((t, inflow)) = found {
             let mut holders = self.blocks[bi].holders.clone();
             holders.push(Holder {
                 node: t,
@@ -1046,6 +1333,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             let share = heat * cap_t / self.blocks[bi].cap_sum;
             let n = &mut self.nodes[t as usize];
             n.committed = n.committed.max(share);
+            n.load += inflow;
             n.used += self.view.blocks[bi].size as f64;
             self.touched[bi] = true;
             let vb = &self.view.blocks[bi];
@@ -1055,6 +1343,88 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 from: self.ids[from as usize],
                 to: self.ids[t as usize],
             });
+        }
+        for t in aside {
+            self.push_load(t);
+        }
+        found.is_some()
+    }
+
+    /// Relieve overloaded node `i` of its copy of block `bi`: a base copy
+    /// `Move`s to a light node, an extra is re-created on a light node and
+    /// dropped here. The target must stay at or below the lower band with
+    /// the block's reads as readers would route them. Returns whether it
+    /// happened.
+    fn shift_one(&mut self, bi: usize, i: u32) -> bool {
+        let Some(pos) = self.blocks[bi].holders.iter().position(|h| h.node == i) else {
+            return false;
+        };
+        let extra = self.blocks[bi].holders[pos].extra;
+        let vb = &self.view.blocks[bi];
+        let need = if extra { 2 } else { 1 };
+        if self.touched[bi]
+            || self.out.len() + need > self.policy.max_decisions
+            || self.moved_bytes + vb.size > self.policy.max_move_bytes
+            || !self
+                .history
+                .may_remove(&vb.id, self.ids[i as usize], self.now, self.policy.hold_ms)
+        {
+            return false;
+        }
+        let mut aside = Vec::new();
+        let mut found = None;
+        let mut misses = 0;
+        for _ in 0..self.policy.max_scan {
+            let Some(t) = self.pop_load() else { break };
+            aside.push(t);
+            if !self.usable_target(bi, t) {
+                continue;
+            }
+            let inflow = self.inflow(bi, t, Some(i), self.policy.load_margin);
+            let n = &self.nodes[t as usize];
+            if n.pressure() + inflow <= self.lo * n.cap {
+                found = Some((t, inflow));
+                break;
+            }
+            // Candidates come most-spare first: if these could not take it,
+            // the rest will not either.
+            misses += 1;
+            if misses >= SHIFT_MISSES {
+                break;
+            }
+        }
+        if let Some((t, inflow)) = found {
+            let mut holders = self.blocks[bi].holders.clone();
+            holders[pos].node = t;
+            self.reshare(bi, holders);
+            let size = vb.size as f64;
+            self.nodes[t as usize].load += inflow;
+            self.nodes[t as usize].used += size;
+            self.nodes[i as usize].used -= size;
+            self.moved_bytes += vb.size;
+            self.touched[bi] = true;
+            let (from, to) = (self.ids[i as usize], self.ids[t as usize]);
+            if extra {
+                self.emit(Decision::Replicate {
+                    block: vb.id,
+                    file: vb.file,
+                    from,
+                    to,
+                });
+                self.emit(Decision::Drop {
+                    block: vb.id,
+                    file: vb.file,
+                    at: from,
+                });
+            } else {
+                self.emit(Decision::Move {
+                    block: vb.id,
+                    file: vb.file,
+                    from,
+                    to,
+                    bytes: vb.size,
+                });
+            }
         }
         for t in aside {
             self.push_load(t);
@@ -1100,17 +1470,22 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                         .cmp(&self.view.blocks[b.1 as usize].id)
                 })
             });
+            let mut misses = 0;
             for (_, bi) in mine {
-                if self.full() {
-                    return;
+                if self.full() || self.load_scan_left == 0 {
+                    return; // out of decisions, or of light candidates to try
                 }
                 let n = &self.nodes[i as usize];
-                if n.pressure() <= self.lo * n.cap {
+                if n.pressure() <= self.lo * n.cap || misses >= RELIEF_MISSES {
                     break;
                 }
-                if self.extra_room(bi as usize) > 0 {
-                    self.grow_one(bi as usize);
-                }
+                // Handing this node's copy to a light node relieves it of the
+                // block's whole share with one copy; an extra replica only
+                // relieves it of a 1/(holders + 1) part (little when the
+                // block already has many holders), so it is the fallback.
+                let relieved = self.shift_one(bi as usize, i)
+                    || (self.extra_room(bi as usize) > 0 && self.grow_one(bi as usize));
+                misses = if relieved { 0 } else { misses + 1 };
             }
         }
     }
@@ -1219,7 +1594,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 }
                 // (The per-round scan budget bounds the work when targets
                 // keep failing.)
-                let Some(t) = self.store_target(bi, src) else {
+                let Some((t, inflow)) = self.store_target(bi, src) else {
                     continue;
                 };
                 let mut holders = self.blocks[bi].holders.clone();
@@ -1229,8 +1604,10 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     }
                 }
                 // The mover is a new holder: it is not in the old set, so
-                // reshare adds its share to `committed` only.
+                // reshare adds its share to `committed` only; its predicted
+                // load grows by what readers will route to it.
                 self.reshare(bi, holders);
+                self.nodes[t as usize].load += inflow;
                 self.nodes[src as usize].used -= size as f64;
                 self.nodes[t as usize].used += size as f64;
                 self.moved_bytes += size;
@@ -1249,10 +1626,8 @@ impl<'a, N: NodeKey> Planner<'a, N> {
 
     /// Emptiest node that can take block `bi` from `src` without leaving its
     /// storage or load band.
-    fn store_target(&mut self, bi: usize, src: u32) -> Option<u32> {
+    fn store_target(&mut self, bi: usize, src: u32) -> Option<(u32, f64)> {
         let vb = &self.view.blocks[bi];
-        let (heat, cap_sum) = (self.blocks[bi].heat, self.blocks[bi].cap_sum);
-        let src_cap = self.nodes[src as usize].cap;
         let mut aside = Vec::new();
         let mut found = None;
         for _ in 0..self.policy.max_scan {
@@ -1264,21 +1639,24 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 continue;
             }
             aside.push(t);
-            let cap_t = self.nodes[t as usize].cap;
-            let new_sum = cap_sum - src_cap + cap_t;
-            let share = pinned_rho(heat, new_sum, self.mean_util) * cap_t;
-            if !self.blocks[bi].holders.iter().any(|h| h.node == t)
-                && self
-                    .history
-                    .may_add(&vb.id, self.ids[t as usize], self.now, self.policy.hold_ms)
-                && self.fits_load(t, share)
+            if self.blocks[bi].holders.iter().any(|h| h.node == t)
+                || !self.history.may_add(
+                    &vb.id,
+                    self.ids[t as usize],
+                    self.now,
+                    self.policy.hold_ms,
+                )
             {
-                found = Some(t);
+                continue;
+            }
+            let inflow = self.inflow(bi, t, Some(src), self.policy.load_margin);
+            if self.fits_load(t, inflow) {
+                found = Some((t, inflow));
                 break;
             }
         }
         for t in aside {
-            if Some(t) != found {
+            if found.map(|f| f.0) != Some(t) {
                 self.push_store(t);
             }
         }
@@ -1357,12 +1735,12 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     let ok = b.holders.iter().filter(|h| h.node != x).all(|h| {
                         let n = &self.nodes[h.node as usize];
                         let delta = b.heat * n.cap * (1.0 / new_sum - 1.0 / b.cap_sum);
-                        n.pressure() + delta <= self.mean_util * n.cap
+                        n.pressure() + delta <= self.settled_util * n.cap
                     });
                     if !ok {
                         continue;
                     }
-                    let holders: Vec<Holder> =
+                    let holders: Holders =
                         b.holders.iter().copied().filter(|h| h.node != x).collect();
                     // Remaining holders were all in the old set, so reshare
                     // raises their load too.
@@ -1440,6 +1818,23 @@ fn pinned_rho(heat: f64, cap_sum: f64, mean_util: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// The common utilisation level at which `amount` spread over nodes with
+/// (load, capacity) `nodes` fills the least-utilised ones first (readers'
+/// water-filling). Sorts `nodes` by utilisation.
+fn water_level(nodes: &mut [(f64, f64)], amount: f64) -> f64 {
+    nodes.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    let (mut l, mut c, mut level) = (0.0, 0.0, 0.0);
+    for k in 0..nodes.len() {
+        l += nodes[k].0;
+        c += nodes[k].1;
+        level = (amount + l) / c;
+        if k + 1 < nodes.len() && nodes[k + 1].0 / nodes[k + 1].1 >= level {
+            break;
+        }
+    }
+    level
 }
 
 fn finite_or_zero(x: f64) -> f64 {
@@ -1789,6 +2184,91 @@ mod tests {
                 at: to
             }]
         );
+    }
+
+    #[test]
+    fn water_level_fills_least_utilised_first() {
+        // (load, capacity): utilisations 0.5, 0, 2.0; 2.5 more levels the
+        // first two at (2.5 + 0.5) / 4 = 0.75 and leaves the third alone.
+        let mut lv = vec![(0.5, 1.0), (0.0, 3.0), (2.0, 1.0)];
+        assert!((water_level(&mut lv, 2.5) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn move_target_accounts_for_how_readers_route() {
+        // Node 0 is far above the storage band and offers one warm block
+        // whose other holders are busy: readers would send the new holder
+        // enough of it to level up with them. Node 3 is idle but small,
+        // node 4 is idle and large enough to absorb it inside its band.
+        let mut nodes: Vec<_> = (0..12).map(|i| node(i, 0.5)).collect();
+        nodes[0].storage_used = 60 * GB;
+        nodes[1].load = 0.95 * CAP;
+        nodes[2].load = 0.95 * CAP;
+        nodes[3].load = 0.0;
+        nodes[3].storage_used = 0;
+        nodes[4].load = 0.0;
+        nodes[4].serve_capacity = 10.0 * CAP;
+        nodes[4].storage_used = GB;
+        nodes[4].storage_capacity = 1000 * GB;
+        let view = ClusterView {
+            now: 0,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks: vec![BlockView {
+                size: GB,
+                ..block(1, &[0, 1, 2], 1.2 * CAP)
+            }],
+        };
+        let policy = Policy {
+            replicate: false,
+            delegate: false,
+            max_move_bytes: 20 * GB,
+            ..Policy::default()
+        };
+        let ds = plan(&view, &policy, &History::new());
+        let to: Vec<u32> = ds
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Move { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to, vec![4], "{ds:?}");
+    }
+
+    #[test]
+    fn node_overloaded_by_several_blocks_hands_one_off() {
+        // Node 0 serves its capacity share of three warm blocks that each
+        // already have many holders; an extra replica would relieve it of a
+        // sliver, handing its copy to a light node relieves the whole share.
+        let mut nodes: Vec<_> = (0..40).map(|i| node(i, 0.15)).collect();
+        nodes[0].load = 1.5 * CAP;
+        nodes[28].load = 0.9 * CAP;
+        nodes[29].load = 0.9 * CAP;
+        for nd in nodes.iter_mut().skip(30) {
+            nd.load = 0.0;
+        }
+        let blocks: Vec<_> = (0..3u32)
+            .map(|k| {
+                let holders: Vec<u32> = std::iter::once(0).chain(1 + k * 9..10 + k * 9).collect();
+                block(k, &holders, 10.0 * 0.1 * CAP)
+            })
+            .collect();
+        let view = ClusterView {
+            now: 0,
+            replication: 3,
+            nodes,
+            files: vec![],
+            blocks,
+        };
+        let ds = plan(&view, &Policy::default(), &History::new());
+        assert!(
+            ds.iter()
+                .any(|d| matches!(d, Decision::Move { from: 0, to, .. } if *to >= 30)),
+            "{ds:?}"
+        );
+        assert!(replicas_to(&ds).is_empty(), "{ds:?}");
     }
 
     #[test]

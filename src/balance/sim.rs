@@ -53,6 +53,12 @@ pub const TARGET_STO_PEAK_MEAN: f64 = 1.10;
 pub const TARGET_MOVED_FRAC: f64 = 0.08;
 pub const TARGET_PLAN_MS: f64 = 1000.0;
 
+/// Upper bound of the per-round decisions cap the simulator gives the
+/// planner (2 per node below it). A round's decisions are one published
+/// batch that every node applies; a few thousand per round keeps that batch
+/// and the copy traffic it starts bounded however large the swarm.
+pub const MAX_DECISIONS_PER_ROUND: usize = 4096;
+
 /// A balancing strategy compared by the simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Strategy {
@@ -230,10 +236,14 @@ impl SimConfig {
     }
 
     /// The planner policy scaled to this cluster: decisions cap grows with
-    /// the node count, bytes cap is a fraction of stored bytes.
+    /// the node count up to [`MAX_DECISIONS_PER_ROUND`], bytes cap is a
+    /// fraction of stored bytes.
     pub fn policy_for(&self, stored_bytes: u64) -> Policy {
         Policy {
-            max_decisions: self.policy.max_decisions.max(self.nodes * 2),
+            max_decisions: self
+                .policy
+                .max_decisions
+                .max((self.nodes * 2).min(MAX_DECISIONS_PER_ROUND)),
             max_move_bytes: (stored_bytes as f64 * self.move_budget_frac) as u64,
             ..self.policy.clone()
         }
@@ -267,7 +277,12 @@ pub struct RoundStats {
     pub decisions: usize,
     pub extras: usize,
     pub view_blocks: usize,
+    /// Wall-clock time of the `plan()` call.
     pub plan_ms: f64,
+    /// CPU time of the `plan()` call on its thread (Linux; equals `plan_ms`
+    /// where the OS does not report it). On a shared machine the wall time
+    /// includes waiting for a core.
+    pub plan_cpu_ms: f64,
 }
 
 /// Headline numbers of one strategy.
@@ -299,6 +314,8 @@ pub struct Summary {
     pub kinds: [u64; 5],
     pub plan_ms_median: f64,
     pub plan_ms_max: f64,
+    pub plan_cpu_ms_median: f64,
+    pub plan_cpu_ms_max: f64,
     pub max_view_blocks: usize,
 }
 
@@ -1308,13 +1325,17 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
             .count() as u64;
         pending_targets.clear();
 
-        let (mut decisions, mut plan_ms, mut view_blocks) = (0, 0.0, 0);
+        let (mut decisions, mut plan_ms, mut plan_cpu_ms, mut view_blocks) = (0, 0.0, 0.0, 0);
         if let Some(m) = mgr.as_mut() {
             let view = m.view(cfg, &w, &served, now, &mut mark);
             view_blocks = view.blocks.len();
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), thread_cpu_ms());
             let ds = plan::plan(&view, &m.policy, &m.history);
             plan_ms = start.elapsed().as_secs_f64() * 1e3;
+            plan_cpu_ms = match (cpu_start, thread_cpu_ms()) {
+                (Some(a), Some(b)) => b - a,
+                _ => plan_ms,
+            };
             drop(view);
             let a = apply(&mut w, &ds, now, hold, &util, &mut log);
             if t >= 0 {
@@ -1357,6 +1378,7 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
             extras: w.extras.values().map(|e| e.len()).sum(),
             view_blocks,
             plan_ms,
+            plan_cpu_ms,
         });
     }
     let mut summary = summarize(cfg, &rounds, warm_moved as f64 / stored as f64);
@@ -1366,6 +1388,34 @@ fn run_strategy(cfg: &SimConfig, base: &World, strategy: Strategy) -> StrategyRu
         rounds,
         summary,
     }
+}
+
+/// CPU time consumed by the calling thread so far, in ms
+/// (`CLOCK_THREAD_CPUTIME_ID`; 64-bit Linux only, `None` elsewhere).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu_ms() -> Option<f64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on
+    // 64-bit Linux), and clock_gettime writes nothing else.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu_ms() -> Option<f64> {
+    None
 }
 
 /// The flash crowd: one cold file now takes `share` of all offered work,
@@ -1414,12 +1464,13 @@ fn summarize(cfg: &SimConfig, rounds: &[RoundStats], warm_moved: f64) -> Summary
     let sto_ok = |r: &RoundStats| within(r.sto_peak_mean, TARGET_STO_PEAK_MEAN);
     let both = |r: &RoundStats| req_ok(r) && sto_ok(r);
     let end = cfg.rounds;
-    let mut plan_ms: Vec<f64> = rounds
-        .iter()
-        .map(|r| r.plan_ms)
-        .filter(|&x| x > 0.0)
-        .collect();
-    plan_ms.sort_by(f64::total_cmp);
+    let sorted = |f: fn(&RoundStats) -> f64| -> Vec<f64> {
+        let mut v: Vec<f64> = rounds.iter().map(f).filter(|&x| x > 0.0).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let plan_ms = sorted(|r| r.plan_ms);
+    let plan_cpu_ms = sorted(|r| r.plan_cpu_ms);
     let before: Vec<f64> = rounds
         .iter()
         .filter(|r| r.round >= e.flash as i64 - 3 && r.round < e.flash as i64)
@@ -1452,6 +1503,11 @@ fn summarize(cfg: &SimConfig, rounds: &[RoundStats], warm_moved: f64) -> Summary
         kinds: [0; 5],
         plan_ms_median: plan_ms.get(plan_ms.len() / 2).copied().unwrap_or(0.0),
         plan_ms_max: plan_ms.last().copied().unwrap_or(0.0),
+        plan_cpu_ms_median: plan_cpu_ms
+            .get(plan_cpu_ms.len() / 2)
+            .copied()
+            .unwrap_or(0.0),
+        plan_cpu_ms_max: plan_cpu_ms.last().copied().unwrap_or(0.0),
         max_view_blocks: rounds.iter().map(|r| r.view_blocks).max().unwrap_or(0),
     }
 }
@@ -1599,6 +1655,13 @@ pub fn print_table(report: &SimReport) -> String {
             "-".to_string()
         }
     });
+    row("plan() CPU ms median / max", "<1000", &|m| {
+        if m.plan_cpu_ms_max > 0.0 {
+            format!("{:.1} / {:.1}", m.plan_cpu_ms_median, m.plan_cpu_ms_max)
+        } else {
+            "-".to_string()
+        }
+    });
     row("max blocks in view", "", &|m| {
         format!("{}", m.max_view_blocks)
     });
@@ -1641,13 +1704,13 @@ pub fn write_outputs(report: &SimReport, dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let stem = output_stem(report);
     let mut csv = String::from(
-        "strategy,round,event,mean_util,req_peak_mean,req_cv,sto_peak_mean,sto_cv,moved_frac,reversals,over_capacity,invalid,decisions,extras,view_blocks,plan_ms\n",
+        "strategy,round,event,mean_util,req_peak_mean,req_cv,sto_peak_mean,sto_cv,moved_frac,reversals,over_capacity,invalid,decisions,extras,view_blocks,plan_ms,plan_cpu_ms\n",
     );
     for run in &report.runs {
         for r in &run.rounds {
             let _ = writeln!(
                 csv,
-                "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.5},{},{},{},{},{},{},{:.2}",
+                "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.5},{},{},{},{},{},{},{:.2},{:.2}",
                 run.strategy.name(),
                 r.round,
                 r.event,
@@ -1663,20 +1726,21 @@ pub fn write_outputs(report: &SimReport, dir: &Path) -> io::Result<()> {
                 r.decisions,
                 r.extras,
                 r.view_blocks,
-                r.plan_ms
+                r.plan_ms,
+                r.plan_cpu_ms
             );
         }
     }
     std::fs::write(dir.join(format!("{stem}_rounds.csv")), csv)?;
     let mut sum = String::from(
-        "strategy,req_before_flash,req_at_flash_plus5,req_worst_after_flash5,rounds_flash,sto_after_join,rounds_join,rounds_fail,rounds_failover,final_req,final_req_cv,final_sto,final_sto_cv,moved_frac,warmup_moved_frac,reversals,over_capacity,invalid,decisions,plan_ms_median,plan_ms_max,max_view_blocks\n",
+        "strategy,req_before_flash,req_at_flash_plus5,req_worst_after_flash5,rounds_flash,sto_after_join,rounds_join,rounds_fail,rounds_failover,final_req,final_req_cv,final_sto,final_sto_cv,moved_frac,warmup_moved_frac,reversals,over_capacity,invalid,decisions,plan_ms_median,plan_ms_max,plan_cpu_ms_median,plan_cpu_ms_max,max_view_blocks\n",
     );
     let opt = |x: Option<usize>| x.map_or(String::new(), |v| v.to_string());
     for run in &report.runs {
         let m = &run.summary;
         let _ = writeln!(
             sum,
-            "{},{:.4},{:.4},{:.4},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.5},{:.5},{},{},{},{},{:.2},{:.2},{}",
+            "{},{:.4},{:.4},{:.4},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.5},{:.5},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{}",
             run.strategy.name(),
             m.req_before_flash,
             m.req_at_flash_plus5,
@@ -1698,6 +1762,8 @@ pub fn write_outputs(report: &SimReport, dir: &Path) -> io::Result<()> {
             m.decisions,
             m.plan_ms_median,
             m.plan_ms_max,
+            m.plan_cpu_ms_median,
+            m.plan_cpu_ms_max,
             m.max_view_blocks
         );
     }
@@ -1834,6 +1900,7 @@ mod tests {
                 r.iter()
                     .map(|s| RoundStats {
                         plan_ms: 0.0,
+                        plan_cpu_ms: 0.0,
                         ..s.clone()
                     })
                     .collect()
