@@ -14,6 +14,7 @@ pub mod client;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod protocol;
