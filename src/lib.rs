@@ -11,6 +11,7 @@
 pub mod balance;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod identity;
 pub mod ids;

@@ -18,8 +18,10 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{noise, quic, relay, tcp, yamux, Swarm};
 
-/// How long a TCP connection may take from socket to multiplexer.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a TCP connection may take from socket to multiplexer. Also how long a dial to a
+/// peer with another swarm key takes to fail: pnet has no key check of its own, the two sides
+/// just read each other's scrambled bytes until this runs out.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds a swarm whose behaviour `make` composes from the key and the relay client.
 /// `registry` receives libp2p's bandwidth metrics.

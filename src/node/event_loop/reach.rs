@@ -442,7 +442,8 @@ impl EventLoop {
         }
     }
 
-    /// A dial failed: a bootstrap attempt is reported with its address; others quietly.
+    /// A dial failed: a bootstrap attempt is reported with its address, on one line; others
+    /// quietly.
     pub(super) fn on_dial_error(
         &mut self,
         id: ConnectionId,
@@ -451,9 +452,9 @@ impl EventLoop {
     ) {
         if let Some(i) = self.reach.boot_dials.remove(&id) {
             let addr = self.reach.boot[i].addr.clone();
-            tracing::warn!(%addr, "bootstrap address unreachable: {}", one_line(error));
+            let hint = self.key_hint(&error.to_string());
+            tracing::warn!(%addr, "bootstrap address unreachable: {}{hint}", dial_summary(error));
             self.boot_failed(i);
-            self.private_swarm_hint(&addr, error);
             return;
         }
         if let Some(peer) = peer {
@@ -465,32 +466,27 @@ impl EventLoop {
 
     /// An inbound connection failed during its handshake.
     pub(super) fn on_incoming_error(&mut self, from: &Multiaddr, error: &ListenError) {
-        if self.ctx.config.swarm_key.is_some() && is_handshake_failure(&error.to_string()) {
-            self.log_key_mismatch(from, error);
-        } else {
+        let hint = self.key_hint(&error.to_string());
+        if hint.is_empty() {
             tracing::debug!(%from, "inbound connection failed: {error}");
+        } else {
+            tracing::warn!(%from, "refused connection: {}{hint}", one_line(error));
         }
     }
 
-    fn private_swarm_hint(&self, addr: &Multiaddr, error: &DialError) {
-        if self.ctx.config.swarm_key.is_some() && is_handshake_failure(&format!("{error:?}")) {
-            self.log_key_mismatch(addr, error);
+    /// In a private swarm, a connection that fails while negotiating (or times out doing so)
+    /// almost always means the other side has another key, or none.
+    fn key_hint(&self, error: &str) -> String {
+        let Some(key) = self.ctx.config.swarm_key else {
+            return String::new();
+        };
+        if !is_handshake_failure(error) {
+            return String::new();
         }
-    }
-
-    fn log_key_mismatch(&self, addr: &Multiaddr, error: &dyn std::fmt::Display) {
-        let fingerprint = self
-            .ctx
-            .config
-            .swarm_key
-            .map(|k| k.fingerprint().to_string())
-            .unwrap_or_default();
-        tracing::warn!(
-            %addr,
-            "refused connection: handshake failed, the peer does not use this swarm's key \
-             (ours has fingerprint {fingerprint}) [{}]",
-            one_line(error)
-        );
+        format!(
+            " (the peer does not use this swarm's key: ours has fingerprint {})",
+            key.fingerprint()
+        )
     }
 
     /// Identify told us about a peer: remember relays, and try a direct connection to a peer
@@ -652,17 +648,30 @@ fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
     None
 }
 
-/// Multistream garbage or a failed Noise handshake right after connecting: in a private
-/// swarm, the signature of a peer with another key (pnet scrambles everything after the
-/// nonces, so the first protocol message is noise).
+/// Multistream garbage, a failed Noise handshake, or a negotiation timeout right after the
+/// TCP connection: in a private swarm, the signature of a peer with another key (pnet
+/// scrambles everything after the nonces).
 fn is_handshake_failure(error: &str) -> bool {
     let e = error.to_ascii_lowercase();
-    e.contains("multistream")
-        || e.contains("negotiat")
-        || e.contains("handshake")
-        || e.contains("noise")
-        || e.contains("protocol")
-        || e.contains("invalid")
+    e.contains("negotiat") || e.contains("handshake") || e.contains("noise")
+}
+
+/// What went wrong with a dial, briefly: libp2p nests the same cause several times over.
+fn dial_summary(error: &DialError) -> String {
+    match error {
+        DialError::Transport(list) if !list.is_empty() => list
+            .iter()
+            .map(|(_, e)| {
+                let mut cause: &dyn std::error::Error = e;
+                while let Some(inner) = cause.source() {
+                    cause = inner;
+                }
+                one_line(&cause.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => one_line(other),
+    }
 }
 
 /// A dial error on one line (libp2p lists every address tried, across lines).
