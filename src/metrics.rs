@@ -101,9 +101,37 @@ impl Default for Metrics {
     }
 }
 
+/// Label values created up front, so every series shows (at 0) before its first event.
+const REQUEST_KINDS: &[(&str, &[&str])] = &[
+    (
+        "client",
+        &["put_block", "publish", "fetch", "get_block", "status"],
+    ),
+    ("meta", &["publish", "replicate", "digest", "fetch"]),
+    ("block", &["put", "get"]),
+];
+/// The planner's decision kinds (`balance::plan::Decision`), in snake case.
+pub const DECISION_KINDS: &[&str] = &["replicate", "delegate", "move", "drop", "end_delegation"];
+
 impl Metrics {
     /// Registers every metric under the `swarmstore_` prefix.
     pub fn register(&self, registry: &mut Registry) {
+        for (protocol, kinds) in REQUEST_KINDS {
+            for kind in *kinds {
+                let _ = self
+                    .requests_served
+                    .get_or_create(&RequestLabels { protocol, kind });
+            }
+        }
+        for stage in ["block", "record"] {
+            let _ = self.put_latency.get_or_create(&StageLabels { stage });
+            let _ = self.get_latency.get_or_create(&StageLabels { stage });
+        }
+        for kind in DECISION_KINDS {
+            let _ = self.decisions_applied.get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            });
+        }
         let r = registry.sub_registry_with_prefix("swarmstore");
         r.register(
             "blocks_stored",
