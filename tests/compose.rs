@@ -148,3 +148,167 @@ fn compose_file_passes_docker_compose_config() {
          deploy/compose.yml was not validated by Docker Compose"
     );
 }
+
+/// The testnet without Docker: five `swarmstore node` processes with the compose file's
+/// settings (deploy/node.toml and deploy/swarm.key, per-node values through SWARMSTORE_*),
+/// node1 as the bootstrap node named through /dns4, then the operator steps' client commands,
+/// the image's health check command and a metrics scrape.
+#[test]
+fn testnet_settings_run_as_processes() {
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    const BIN: &str = env!("CARGO_BIN_EXE_swarmstore");
+    struct Proc(Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = root().join("deploy/swarm.key");
+    let node = |i: usize, bootstrap: Option<&str>| -> (Proc, serde_json::Value) {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("SWARMSTORE_CONFIG", root().join("deploy/node.toml"))
+            .env("SWARMSTORE_SWARM_KEY", &key)
+            .env("SWARMSTORE_DATA_DIR", tmp.path().join(format!("node{i}")))
+            // Loopback and OS-chosen ports instead of the containers' 0.0.0.0:4001/9090.
+            .env("SWARMSTORE_LISTEN", "/ip4/127.0.0.1/tcp/0")
+            .env("SWARMSTORE_METRICS", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .args(["node", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(b) = bootstrap {
+            cmd.env("SWARMSTORE_BOOTSTRAP", b);
+        }
+        let mut child = cmd.spawn().expect("spawn node");
+        let stdout = child.stdout.take().expect("stdout");
+        let info: serde_json::Value = serde_json::Deserializer::from_reader(stdout)
+            .into_iter()
+            .next()
+            .expect("node prints its addresses")
+            .expect("JSON start line");
+        (Proc(child), info)
+    };
+    let (n1, info1) = node(1, None);
+    let addr1 = info1["addrs"][0].as_str().expect("addr").to_string();
+    let port = addr1.split('/').nth(4).expect("tcp port").to_string();
+    let boot = format!("/dns4/localhost/tcp/{port}");
+    let mut others = Vec::new();
+    for i in 2..=5 {
+        others.push(node(i, Some(&boot)));
+    }
+
+    let client = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--swarm-key", key.to_str().expect("utf-8 path")])
+            .arg("--identity")
+            .arg(tmp.path().join("client.key"))
+            .env_remove("SWARMSTORE_NODE")
+            .output()
+            .expect("run client")
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = client(&["status", "--json", "--node", &addr1]);
+        let live = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| {
+                v["peers"]
+                    .as_array()
+                    .map(|p| p.iter().filter(|p| p["live"] == true).count())
+            })
+            .unwrap_or(0);
+        if live == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node1 sees {live} of 4 peers");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The operator's put and get from the host.
+    let src = tmp.path().join("file.bin");
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&src, &data).expect("write");
+    let out = client(&[
+        "put",
+        src.to_str().expect("path"),
+        "--name",
+        "testnet/file",
+        "--node",
+        &addr1,
+    ]);
+    assert!(
+        out.status.success(),
+        "put: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = tmp.path().join("back.bin");
+    let out = client(&[
+        "get",
+        "testnet/file",
+        "-o",
+        back.to_str().expect("path"),
+        "--node",
+        &addr1,
+    ]);
+    assert!(
+        out.status.success(),
+        "get: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&back).expect("read") == data);
+    // Without the key the testnet is closed.
+    let out = Command::new(BIN)
+        .args(["status", "--node", &addr1, "--identity"])
+        .arg(tmp.path().join("client.key"))
+        .env_remove("SWARMSTORE_SWARM_KEY")
+        .output()
+        .expect("run client");
+    assert!(!out.status.success(), "a client without the key got in");
+
+    // The image's health check, as Docker runs it inside node3's container.
+    let out = Command::new(BIN)
+        .args(["status", "--data-dir"])
+        .arg(tmp.path().join("node3"))
+        .arg("--identity")
+        .arg(tmp.path().join("node3/health-client.key"))
+        .env("SWARMSTORE_SWARM_KEY", &key)
+        .env_remove("SWARMSTORE_NODE")
+        .output()
+        .expect("health check");
+    assert!(
+        out.status.success(),
+        "health check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Metrics: node1 served the put and the get.
+    let metrics = info1["metrics"].as_str().expect("metrics url").to_string();
+    let hostport = metrics
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&hostport).expect("connect metrics");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let put_blocks = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "swarmstore_requests_served_total{protocol=\"client\",kind=\"put_block\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert_eq!(put_blocks, 3.0, "{text}");
+    drop(others);
+    drop(n1);
+}
