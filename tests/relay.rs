@@ -131,3 +131,61 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// Two nodes that can reach each other only through a relay (neither has a direct address):
+/// records still flow, but a block that only the other holds cannot, and the error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_only_path_is_reported_plainly() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = Node::start(
+        NodeConfig::local(dir.path().join("r"))
+            .relay_server(ServeMode::On)
+            .replication(1),
+    )
+    .await
+    .expect("relay starts");
+    let circuit = relay.addr().with(Protocol::P2pCircuit);
+    let behind = |name: &str| {
+        NodeConfig::local(dir.path().join(name))
+            .listen_on(vec![circuit.clone()])
+            .bootstrap(vec![relay.addr()])
+            .replication(1)
+    };
+    let a = Node::start(behind("a")).await.expect("A starts");
+    let b = Node::start(behind("b")).await.expect("B starts");
+    b.dial(a.addr()).await.expect("dial A");
+    assert!(a.wait_for_peers(2, Duration::from_secs(30)).await);
+    assert!(b.wait_for_peers(2, Duration::from_secs(30)).await);
+
+    // R = 1 and 64 KiB blocks: each block has one holder; about a third land on B.
+    let data = random_bytes(32 * 65536, 5);
+    let put_client = Client::connect(b.addr(), Keypair::generate_ed25519())
+        .await
+        .expect("client reaches B through the relay")
+        .with_block_size(65536);
+    put_client
+        .put_bytes("relay/only", &data)
+        .await
+        .expect("put on B (blocks meant for A go elsewhere)");
+    assert!(b.store().blocks.count() > 0, "no block landed on B");
+    assert!(!a.direct_peers().contains(&b.peer_id()));
+    assert!(!b.direct_peers().contains(&a.peer_id()));
+
+    let get_client = Client::connect(a.addr(), Keypair::generate_ed25519())
+        .await
+        .expect("client reaches A through the relay");
+    let err = get_client
+        .get_bytes("relay/only")
+        .await
+        .expect_err("A cannot fetch B's blocks");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("reachable only through a relay") && msg.contains(&b.peer_id().to_string()),
+        "unclear error: {msg}"
+    );
+
+    a.shutdown().await;
+    b.shutdown().await;
+    relay.shutdown().await;
+}

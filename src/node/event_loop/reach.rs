@@ -36,6 +36,9 @@ const BOOTSTRAP_MIN_BACKOFF: Duration = Duration::from_secs(10);
 const BOOTSTRAP_MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Between two direct-dial attempts to the same relayed peer.
 const DIRECT_DIAL_COOLDOWN: Duration = Duration::from_secs(60);
+/// After a wait for a direct connection failed, block requests to that peer fail at once for
+/// this long (instead of each waiting `DIRECT_WAIT` again).
+const NO_DIRECT_MEMORY: Duration = Duration::from_secs(60);
 
 type BlockReply = oneshot::Sender<Result<BlockResponse>>;
 
@@ -67,6 +70,8 @@ pub struct Reach {
     /// Block requests handed to request-response, with when (they may wait on a dial).
     block_sent: HashMap<OutboundRequestId, Instant>,
     direct_dialed: HashMap<PeerId, Instant>,
+    /// Peers a wait for a direct connection recently failed for.
+    no_direct: HashMap<PeerId, Instant>,
     /// Peers offering the relay hop protocol, with a direct address: for auto-relay.
     relay_candidates: HashMap<PeerId, Multiaddr>,
     /// Relays we listen through (auto-relay), by listener.
@@ -101,6 +106,7 @@ impl Reach {
             parked: HashMap::new(),
             block_sent: HashMap::new(),
             direct_dialed: HashMap::new(),
+            no_direct: HashMap::new(),
             relay_candidates: HashMap::new(),
             relay_listeners: HashMap::new(),
             configured_relays: HashMap::new(),
@@ -214,8 +220,12 @@ impl EventLoop {
         }
         self.reach.parked.retain(|_, l| !l.is_empty());
         for (peer, p) in expired {
+            self.reach.no_direct.insert(peer, now);
             let _ = p.reply.send(Err(relay_only_error(peer)));
         }
+        self.reach
+            .no_direct
+            .retain(|_, at| now.duration_since(*at) < NO_DIRECT_MEMORY);
         // Block requests that never reached a connection (request-response has no timer
         // while it waits for a dial; a relayed connection never admits the block protocol).
         let limit = super::super::behaviour::BLOCK_TIMEOUT + DIRECT_WAIT;
@@ -323,6 +333,10 @@ impl EventLoop {
         let unreachable_directly = !self.reach.has_direct(&peer) && direct.is_empty();
         if connected_relay_only || (unreachable_directly && !self.ctx.peers.addrs(&peer).is_empty())
         {
+            if self.reach.no_direct.contains_key(&peer) {
+                let _ = reply.send(Err(relay_only_error(peer)));
+                return;
+            }
             self.park_block(peer, req, reply, direct);
             return;
         }
@@ -416,6 +430,7 @@ impl EventLoop {
             self.retry_relay_listens(Some(peer));
         }
         self.ctx.reach.set_direct(peer, true);
+        self.reach.no_direct.remove(&peer);
         self.reach
             .direct_since
             .entry(peer)
