@@ -189,3 +189,32 @@ async fn relay_only_path_is_reported_plainly() {
     b.shutdown().await;
     relay.shutdown().await;
 }
+
+/// AutoNAT v2: a node learns it is reachable once a server dials back the address a peer
+/// observed for it; only then does it advertise that address (and, in auto mode, relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn autonat_confirms_a_reachable_address() {
+    use swarmstore::node::nat::Reachability;
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // On loopback nothing is "public", so this server answers by operator choice.
+    let server = Node::start(NodeConfig::local(dir.path().join("s")).autonat_server(ServeMode::On))
+        .await
+        .expect("server starts");
+    let node = Node::start(NodeConfig::local(dir.path().join("n")).bootstrap(vec![server.addr()]))
+        .await
+        .expect("node starts");
+    assert_eq!(node.reachability(), Reachability::Unknown);
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            node.reachability() == Reachability::Public
+        })
+        .await,
+        "still {:?}",
+        node.reachability()
+    );
+    // The server itself was never tested (its peer serves no AutoNAT): still unknown.
+    assert_eq!(server.reachability(), Reachability::Unknown);
+    node.shutdown().await;
+    server.shutdown().await;
+}
