@@ -69,8 +69,12 @@ pub struct Metrics {
     /// Access-node time to serve a client's get: `record` (reading the replica set) and
     /// `block` (fetching and verifying one block from a holder).
     pub get_latency: Histograms,
-    /// Repairs waiting (blocks or records below R copies). Set by the repair loop.
+    /// Block copies the repair loop still has to make this round (sampled at every scrape).
     pub repair_queue: Gauge,
+    /// Blocks below R good holders at the last repair round (sampled).
+    pub blocks_under_replicated: Gauge,
+    /// Blocks with no good holder left at the last repair round (sampled).
+    pub blocks_lost: Gauge,
     /// This node's current smoothed load score. Set by the balancer.
     pub load_score: Gauge<f64, AtomicU64>,
     /// Term of the manager this node currently follows. Set by the election.
@@ -92,6 +96,8 @@ impl Default for Metrics {
             put_latency: Family::new_with_constructor(latency_histogram),
             get_latency: Family::new_with_constructor(latency_histogram),
             repair_queue: Gauge::default(),
+            blocks_under_replicated: Gauge::default(),
+            blocks_lost: Gauge::default(),
             load_score: Gauge::default(),
             manager_term: Gauge::default(),
             decisions_applied: Family::default(),
@@ -160,8 +166,18 @@ impl Metrics {
         );
         r.register(
             "repair_queue",
-            "Repairs waiting (blocks or records below R copies)",
+            "Block copies the repair loop still has to make this round",
             self.repair_queue.clone(),
+        );
+        r.register(
+            "blocks_under_replicated",
+            "Blocks below R good holders at the last repair round",
+            self.blocks_under_replicated.clone(),
+        );
+        r.register(
+            "blocks_lost",
+            "Blocks with no good holder left at the last repair round",
+            self.blocks_lost.clone(),
         );
         r.register(
             "load_score",

@@ -39,6 +39,9 @@ capacity = "5G"
 keep-versions = 4
 gc-grace = "30s"
 sync-interval = "5s"
+liveness = "4s"
+repair-interval = "3s"
+repair-bandwidth = "8M"
 relay-server = "off"
 autonat-server = "on"
 swarm-key = "swarm.key"
@@ -72,6 +75,12 @@ metrics = "127.0.0.1:9090"
         "30s",
         "--sync-interval",
         "5s",
+        "--liveness",
+        "4s",
+        "--repair-interval",
+        "3s",
+        "--repair-bandwidth",
+        "8M",
         "--relay-server",
         "off",
         "--autonat-server",

@@ -50,6 +50,8 @@ async fn metrics_endpoint_shows_our_counters_moving() {
         "swarmstore_put_latency_seconds",
         "swarmstore_get_latency_seconds",
         "swarmstore_repair_queue",
+        "swarmstore_blocks_under_replicated",
+        "swarmstore_blocks_lost",
         "swarmstore_load_score",
         "swarmstore_manager_term",
         "swarmstore_decisions_applied",

@@ -345,6 +345,11 @@ fn probe(ctx: &Arc<Ctx>) -> crate::metrics::Probe {
             m.blocks_stored.set(c1.store.blocks.count() as i64);
             m.bytes_stored.set(c1.store.blocks.used_bytes() as i64);
             m.live_peers.set(c1.peers.live_peers().len() as i64);
+            let repair = c1.repair.snapshot();
+            m.repair_queue.set(repair.queue as i64);
+            m.blocks_under_replicated
+                .set(repair.under_replicated as i64);
+            m.blocks_lost.set(repair.lost as i64);
         }),
         healthy: Box::new(move || c2.net.is_running()),
     }
