@@ -262,7 +262,11 @@ impl EventLoop {
         for id in close {
             self.swarm.close_connection(id);
         }
-        self.retry_relay_listens(None);
+        // A closed relay listener is re-opened at once when its relay connects; otherwise
+        // every 30 s (not every tick: a relay that is down would fill the log).
+        if ticks.is_multiple_of(6) {
+            self.retry_relay_listens(None);
+        }
         self.auto_relay();
     }
 
@@ -290,9 +294,11 @@ impl EventLoop {
 
     /// Behind NAT with no relay to listen through: take one relay-capable peer.
     fn auto_relay(&mut self) {
+        // Only when no relay listener exists or is being re-opened, auto or configured.
         if self.reach.nat.reachability() != Reachability::Private
             || !self.reach.relay_listeners.is_empty()
-            || self.ctx.listen_addrs().iter().any(is_relayed)
+            || !self.reach.configured_relays.is_empty()
+            || !self.reach.relay_retry.is_empty()
         {
             return;
         }
