@@ -215,6 +215,27 @@ async fn autonat_confirms_a_reachable_address() {
     );
     // The server itself was never tested (its peer serves no AutoNAT): still unknown.
     assert_eq!(server.reachability(), Reachability::Unknown);
+
+    // Now public, the node relays in auto mode: a third node can listen through it.
+    let circuit = node.addr().with(Protocol::P2pCircuit);
+    let behind = Node::start(
+        NodeConfig::local(dir.path().join("z"))
+            .listen_on(vec![circuit])
+            .bootstrap(vec![node.addr()]),
+    )
+    .await
+    .expect("a node listens through the auto-enabled relay");
+    assert!(behind.listen_addrs().iter().all(is_relayed));
+    behind.shutdown().await;
+
+    // The server was never confirmed public, so in auto mode it offers no relay.
+    let refused = Node::start(
+        NodeConfig::local(dir.path().join("y"))
+            .listen_on(vec![server.addr().with(Protocol::P2pCircuit)])
+            .bootstrap(vec![server.addr()]),
+    )
+    .await;
+    assert!(refused.is_err(), "a node not known to be public relayed");
     node.shutdown().await;
     server.shutdown().await;
 }
