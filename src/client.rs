@@ -12,9 +12,10 @@ use std::time::Duration;
 use futures::stream::{FuturesOrdered, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, ping, relay, Multiaddr, PeerId, Swarm};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::ids::{validate_name, BlockId, FileKey};
 use crate::node::behaviour::{identify_config, ping_behaviour, rr, BLOCK_TIMEOUT, CLIENT_TIMEOUT};
+use crate::node::nat::RELAY_CIRCUIT_BYTES;
+use crate::node::transport::{build_swarm, is_relayed};
 use crate::protocol::block::{self, BlockRequest, BlockResponse};
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
 use crate::protocol::CborCodec;
@@ -42,6 +45,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
 struct ClientBehaviour {
+    /// Lets a client reach an access node that listens only through a relay.
+    relay_client: relay::client::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     client: request_response::Behaviour<CborCodec<ClientRequest, ClientResponse>>,
@@ -173,40 +178,48 @@ impl Client {
     /// Connects to the access node at `addr` (which should end in `/p2p/<peer id>`).
     /// Fails within 10 s with [`Error::Unreachable`] if the node cannot be reached.
     pub async fn connect(addr: Multiaddr, key: Keypair) -> Result<Client> {
+        Self::connect_with(addr, key, None).await
+    }
+
+    /// Like [`Client::connect`], into a private swarm whose pre-shared key is `swarm_key`.
+    pub async fn connect_with(
+        addr: Multiaddr,
+        key: Keypair,
+        swarm_key: Option<PreSharedKey>,
+    ) -> Result<Client> {
         let unreachable = |reason: String| Error::Unreachable {
             addr: addr.to_string(),
             reason,
         };
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| unreachable(e.to_string()))?
-            .with_quic()
-            .with_dns()
-            .map_err(|e| unreachable(e.to_string()))?
-            .with_behaviour(|key| ClientBehaviour {
-                identify: identify::Behaviour::new(identify_config(key)),
-                ping: ping_behaviour(Duration::from_secs(10)),
-                client: rr(
-                    client::PROTOCOL,
-                    ProtocolSupport::Outbound,
-                    client::FRAME_LIMIT,
-                    CLIENT_TIMEOUT,
-                ),
-                block: rr(
-                    block::PROTOCOL,
-                    ProtocolSupport::Outbound,
-                    block::FRAME_LIMIT,
-                    BLOCK_TIMEOUT,
-                ),
-            })
-            .map_err(|e| unreachable(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        // Its registry is never served: a client's bandwidth is not worth an endpoint.
+        let mut registry = libp2p::metrics::Registry::default();
+        let mut swarm = build_swarm(
+            key.clone(),
+            swarm_key,
+            &mut registry,
+            Duration::from_secs(60),
+            |key, relay_client| {
+                Ok(ClientBehaviour {
+                    relay_client,
+                    identify: identify::Behaviour::new(identify_config(key)),
+                    ping: ping_behaviour(Duration::from_secs(10)),
+                    client: rr(
+                        client::PROTOCOL,
+                        ProtocolSupport::Outbound,
+                        client::FRAME_LIMIT,
+                        CLIENT_TIMEOUT,
+                    ),
+                    block: rr(
+                        block::PROTOCOL,
+                        ProtocolSupport::Outbound,
+                        block::FRAME_LIMIT,
+                        BLOCK_TIMEOUT,
+                    ),
+                })
+            },
+        )
+        .map_err(|e| unreachable(e.to_string()))?;
+        let relayed = is_relayed(&addr);
         swarm
             .dial(addr.clone())
             .map_err(|e| unreachable(e.to_string()))?;
@@ -217,6 +230,9 @@ impl Client {
         let access = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
                 match swarm.select_next_some().await {
+                    // Through a relay, the relay itself connects first.
+                    SwarmEvent::ConnectionEstablished { peer_id, .. }
+                        if relayed && wanted.is_some_and(|w| w != peer_id) => {}
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
                     SwarmEvent::OutgoingConnectionError { error, .. } => {
                         return Err(unreachable(error.to_string()))
@@ -231,7 +247,7 @@ impl Client {
             return Err(unreachable(format!("the node there is {access}")));
         }
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run_client_loop(swarm, rx, access));
+        tokio::spawn(run_client_loop(swarm, rx, access, relayed));
         Ok(Client {
             tx,
             key,
@@ -295,7 +311,11 @@ impl Client {
             } => {
                 let mut known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
                 for (peer, a) in addrs {
-                    known.insert(peer, a);
+                    // Blocks never ride relays: only direct addresses are worth dialling.
+                    let direct: Vec<Multiaddr> = a.into_iter().filter(|x| !is_relayed(x)).collect();
+                    if !direct.is_empty() {
+                        known.insert(peer, direct);
+                    }
                 }
                 Ok(Some((key, root, replicas, state)))
             }
@@ -603,7 +623,10 @@ impl Client {
         let (r, candidates) = self.candidates().await?;
         let addrs: HashMap<PeerId, Vec<Multiaddr>> = candidates
             .iter()
-            .map(|c| (c.peer, c.addrs.clone()))
+            .map(|c| {
+                let direct = c.addrs.iter().filter(|x| !is_relayed(x)).cloned().collect();
+                (c.peer, direct)
+            })
             .collect();
         let order = crate::placement::holder_order(
             &id.kad_point(),
@@ -618,6 +641,17 @@ impl Client {
             data.len() as u64,
         );
         let want = r.min(order.len());
+        // A holder the client can reach only through a relay gets its copy via the access node
+        // instead (blocks never ride relays), so placement stays what the swarm expects.
+        if order
+            .iter()
+            .take(want)
+            .any(|p| addrs.get(p).is_none_or(|a| a.is_empty()))
+        {
+            return Err(Error::Network(format!(
+                "a holder of block {id} has no direct address"
+            )));
+        }
         let mut holders = Vec::new();
         let mut next = 0;
         let mut inflight = futures::stream::FuturesUnordered::new();
@@ -843,6 +877,7 @@ async fn run_client_loop(
     mut swarm: Swarm<ClientBehaviour>,
     mut commands: mpsc::Receiver<Command>,
     access: PeerId,
+    relayed: bool,
 ) {
     let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<ClientResponse>>> =
         HashMap::new();
@@ -899,8 +934,17 @@ async fn run_client_loop(
                     request_response::Event::OutboundFailure { request_id, error, .. },
                 )) => {
                     if let Some(tx) = pending.remove(&request_id) {
+                        let hint = if relayed {
+                            format!(
+                                " (the access node is reached through a relay, which limits each \
+                                 circuit to {} MiB; for large files use a direct address of a node)",
+                                RELAY_CIRCUIT_BYTES >> 20
+                            )
+                        } else {
+                            String::new()
+                        };
                         let _ = tx.send(Err(Error::Network(format!(
-                            "request to the access node failed: {error}"
+                            "request to the access node failed: {error}{hint}"
                         ))));
                     }
                 }

@@ -11,9 +11,11 @@
 pub mod balance;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 pub mod protocol;

@@ -105,7 +105,12 @@ pub async fn connect(args: &AccessArgs) -> anyhow::Result<Client> {
         .clone()
         .unwrap_or_else(identity::default_client_identity);
     let key = identity::load_or_create(&id_path)?;
-    Ok(Client::connect(addr, key).await?)
+    let swarm_key = args
+        .swarm_key
+        .as_deref()
+        .map(crate::node::transport::read_swarm_key)
+        .transpose()?;
+    Ok(Client::connect_with(addr, key, swarm_key).await?)
 }
 
 pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {

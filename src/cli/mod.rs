@@ -4,7 +4,7 @@
 
 mod files;
 mod node;
-mod output;
+pub(crate) mod output;
 
 use std::path::PathBuf;
 
@@ -53,6 +53,8 @@ pub enum Command {
     Sim(node::SimArgs),
     /// Run a local swarm of N nodes in one process (for demos and benchmarks).
     Devnet(node::DevnetArgs),
+    /// Print a new pre-shared key for a private swarm (use with `node --swarm-key FILE`).
+    SwarmKey(node::SwarmKeyArgs),
 }
 
 /// How a client command finds its access node and identity.
@@ -79,6 +81,34 @@ pub struct AccessArgs {
         help_heading = "Access node"
     )]
     pub identity: Option<PathBuf>,
+
+    /// Swarm key of a private swarm (the file its nodes use).
+    #[arg(
+        long,
+        env = "SWARMSTORE_SWARM_KEY",
+        value_name = "FILE",
+        help_heading = "Access node"
+    )]
+    pub swarm_key: Option<PathBuf>,
+}
+
+/// The node `swarmstore node ARGS...` would run (`argv` without the program name), without
+/// running it: how tests check that a config file and flags describe the same node.
+pub fn node_config<I, T>(argv: I) -> anyhow::Result<crate::NodeConfig>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("swarmstore"))
+            .chain(std::iter::once("node".into()))
+            .chain(argv.into_iter().map(Into::into)),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+    match cli.command {
+        Command::Node(args) => args.node_config(),
+        _ => anyhow::bail!("not a node command"),
+    }
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -108,6 +138,7 @@ pub fn run() -> i32 {
             Command::Update(args) => files::update(args, json).await,
             Command::Rm(args) => files::rm(args, json).await,
             Command::Status(args) => files::status(args, json).await,
+            Command::SwarmKey(args) => node::run_swarm_key(args),
         }
     });
     // Background tasks (connections, timers) must not hold the process open.

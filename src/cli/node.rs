@@ -1,5 +1,6 @@
 //! `node` (one storage node) and `devnet` (a local swarm in one process).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,54 +8,167 @@ use clap::Args;
 use libp2p::Multiaddr;
 
 use super::output::{human_bytes, parse_bytes, parse_duration, print_json};
+use crate::config::NodeSettings;
 use crate::identity;
+use crate::node::nat::ServeMode;
 use crate::node::{Node, NodeConfig};
 use crate::store::Store;
 
+/// `swarmstore node`. Each setting can also come from the config file (`--config`, same key
+/// names) or from `SWARMSTORE_<NAME>`; flags beat the environment, which beats the file.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
+    /// TOML file with any of the settings below (keys are the flag names, e.g. gc-grace).
+    #[arg(long, value_name = "FILE", env = "SWARMSTORE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Data directory (identity, blocks, records, node.addr) [default: platform data dir]
     #[arg(long, value_name = "DIR", env = "SWARMSTORE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Listen address; repeatable [default: TCP and QUIC on 0.0.0.0 port 4001]
-    #[arg(long, value_name = "MULTIADDR", help_heading = "Network")]
+    /// Listen address; repeatable. A `/p2p/RELAY/p2p-circuit` address listens through a relay
+    /// [default: TCP and QUIC on 0.0.0.0 port 4001]
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "SWARMSTORE_LISTEN",
+        value_delimiter = ',',
+        help_heading = "Network"
+    )]
     pub listen: Vec<Multiaddr>,
-    /// A peer to join through; repeatable.
-    #[arg(long, value_name = "MULTIADDR", help_heading = "Network")]
-    pub bootstrap: Vec<Multiaddr>,
+    /// A peer to join through, e.g. /dns4/seed.example/tcp/4001[/p2p/PEER]; repeatable.
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "SWARMSTORE_BOOTSTRAP",
+        value_delimiter = ',',
+        help_heading = "Network"
+    )]
+    pub bootstrap: Vec<String>,
+    /// An address this node is reachable at (advertised without an AutoNAT test); repeatable.
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "SWARMSTORE_EXTERNAL_ADDR",
+        value_delimiter = ',',
+        help_heading = "Network"
+    )]
+    pub external_addr: Vec<Multiaddr>,
     /// Do not discover peers on the LAN with mDNS.
-    #[arg(long, help_heading = "Network")]
-    pub no_mdns: bool,
-    /// Copies kept of every block and record.
-    #[arg(long, default_value_t = 3, value_name = "N", help_heading = "Storage")]
-    pub replication: usize,
+    #[arg(long, env = "SWARMSTORE_NO_MDNS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Network")]
+    pub no_mdns: Option<bool>,
+    /// Serve as a relay for peers behind NAT: auto (while AutoNAT confirms this node is
+    /// public), on, off. Circuits carry at most 16 MiB for 10 min; blocks never use them.
+    /// [default: auto]
+    #[arg(long, env = "SWARMSTORE_RELAY_SERVER", num_args = 0..=1, default_missing_value = "on",
+          value_name = "auto|on|off", help_heading = "Network")]
+    pub relay_server: Option<ServeMode>,
+    /// Answer other peers' AutoNAT reachability tests: auto (while public), on, off
+    /// [default: auto]
+    #[arg(
+        long,
+        env = "SWARMSTORE_AUTONAT_SERVER",
+        value_name = "auto|on|off",
+        help_heading = "Network"
+    )]
+    pub autonat_server: Option<ServeMode>,
+    /// Private swarm: a pre-shared key file (/key/swarm/psk/1.0.0/ format; make one with
+    /// `swarmstore swarm-key`). Peers without the same key cannot connect. Disables QUIC.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SWARMSTORE_SWARM_KEY",
+        help_heading = "Network"
+    )]
+    pub swarm_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /health), e.g. 127.0.0.1:9090.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SWARMSTORE_METRICS",
+        help_heading = "Network"
+    )]
+    pub metrics: Option<SocketAddr>,
+    /// Copies kept of every block and record [default: 3]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWARMSTORE_REPLICATION",
+        help_heading = "Storage"
+    )]
+    pub replication: Option<usize>,
     /// Block storage offered, e.g. 50G [default: no limit beyond the disk]
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Storage")]
+    #[arg(long, value_name = "BYTES", env = "SWARMSTORE_CAPACITY", value_parser = parse_bytes, help_heading = "Storage")]
     pub capacity: Option<u64>,
-    /// Versions of each file a root retains.
-    #[arg(long, default_value_t = 3, value_name = "K", help_heading = "Storage")]
-    pub keep_versions: usize,
-    /// How long a block stays unreferenced before it is deleted, e.g. 10m, 30s.
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration, help_heading = "Storage")]
-    pub gc_grace: Duration,
-    /// How often replica sets compare record versions, e.g. 30s.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Storage")]
-    pub sync_interval: Duration,
-    /// Upper bound on noticing a dead peer, e.g. 10s.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Durability")]
-    pub liveness: Duration,
-    /// How often roots check that every block has R live holders.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Durability")]
-    pub repair_interval: Duration,
-    /// Bandwidth repair copies may use, e.g. 64M (per second).
-    #[arg(long, default_value = "64M", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Durability")]
-    pub repair_bandwidth: u64,
+    /// Versions of each file a root retains [default: 3]
+    #[arg(
+        long,
+        value_name = "K",
+        env = "SWARMSTORE_KEEP_VERSIONS",
+        help_heading = "Storage"
+    )]
+    pub keep_versions: Option<usize>,
+    /// How long a block stays unreferenced before it is deleted, e.g. 10m, 30s [default: 10m]
+    #[arg(long, value_name = "DURATION", env = "SWARMSTORE_GC_GRACE", value_parser = parse_duration, help_heading = "Storage")]
+    pub gc_grace: Option<Duration>,
+    /// How often replica sets compare record versions, e.g. 30s [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWARMSTORE_SYNC_INTERVAL", value_parser = parse_duration, help_heading = "Storage")]
+    pub sync_interval: Option<Duration>,
+    /// Upper bound on noticing a dead peer, e.g. 10s [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWARMSTORE_LIVENESS", value_parser = parse_duration, help_heading = "Durability")]
+    pub liveness: Option<Duration>,
+    /// How often roots check that every block has R live holders [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWARMSTORE_REPAIR_INTERVAL", value_parser = parse_duration, help_heading = "Durability")]
+    pub repair_interval: Option<Duration>,
+    /// Bandwidth repair copies may use, e.g. 64M (per second) [default: 64M]
+    #[arg(long, value_name = "BYTES", env = "SWARMSTORE_REPAIR_BANDWIDTH", value_parser = parse_bytes, help_heading = "Durability")]
+    pub repair_bandwidth: Option<u64>,
     /// On SIGTERM/Ctrl-C, hand records and block copies to other nodes before exiting.
-    #[arg(long, help_heading = "Durability")]
-    pub drain: bool,
+    #[arg(long, env = "SWARMSTORE_DRAIN", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Durability")]
+    pub drain: Option<bool>,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
+}
+
+impl NodeArgs {
+    /// The flags (and environment) as a settings layer.
+    fn settings(&self) -> NodeSettings {
+        NodeSettings {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            bootstrap: self.bootstrap.clone(),
+            external_addr: self.external_addr.clone(),
+            no_mdns: self.no_mdns,
+            replication: self.replication,
+            capacity: self.capacity,
+            keep_versions: self.keep_versions,
+            gc_grace: self.gc_grace,
+            sync_interval: self.sync_interval,
+            liveness: self.liveness,
+            repair_interval: self.repair_interval,
+            repair_bandwidth: self.repair_bandwidth,
+            drain: self.drain,
+            relay_server: self.relay_server,
+            autonat_server: self.autonat_server,
+            swarm_key: self.swarm_key.clone(),
+            metrics: self.metrics,
+        }
+    }
+
+    /// The settings in force: the config file, then environment and flags over it.
+    pub fn merged(&self) -> anyhow::Result<NodeSettings> {
+        let file = match &self.config {
+            Some(path) => NodeSettings::from_file(path)?,
+            None => NodeSettings::default(),
+        };
+        Ok(file.overlay(self.settings()))
+    }
+
+    /// The node to run: defaults, then the config file, then environment and flags.
+    pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        self.merged()?.into_config(identity::default_data_dir())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -71,8 +185,11 @@ pub struct DevnetArgs {
 }
 
 pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(identity::default_data_dir);
     if args.check {
+        let data_dir = args
+            .merged()?
+            .data_dir
+            .unwrap_or_else(identity::default_data_dir);
         let local = std::fs::read(data_dir.join("identity.key"))
             .ok()
             .and_then(|b| libp2p::identity::Keypair::from_protobuf_encoding(&b).ok())
@@ -99,27 +216,17 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut config = NodeConfig::new(&data_dir)
-        .bootstrap(args.bootstrap)
-        .mdns(!args.no_mdns)
-        .replication(args.replication)
-        .capacity(args.capacity);
-    config = config
-        .keep_versions(args.keep_versions)
-        .gc_grace(args.gc_grace)
-        .sync_interval(args.sync_interval)
-        .liveness(args.liveness)
-        .repair_interval(args.repair_interval)
-        .repair_bandwidth(args.repair_bandwidth);
-    if !args.listen.is_empty() {
-        config = config.listen_on(args.listen);
-    }
+    let settings = args.merged()?;
+    let drain = settings.drain.unwrap_or(false);
+    let config = settings.into_config(identity::default_data_dir())?;
+    let data_dir = config.data_dir.clone();
     let node = Node::start(config).await?;
     if json {
         print_json(&serde_json::json!({
             "peer": node.peer_id().to_string(),
             "addrs": node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "data_dir": data_dir,
+            "metrics": node.metrics_addr().map(|a| format!("http://{a}/metrics")),
         }))?;
     } else {
         println!("swarmstore node {}", node.peer_id());
@@ -127,9 +234,12 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
             println!("  listening on {a}");
         }
         println!("  data in {}", data_dir.display());
+        if let Some(a) = node.metrics_addr() {
+            println!("  metrics at http://{a}/metrics");
+        }
     }
     wait_for_signal().await;
-    if args.drain {
+    if drain {
         tracing::info!("draining before exit");
         let report = node.drain().await;
         if !report.failures.is_empty() {
@@ -266,5 +376,30 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         args.out.as_deref(),
     )?;
     println!("{table}");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SwarmKeyArgs {
+    /// Write the key to this file (refuses to overwrite) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Prints (or writes) a fresh pre-shared key for a private swarm.
+pub fn run_swarm_key(args: SwarmKeyArgs) -> anyhow::Result<()> {
+    let key = crate::node::transport::new_swarm_key();
+    match args.out {
+        None => print!("{key}"),
+        Some(path) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            f.write_all(key.as_bytes())?;
+        }
+    }
     Ok(())
 }

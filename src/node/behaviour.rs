@@ -1,5 +1,6 @@
 //! The node's one `NetworkBehaviour`, composed with the derive macro: Kademlia routing,
-//! identify, ping, optional mDNS, and the three request-response protocols.
+//! identify, ping, optional mDNS, the three request-response protocols, and NAT traversal
+//! (relay client and server, DCUtR, AutoNAT v2 client and server; see [`super::nat`]).
 
 use std::time::Duration;
 
@@ -7,8 +8,10 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
-use libp2p::{identify, mdns, ping};
+use libp2p::{autonat, dcutr, identify, mdns, ping, relay};
 
+use super::nat::{self, Admit, ServeMode};
+use super::NodeConfig;
 use crate::protocol::{self, block, client, meta, CborCodec};
 
 pub type ClientRR =
@@ -25,7 +28,13 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub client: ClientRR,
     pub meta: MetaRR,
-    pub block: BlockRR,
+    /// Blocks only ever travel on direct connections (relays cap circuits; see `nat`).
+    pub block: Admit<BlockRR>,
+    pub relay_client: relay::client::Behaviour,
+    pub relay: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::v2::client::Behaviour,
+    pub autonat_server: Admit<autonat::v2::server::Behaviour>,
 }
 
 /// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
@@ -72,7 +81,13 @@ where
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, mdns_on: bool, liveness: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        key: &Keypair,
+        config: &NodeConfig,
+        relay_client: relay::client::Behaviour,
+    ) -> anyhow::Result<Self> {
+        let mdns_on = config.mdns;
+        let liveness = config.liveness;
         let local = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(protocol::KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(20));
@@ -106,12 +121,33 @@ impl Behaviour {
                 meta::FRAME_LIMIT,
                 META_TIMEOUT,
             ),
-            block: rr(
+            block: Admit::direct_only(rr(
                 block::PROTOCOL,
                 ProtocolSupport::Full,
                 block::FRAME_LIMIT,
                 BLOCK_TIMEOUT,
+            )),
+            relay_client,
+            relay: relay_server(local, config.relay_server).into(),
+            dcutr: dcutr::Behaviour::new(local),
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: Admit::when_public(
+                autonat::v2::server::Behaviour::default(),
+                config.autonat_server,
             ),
         })
     }
+}
+
+/// The relay server. With `Auto` it starts disabled and the event loop enables it while the
+/// node has a confirmed direct external address (libp2p's own automatic mode would also count
+/// the relayed address a relay client gets); `On` serves regardless.
+fn relay_server(local: libp2p::PeerId, mode: ServeMode) -> Option<relay::Behaviour> {
+    let mut server = relay::Behaviour::new(local, nat::relay_config());
+    match mode {
+        ServeMode::Off => return None,
+        ServeMode::On => server.set_status(Some(relay::Status::Enable)),
+        ServeMode::Auto => server.set_status(Some(relay::Status::Disable)),
+    }
+    Some(server)
 }

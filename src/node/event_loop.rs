@@ -2,23 +2,28 @@
 //!
 //! It turns [`Command`]s into network actions, routes responses back to their oneshot senders
 //! by request or query id, keeps the [`PeerTable`](super::peers::PeerTable) current, and hands
-//! every inbound request to a spawned handler so no request ever blocks the loop.
+//! every inbound request to a spawned handler so no request ever blocks the loop. Bootstrap,
+//! NAT traversal and the direct-only rule for blocks are in [`reach`].
+
+mod reach;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::net::Command;
 use super::{access, holder, root, Ctx};
 use crate::error::{Error, Result};
+use crate::metrics::{block_kind, client_kind, meta_kind};
 use crate::protocol::{self, block::BlockResponse, meta::MetaResponse};
 
 type Pending<T> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<T>>)>;
@@ -33,7 +38,9 @@ pub struct EventLoop {
     pending_lookups: HashMap<kad::QueryId, LookupReply>,
     /// Last successful ping (or connection) per connected peer: the liveness clock.
     last_pong: HashMap<PeerId, Instant>,
-    bootstrap: Vec<Multiaddr>,
+    /// libp2p's own metrics (connections, kad, identify, ping, relay, DCUtR).
+    p2p_metrics: Option<libp2p::metrics::Metrics>,
+    reach: reach::Reach,
 }
 
 impl EventLoop {
@@ -51,12 +58,27 @@ impl EventLoop {
             pending_block: HashMap::new(),
             pending_lookups: HashMap::new(),
             last_pong: HashMap::new(),
-            bootstrap,
+            p2p_metrics: None,
+            reach: reach::Reach::new(&bootstrap),
         }
     }
 
+    pub fn with_p2p_metrics(mut self, metrics: libp2p::metrics::Metrics) -> Self {
+        self.p2p_metrics = Some(metrics);
+        self
+    }
+
+    /// Listeners on relay circuits (`.../p2p-circuit`), kept open by the loop.
+    pub fn with_relay_listeners(
+        mut self,
+        listeners: Vec<(libp2p::core::transport::ListenerId, Multiaddr)>,
+    ) -> Self {
+        self.reach.listening_through(listeners);
+        self
+    }
+
     pub async fn run(mut self) {
-        self.dial_bootstrap();
+        self.reach_start();
         // Bootstrap often while the swarm is small or we are alone; Kademlia's own periodic
         // bootstrap takes over once the routing table is healthy.
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -79,9 +101,9 @@ impl EventLoop {
                 _ = tick.tick() => {
                     ticks += 1;
                     let live = self.ctx.peers.live_peers().len();
-                    if live == 0 && ticks.is_multiple_of(2) {
-                        self.dial_bootstrap();
-                    }
+                    // Dials the bootstrap list when the routing table runs low (per-address
+                    // backoff), expires waits for direct connections.
+                    self.reach_tick(ticks);
                     if live < kad::K_VALUE.get() || ticks.is_multiple_of(24) {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
@@ -111,24 +133,6 @@ impl EventLoop {
         }
     }
 
-    fn dial_bootstrap(&mut self) {
-        for addr in self.bootstrap.clone() {
-            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                if self.swarm.is_connected(&peer) {
-                    continue;
-                }
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, addr.clone());
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::warn!(%addr, "cannot dial bootstrap address: {e}");
-            }
-        }
-        let _ = self.swarm.behaviour_mut().kad.bootstrap();
-    }
-
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Meta { peer, req, reply } => {
@@ -140,15 +144,7 @@ impl EventLoop {
                     .send_request_with_addresses(&peer, req, addrs);
                 self.pending_meta.insert(id, (peer, reply));
             }
-            Command::Block { peer, req, reply } => {
-                let addrs = self.ctx.peers.addrs(&peer);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .block
-                    .send_request_with_addresses(&peer, req, addrs);
-                self.pending_block.insert(id, (peer, reply));
-            }
+            Command::Block { peer, req, reply } => self.send_block(peer, req, reply),
             Command::Lookup { preimage, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_closest_peers(preimage);
                 self.pending_lookups.insert(id, reply);
@@ -180,22 +176,34 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.p2p_metrics {
+            m.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                self.on_new_listen_addr(&address);
                 let full = address.with_p2p(self.ctx.local).unwrap_or_else(|a| a);
                 tracing::info!(addr = %full, "listening");
                 self.ctx.add_listen_addr(full);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 self.ctx.peers.connected(peer_id);
                 self.last_pong.insert(peer_id, Instant::now());
+                self.on_established(peer_id, connection_id, &endpoint);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
+                self.on_closed(peer_id, connection_id);
                 // Only an idle timeout is a quiet close; anything else means the peer went away.
                 let failed = !matches!(
                     cause,
@@ -208,30 +216,48 @@ impl EventLoop {
                     self.last_pong.remove(&peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 if let Some(peer) = peer_id {
-                    self.ctx.peers.unreachable(peer);
-                    if self.is_bootstrap_peer(&peer) {
-                        tracing::warn!(%peer, "bootstrap peer unreachable: {error}");
-                    } else {
-                        tracing::debug!(%peer, "dial failed: {error}");
+                    if !self.swarm.is_connected(&peer) {
+                        self.ctx.peers.unreachable(peer);
                     }
-                } else {
-                    tracing::warn!("dial failed: {error}");
                 }
+                self.on_dial_error(connection_id, peer_id, &error);
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => self.on_incoming_error(&send_back_addr, &error),
+            SwarmEvent::ExternalAddrConfirmed { address } => self.on_external_addr(address, true),
+            SwarmEvent::ExternalAddrExpired { address } => self.on_external_addr(address, false),
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                // Observed by a peer; advertised only once AutoNAT confirms it.
+                tracing::debug!(%address, "external address candidate");
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.on_listener_closed(listener_id, &reason),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
     }
 
-    fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
-        self.bootstrap
-            .iter()
-            .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == *peer))
-    }
-
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        if let Some(m) = &self.p2p_metrics {
+            match &event {
+                BehaviourEvent::Kad(e) => m.record(e),
+                BehaviourEvent::Identify(e) => m.record(e),
+                BehaviourEvent::Ping(e) => m.record(e),
+                _ => {}
+            }
+        }
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let ours = info.protocol_version == protocol::IDENTIFY_VERSION
@@ -239,6 +265,7 @@ impl EventLoop {
                 if !ours {
                     return;
                 }
+                let is_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 // A remote's loopback addresses are only meaningful if we reach it over loopback.
                 let local_link = is_loopback(&info.observed_addr);
                 let addrs: Vec<Multiaddr> = info
@@ -253,6 +280,7 @@ impl EventLoop {
                         .add_address(&peer_id, a.clone());
                 }
                 self.ctx.peers.storage_peer(peer_id, &addrs);
+                self.after_identify(peer_id, is_relay, &addrs);
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
             BehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
@@ -285,7 +313,11 @@ impl EventLoop {
                 {
                     let ctx = self.ctx.clone();
                     tokio::spawn(async move {
+                        let kind = client_kind(&request);
+                        let started = Instant::now();
                         let resp = access::handle(&ctx, peer, request).await;
+                        ctx.metrics.served("client", kind);
+                        ctx.metrics.observe_client(kind, started.elapsed());
                         let _ = ctx.net.send(Command::RespondClient { channel, resp }).await;
                     });
                 } else {
@@ -299,6 +331,7 @@ impl EventLoop {
                     } => {
                         let ctx = self.ctx.clone();
                         tokio::spawn(async move {
+                            ctx.metrics.served("meta", meta_kind(&request));
                             let resp = root::handle(&ctx, peer, request).await;
                             let _ = ctx.net.send(Command::RespondMeta { channel, resp }).await;
                         });
@@ -332,7 +365,11 @@ impl EventLoop {
                     } => {
                         let ctx = self.ctx.clone();
                         tokio::spawn(async move {
+                            let kind = block_kind(&request);
+                            ctx.metrics.served("block", kind);
+                            let started = std::time::Instant::now();
                             let resp = holder::handle(&ctx, peer, request).await;
+                            ctx.metrics.observe_block(kind, started.elapsed());
                             let _ = ctx.net.send(Command::RespondBlock { channel, resp }).await;
                         });
                     }
@@ -340,6 +377,7 @@ impl EventLoop {
                         request_id,
                         response,
                     } => {
+                        self.note_block_done(&request_id);
                         if let Some((_, tx)) = self.pending_block.remove(&request_id) {
                             let _ = tx.send(Ok(response));
                         }
@@ -352,6 +390,7 @@ impl EventLoop {
                     ..
                 } => {
                     self.note_failure(peer, &error);
+                    self.note_block_done(&request_id);
                     if let Some((_, tx)) = self.pending_block.remove(&request_id) {
                         let _ = tx.send(Err(outbound_error(peer, "block", &error)));
                     }
@@ -359,6 +398,7 @@ impl EventLoop {
                 other => log_rr_failure("block", &other),
             },
             BehaviourEvent::Identify(_) => {}
+            other => self.on_nat_event(other),
         }
     }
 

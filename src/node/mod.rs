@@ -12,37 +12,43 @@ pub mod drain;
 pub mod event_loop;
 pub mod gc;
 pub mod holder;
+pub mod nat;
 pub mod net;
 pub mod peers;
 pub mod repair;
 pub mod root;
 pub mod sync;
+pub mod transport;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::pnet::PreSharedKey;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::Result;
 use crate::identity;
 use crate::ids::{peer_point, BlockId, FileKey};
+use crate::metrics::Metrics;
 use crate::placement::{self, Candidate};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::store::Store;
 use behaviour::Behaviour;
+use nat::ServeMode;
 use net::Net;
 use peers::PeerTable;
 
 /// Everything a node is started with. `NodeConfig::new(dir)` gives the defaults of
 /// `swarmstore node`; the builder methods override them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: Vec<Multiaddr>,
@@ -68,6 +74,17 @@ pub struct NodeConfig {
     pub repair_interval: Duration,
     /// Bytes per second repair copies may use.
     pub repair_bandwidth: u64,
+    /// Addresses this node is known to be reachable at (confirmed without AutoNAT).
+    pub external_addrs: Vec<Multiaddr>,
+    /// Serve as a relay for peers behind NAT.
+    pub relay_server: ServeMode,
+    /// Answer other peers' AutoNAT reachability tests.
+    pub autonat_server: ServeMode,
+    /// Private swarm: only peers with this pre-shared key can connect (TCP only; see
+    /// [`transport`]).
+    pub swarm_key: Option<PreSharedKey>,
+    /// Serve Prometheus metrics and `/health` on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -92,6 +109,11 @@ impl NodeConfig {
             liveness: Duration::from_secs(10),
             repair_interval: Duration::from_secs(10),
             repair_bandwidth: 64 << 20,
+            external_addrs: Vec::new(),
+            relay_server: ServeMode::Auto,
+            autonat_server: ServeMode::Auto,
+            swarm_key: None,
+            metrics: None,
         }
     }
 
@@ -156,6 +178,31 @@ impl NodeConfig {
         self.repair_bandwidth = bytes_per_sec.max(64 * 1024);
         self
     }
+
+    pub fn external_addrs(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.external_addrs = addrs;
+        self
+    }
+
+    pub fn relay_server(mut self, mode: ServeMode) -> Self {
+        self.relay_server = mode;
+        self
+    }
+
+    pub fn autonat_server(mut self, mode: ServeMode) -> Self {
+        self.autonat_server = mode;
+        self
+    }
+
+    pub fn swarm_key(mut self, key: Option<PreSharedKey>) -> Self {
+        self.swarm_key = key;
+        self
+    }
+
+    pub fn metrics(mut self, addr: Option<SocketAddr>) -> Self {
+        self.metrics = addr;
+        self
+    }
 }
 
 /// What every request handler of a node shares.
@@ -165,6 +212,10 @@ pub struct Ctx {
     pub store: Arc<Store>,
     pub peers: PeerTable,
     pub net: Net,
+    /// Counters and gauges every part of the node may update (see [`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
+    /// Direct connections and AutoNAT's verdict (see [`nat`]).
+    pub reach: nat::ReachView,
     listen: RwLock<Vec<Multiaddr>>,
     listen_changed: Notify,
     lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
@@ -285,6 +336,25 @@ impl Ctx {
     }
 }
 
+/// What the metrics endpoint asks the node: sampled gauges and whether it is serving.
+fn probe(ctx: &Arc<Ctx>) -> crate::metrics::Probe {
+    let (c1, c2) = (ctx.clone(), ctx.clone());
+    crate::metrics::Probe {
+        refresh: Box::new(move || {
+            let m = &c1.metrics;
+            m.blocks_stored.set(c1.store.blocks.count() as i64);
+            m.bytes_stored.set(c1.store.blocks.used_bytes() as i64);
+            m.live_peers.set(c1.peers.live_peers().len() as i64);
+            let repair = c1.repair.snapshot();
+            m.repair_queue.set(repair.queue as i64);
+            m.blocks_under_replicated
+                .set(repair.under_replicated as i64);
+            m.blocks_lost.set(repair.lost as i64);
+        }),
+        healthy: Box::new(move || c2.net.is_running()),
+    }
+}
+
 fn write_addr_file(dir: &std::path::Path, addr: &Multiaddr) -> std::io::Result<()> {
     let tmp = dir.join("node.addr.tmp");
     std::fs::write(&tmp, format!("{addr}\n"))?;
@@ -297,6 +367,8 @@ pub struct Node {
     task: JoinHandle<()>,
     /// Maintenance loops (anti-entropy, garbage collection), stopped at shutdown.
     background: Vec<JoinHandle<()>>,
+    /// Where `/metrics` is served, if it is.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -311,25 +383,44 @@ impl Node {
                 format!("cannot open the store in {}", config.data_dir.display())
             })?);
         let local = key.public().to_peer_id();
-        let mdns = config.mdns;
-        let idle = config.idle_timeout;
-        let liveness = config.liveness;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_quic()
-            .with_dns()?
-            .with_behaviour(|key| Behaviour::new(key, mdns, liveness).map_err(Into::into))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build();
+        let mut registry = libp2p::metrics::Registry::default();
+        let mut swarm = transport::build_swarm(
+            key,
+            config.swarm_key,
+            &mut registry,
+            config.idle_timeout,
+            |key, relay_client| Behaviour::new(key, &config, relay_client),
+        )?;
+        let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        let metrics = Arc::new(Metrics::default());
+        metrics.register(&mut registry);
+        if let Some(psk) = &config.swarm_key {
+            tracing::info!(
+                fingerprint = %psk.fingerprint(),
+                "private swarm: only peers with this swarm key can connect; QUIC is off (the key protects TCP only)"
+            );
+        }
+        let mut listening = 0;
+        let mut relay_listeners = Vec::new();
         for addr in &config.listen {
-            swarm
+            if config.swarm_key.is_some() && transport::is_quic(addr) {
+                tracing::info!(%addr, "not listening on QUIC in a private swarm");
+                continue;
+            }
+            let id = swarm
                 .listen_on(addr.clone())
                 .with_context(|| format!("cannot listen on {addr}"))?;
+            if transport::is_relayed(addr) {
+                relay_listeners.push((id, addr.clone()));
+            }
+            listening += 1;
+        }
+        if listening == 0 {
+            anyhow::bail!("no listen address left to use (QUIC is off in a private swarm)");
+        }
+        for addr in &config.external_addrs {
+            // An operator's word: advertised at once, no AutoNAT test needed.
+            swarm.add_external_address(addr.clone());
         }
         let (tx, rx) = mpsc::channel(1024);
         let ctx = Arc::new(Ctx {
@@ -338,6 +429,8 @@ impl Node {
             store,
             peers: PeerTable::new(local),
             net: Net::new(tx),
+            metrics: metrics.clone(),
+            reach: nat::ReachView::default(),
             listen: RwLock::new(Vec::new()),
             listen_changed: Notify::new(),
             lookups: Mutex::new(HashMap::new()),
@@ -345,18 +438,33 @@ impl Node {
             leaving: AtomicBool::new(false),
             started: Instant::now(),
         });
+        // Bound before anything is spawned, so a taken port fails the start cleanly.
+        let mut metrics_addr = None;
+        let mut metrics_task = None;
+        if let Some(addr) = config.metrics {
+            let (bound, server) = crate::metrics::serve(addr, Arc::new(registry), probe(&ctx))
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            tracing::info!("metrics on http://{bound}/metrics");
+            metrics_addr = Some(bound);
+            metrics_task = Some(server);
+        }
         let event_loop =
-            event_loop::EventLoop::new(swarm, rx, ctx.clone(), config.bootstrap.clone());
+            event_loop::EventLoop::new(swarm, rx, ctx.clone(), config.bootstrap.clone())
+                .with_p2p_metrics(p2p_metrics)
+                .with_relay_listeners(relay_listeners);
         let task = tokio::spawn(event_loop.run());
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(sync::run(ctx.clone())),
             tokio::spawn(gc::run(ctx.clone())),
             tokio::spawn(repair::run(ctx.clone())),
         ];
+        background.extend(metrics_task);
         let node = Node {
             ctx,
             task,
             background,
+            metrics_addr,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while node.ctx.listen_addrs().is_empty() {
@@ -374,6 +482,25 @@ impl Node {
 
     pub fn peer_id(&self) -> PeerId {
         self.ctx.local
+    }
+
+    /// Where `/metrics` and `/health` are served (the bound port when `:0` was asked for).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.ctx.metrics
+    }
+
+    /// Peers this node has a direct (not relayed) connection to.
+    pub fn direct_peers(&self) -> std::collections::HashSet<PeerId> {
+        self.ctx.reach.direct_peers()
+    }
+
+    /// What AutoNAT found out about this node.
+    pub fn reachability(&self) -> nat::Reachability {
+        self.ctx.reach.reachability()
     }
 
     /// Every address the node listens on, each ending in `/p2p/<peer id>`.

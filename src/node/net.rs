@@ -71,6 +71,11 @@ impl Net {
         Self { tx }
     }
 
+    /// Whether the event loop is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     pub async fn send(&self, cmd: Command) -> Result<()> {
         self.tx.send(cmd).await.map_err(|_| stopped())
     }

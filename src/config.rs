@@ -1,0 +1,289 @@
+//! Node settings from three layers: a TOML file (`--config FILE`), environment variables
+//! (`SWARMSTORE_*`), and command-line flags, in rising precedence, over built-in defaults.
+//!
+//! Every `swarmstore node` flag has a key of the same name in the file (`--gc-grace 30s` is
+//! `gc-grace = "30s"`, repeatable flags are arrays). Paths in the file are relative to the
+//! file's directory. A bootstrap entry that is not a multiaddr is reported and skipped so the
+//! node still joins through the others; any other bad value stops the node with one line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+use crate::cli::output::{parse_bytes, parse_duration};
+use crate::node::nat::ServeMode;
+use crate::node::transport::read_swarm_key;
+use crate::node::NodeConfig;
+
+/// One layer of node settings; `None` (or an empty list) leaves the value to lower layers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeSettings {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Vec<Multiaddr>,
+    /// Raw entries: a bad one is skipped with a warning, not fatal.
+    pub bootstrap: Vec<String>,
+    pub external_addr: Vec<Multiaddr>,
+    pub no_mdns: Option<bool>,
+    pub replication: Option<usize>,
+    pub capacity: Option<u64>,
+    pub keep_versions: Option<usize>,
+    pub gc_grace: Option<Duration>,
+    pub sync_interval: Option<Duration>,
+    pub liveness: Option<Duration>,
+    pub repair_interval: Option<Duration>,
+    pub repair_bandwidth: Option<u64>,
+    /// Hand data to other nodes before exiting (read by `swarmstore node`, not a NodeConfig).
+    pub drain: Option<bool>,
+    pub relay_server: Option<ServeMode>,
+    pub autonat_server: Option<ServeMode>,
+    pub swarm_key: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// The file as written: keys are the flag names.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileLayer {
+    data_dir: Option<PathBuf>,
+    listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    external_addr: Option<Vec<String>>,
+    no_mdns: Option<bool>,
+    replication: Option<usize>,
+    /// `"50G"` or a number of bytes.
+    capacity: Option<toml::Value>,
+    keep_versions: Option<usize>,
+    gc_grace: Option<String>,
+    sync_interval: Option<String>,
+    liveness: Option<String>,
+    repair_interval: Option<String>,
+    /// `"64M"` (per second) or a number of bytes.
+    repair_bandwidth: Option<toml::Value>,
+    drain: Option<bool>,
+    relay_server: Option<String>,
+    autonat_server: Option<String>,
+    swarm_key: Option<PathBuf>,
+    metrics: Option<String>,
+}
+
+impl NodeSettings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text; relative paths are taken from `base`.
+    pub fn from_toml(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let raw: FileLayer = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim().replace('\n', " ")))?;
+        let addrs = |key: &str, list: Option<Vec<String>>| -> anyhow::Result<Vec<Multiaddr>> {
+            list.unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    s.parse::<Multiaddr>()
+                        .map_err(|e| anyhow::anyhow!("{key}: {s:?} is not a multiaddr ({e})"))
+                })
+                .collect()
+        };
+        let duration = |key: &str, v: Option<String>| -> anyhow::Result<Option<Duration>> {
+            v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+                .transpose()
+        };
+        let mode = |key: &str, v: Option<String>| -> anyhow::Result<Option<ServeMode>> {
+            v.map(|s| s.parse().map_err(|e| anyhow::anyhow!("{key}: {e}")))
+                .transpose()
+        };
+        let bytes = |key: &str, v: Option<toml::Value>| -> anyhow::Result<Option<u64>> {
+            match v {
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) if n >= 0 => Ok(Some(n as u64)),
+                Some(toml::Value::String(s)) => parse_bytes(&s)
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("{key}: {e}")),
+                Some(other) => anyhow::bail!("{key}: expected bytes like \"50G\", got {other}"),
+            }
+        };
+        let capacity = bytes("capacity", raw.capacity)?;
+        let metrics = raw
+            .metrics
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|e| anyhow::anyhow!("metrics: {s:?} is not an IP:PORT address ({e})"))
+            })
+            .transpose()?;
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        Ok(Self {
+            data_dir: raw.data_dir.map(rel),
+            listen: addrs("listen", raw.listen)?,
+            bootstrap: raw.bootstrap.unwrap_or_default(),
+            external_addr: addrs("external-addr", raw.external_addr)?,
+            no_mdns: raw.no_mdns,
+            replication: raw.replication,
+            capacity,
+            keep_versions: raw.keep_versions,
+            gc_grace: duration("gc-grace", raw.gc_grace)?,
+            sync_interval: duration("sync-interval", raw.sync_interval)?,
+            liveness: duration("liveness", raw.liveness)?,
+            repair_interval: duration("repair-interval", raw.repair_interval)?,
+            repair_bandwidth: bytes("repair-bandwidth", raw.repair_bandwidth)?,
+            drain: raw.drain,
+            relay_server: mode("relay-server", raw.relay_server)?,
+            autonat_server: mode("autonat-server", raw.autonat_server)?,
+            swarm_key: raw.swarm_key.map(rel),
+            metrics,
+        })
+    }
+
+    /// `top` over `self`: each value `top` sets wins.
+    pub fn overlay(self, top: NodeSettings) -> NodeSettings {
+        fn list<T>(low: Vec<T>, high: Vec<T>) -> Vec<T> {
+            if high.is_empty() {
+                low
+            } else {
+                high
+            }
+        }
+        NodeSettings {
+            data_dir: top.data_dir.or(self.data_dir),
+            listen: list(self.listen, top.listen),
+            bootstrap: list(self.bootstrap, top.bootstrap),
+            external_addr: list(self.external_addr, top.external_addr),
+            no_mdns: top.no_mdns.or(self.no_mdns),
+            replication: top.replication.or(self.replication),
+            capacity: top.capacity.or(self.capacity),
+            keep_versions: top.keep_versions.or(self.keep_versions),
+            gc_grace: top.gc_grace.or(self.gc_grace),
+            sync_interval: top.sync_interval.or(self.sync_interval),
+            liveness: top.liveness.or(self.liveness),
+            repair_interval: top.repair_interval.or(self.repair_interval),
+            repair_bandwidth: top.repair_bandwidth.or(self.repair_bandwidth),
+            drain: top.drain.or(self.drain),
+            relay_server: top.relay_server.or(self.relay_server),
+            autonat_server: top.autonat_server.or(self.autonat_server),
+            swarm_key: top.swarm_key.or(self.swarm_key),
+            metrics: top.metrics.or(self.metrics),
+        }
+    }
+
+    /// The node these settings describe, over the defaults of [`NodeConfig::new`]. Reads the
+    /// swarm key file.
+    pub fn into_config(self, default_data_dir: PathBuf) -> anyhow::Result<NodeConfig> {
+        let mut bootstrap = Vec::new();
+        for entry in &self.bootstrap {
+            match entry.trim().parse::<Multiaddr>() {
+                Ok(addr) => bootstrap.push(addr),
+                Err(e) => {
+                    tracing::warn!("bootstrap address {entry:?} is not a multiaddr ({e}); skipped")
+                }
+            }
+        }
+        let swarm_key = self.swarm_key.as_deref().map(read_swarm_key).transpose()?;
+        let mut config = NodeConfig::new(self.data_dir.unwrap_or(default_data_dir))
+            .bootstrap(bootstrap)
+            .external_addrs(self.external_addr)
+            .swarm_key(swarm_key)
+            .metrics(self.metrics);
+        if !self.listen.is_empty() {
+            config = config.listen_on(self.listen);
+        }
+        if let Some(no) = self.no_mdns {
+            config = config.mdns(!no);
+        }
+        if let Some(r) = self.replication {
+            config = config.replication(r);
+        }
+        if self.capacity.is_some() {
+            config = config.capacity(self.capacity);
+        }
+        if let Some(k) = self.keep_versions {
+            config = config.keep_versions(k);
+        }
+        if let Some(g) = self.gc_grace {
+            config = config.gc_grace(g);
+        }
+        if let Some(s) = self.sync_interval {
+            config = config.sync_interval(s);
+        }
+        if let Some(l) = self.liveness {
+            config = config.liveness(l);
+        }
+        if let Some(r) = self.repair_interval {
+            config = config.repair_interval(r);
+        }
+        if let Some(b) = self.repair_bandwidth {
+            config = config.repair_bandwidth(b);
+        }
+        if let Some(m) = self.relay_server {
+            config = config.relay_server(m);
+        }
+        if let Some(m) = self.autonat_server {
+            config = config.autonat_server(m);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_parse_and_paths_are_relative_to_the_file() {
+        let s = NodeSettings::from_toml(
+            r#"
+            data-dir = "data"
+            listen = ["/ip4/0.0.0.0/tcp/4001"]
+            bootstrap = ["/dns4/node1/tcp/4001", "not an address"]
+            no-mdns = true
+            capacity = "2G"
+            gc-grace = "30s"
+            relay-server = "on"
+            metrics = "127.0.0.1:9090"
+            "#,
+            Path::new("/etc/swarmstore"),
+        )
+        .expect("parses");
+        assert_eq!(s.data_dir, Some(PathBuf::from("/etc/swarmstore/data")));
+        assert_eq!(s.capacity, Some(2 << 30));
+        assert_eq!(s.relay_server, Some(ServeMode::On));
+        assert_eq!(s.bootstrap.len(), 2);
+        let c = s.into_config(PathBuf::from("/x")).expect("config");
+        // The bad bootstrap entry is skipped, the good one kept.
+        assert_eq!(c.bootstrap.len(), 1);
+        assert!(!c.mdns);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_one_line_errors() {
+        let e = NodeSettings::from_toml("no-such-key = 1", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("no-such-key"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let e = NodeSettings::from_toml("listen = [\"nope\"]", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = NodeSettings::from_toml("relay-server = \"maybe\"", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("relay-server"), "{e}");
+    }
+
+    #[test]
+    fn higher_layers_win() {
+        let low = NodeSettings {
+            replication: Some(2),
+            listen: vec!["/ip4/127.0.0.1/tcp/1".parse().expect("addr")],
+            ..Default::default()
+        };
+        let high = NodeSettings {
+            replication: Some(5),
+            ..Default::default()
+        };
+        let merged = low.overlay(high);
+        assert_eq!(merged.replication, Some(5));
+        assert_eq!(merged.listen.len(), 1);
+    }
+}

@@ -1,0 +1,417 @@
+//! Prometheus metrics: swarmstore's own counters ([`Metrics`], shared by every part of a node
+//! through its `Ctx`) and a tiny HTTP/1.1 endpoint ([`serve`]) for `/metrics` and `/health`.
+//!
+//! Every metric is an atomic, so recording never takes a lock and scraping never touches the
+//! event loop: the endpoint runs on its own task and only reads. libp2p's own metrics
+//! (`libp2p-metrics`, recorded by the event loop) live in the same registry under `libp2p_`.
+//!
+//! The endpoint is hand-rolled (about 80 lines) rather than hyper or axum: it serves two
+//! fixed paths to a scraper, and a web framework would be the largest dependency in the tree.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::protocol::block::BlockRequest;
+use crate::protocol::client::ClientRequest;
+use crate::protocol::meta::MetaRequest;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `client`, `meta` or `block`.
+    pub protocol: &'static str,
+    /// The request variant, e.g. `put_block`, `fetch`, `publish`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// `block` (one block placed on or read from holders) or `record` (publish or fetch).
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+type Histograms = Family<StageLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// swarmstore's own metrics. Cheap to clone (each metric is an `Arc` of atomics); increment
+/// from anywhere.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Blocks in this node's store (refreshed at every scrape).
+    pub blocks_stored: Gauge,
+    /// Bytes of block data in this node's store (refreshed at every scrape).
+    pub bytes_stored: Gauge,
+    /// Inbound requests this node served, by protocol and kind.
+    pub requests_served: Family<RequestLabels, Counter>,
+    /// Access-node time to serve a client's put: `block` (placing one block on R holders) and
+    /// `record` (publishing the record to a majority of the replica set).
+    pub put_latency: Histograms,
+    /// Access-node time to serve a client's get: `record` (reading the replica set) and
+    /// `block` (fetching and verifying one block from a holder).
+    pub get_latency: Histograms,
+    /// Block copies the repair loop still has to make this round (sampled at every scrape).
+    pub repair_queue: Gauge,
+    /// Blocks below R good holders at the last repair round (sampled).
+    pub blocks_under_replicated: Gauge,
+    /// Blocks with no good holder left at the last repair round (sampled).
+    pub blocks_lost: Gauge,
+    /// This node's current smoothed load score. Set by the balancer.
+    pub load_score: Gauge<f64, AtomicU64>,
+    /// Term of the manager this node currently follows. Set by the election.
+    pub manager_term: Gauge,
+    /// Balancer decisions this node applied, by kind. Incremented by the balancer.
+    pub decisions_applied: Family<KindLabels, Counter>,
+    /// Live storage peers this node sees.
+    pub live_peers: Gauge,
+    /// What AutoNAT found: 0 unknown, 1 private (reachable only through relays), 2 public.
+    pub reachability: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            blocks_stored: Gauge::default(),
+            bytes_stored: Gauge::default(),
+            requests_served: Family::default(),
+            put_latency: Family::new_with_constructor(latency_histogram),
+            get_latency: Family::new_with_constructor(latency_histogram),
+            repair_queue: Gauge::default(),
+            blocks_under_replicated: Gauge::default(),
+            blocks_lost: Gauge::default(),
+            load_score: Gauge::default(),
+            manager_term: Gauge::default(),
+            decisions_applied: Family::default(),
+            live_peers: Gauge::default(),
+            reachability: Gauge::default(),
+        }
+    }
+}
+
+/// Label values created up front, so every series shows (at 0) before its first event.
+const REQUEST_KINDS: &[(&str, &[&str])] = &[
+    (
+        "client",
+        &["put_block", "publish", "fetch", "get_block", "status"],
+    ),
+    ("meta", &["publish", "replicate", "digest", "fetch"]),
+    ("block", &["put", "get"]),
+];
+/// The planner's decision kinds (`balance::plan::Decision`), in snake case.
+pub const DECISION_KINDS: &[&str] = &["replicate", "delegate", "move", "drop", "end_delegation"];
+
+impl Metrics {
+    /// Registers every metric under the `swarmstore_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        for (protocol, kinds) in REQUEST_KINDS {
+            for kind in *kinds {
+                let _ = self
+                    .requests_served
+                    .get_or_create(&RequestLabels { protocol, kind });
+            }
+        }
+        for stage in ["block", "record", "holder"] {
+            let _ = self.put_latency.get_or_create(&StageLabels { stage });
+            let _ = self.get_latency.get_or_create(&StageLabels { stage });
+        }
+        for kind in DECISION_KINDS {
+            let _ = self.decisions_applied.get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            });
+        }
+        let r = registry.sub_registry_with_prefix("swarmstore");
+        r.register(
+            "blocks_stored",
+            "Blocks in this node's store",
+            self.blocks_stored.clone(),
+        );
+        r.register(
+            "bytes_stored",
+            "Bytes of block data in this node's store",
+            self.bytes_stored.clone(),
+        );
+        r.register(
+            "requests_served",
+            "Inbound requests served, by protocol and kind",
+            self.requests_served.clone(),
+        );
+        r.register(
+            "put_latency_seconds",
+            "Access-node time to store one block (stage=block) or publish a record (stage=record)",
+            self.put_latency.clone(),
+        );
+        r.register(
+            "get_latency_seconds",
+            "Access-node time to read a record (stage=record) or fetch one block (stage=block)",
+            self.get_latency.clone(),
+        );
+        r.register(
+            "repair_queue",
+            "Block copies the repair loop still has to make this round",
+            self.repair_queue.clone(),
+        );
+        r.register(
+            "blocks_under_replicated",
+            "Blocks below R good holders at the last repair round",
+            self.blocks_under_replicated.clone(),
+        );
+        r.register(
+            "blocks_lost",
+            "Blocks with no good holder left at the last repair round",
+            self.blocks_lost.clone(),
+        );
+        r.register(
+            "load_score",
+            "This node's current smoothed load score",
+            self.load_score.clone(),
+        );
+        r.register(
+            "manager_term",
+            "Term of the manager this node follows",
+            self.manager_term.clone(),
+        );
+        r.register(
+            "decisions_applied",
+            "Balancer decisions applied, by kind",
+            self.decisions_applied.clone(),
+        );
+        r.register(
+            "live_peers",
+            "Live storage peers this node sees",
+            self.live_peers.clone(),
+        );
+        r.register(
+            "reachability",
+            "AutoNAT result: 0 unknown, 1 private (relay only), 2 public",
+            self.reachability.clone(),
+        );
+    }
+
+    pub fn served(&self, protocol: &'static str, kind: &'static str) {
+        self.requests_served
+            .get_or_create(&RequestLabels { protocol, kind })
+            .inc();
+    }
+
+    /// Records how long the access node took for a client request, in the put or get
+    /// histogram it belongs to (status requests are not timed).
+    pub fn observe_client(&self, kind: &'static str, took: Duration) {
+        let (family, stage) = match kind {
+            "put_block" => (&self.put_latency, "block"),
+            "publish" => (&self.put_latency, "record"),
+            "fetch" => (&self.get_latency, "record"),
+            "get_block" => (&self.get_latency, "block"),
+            _ => return,
+        };
+        family
+            .get_or_create(&StageLabels { stage })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records how long this node took to store or serve one block for any peer (clients
+    /// read and write blocks straight from holders, so this is where block latency lives).
+    pub fn observe_block(&self, kind: &'static str, took: Duration) {
+        let family = match kind {
+            "put" => &self.put_latency,
+            "get" => &self.get_latency,
+            _ => return,
+        };
+        family
+            .get_or_create(&StageLabels { stage: "holder" })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn decision_applied(&self, kind: &str) {
+        self.decisions_applied
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+}
+
+pub fn client_kind(req: &ClientRequest) -> &'static str {
+    match req {
+        ClientRequest::PutBlock { .. } => "put_block",
+        ClientRequest::Publish { .. } => "publish",
+        ClientRequest::Fetch { .. } => "fetch",
+        ClientRequest::GetBlock { .. } => "get_block",
+        ClientRequest::Status => "status",
+        ClientRequest::Peers => "peers",
+    }
+}
+
+pub fn meta_kind(req: &MetaRequest) -> &'static str {
+    match req {
+        MetaRequest::Publish { .. } => "publish",
+        MetaRequest::Replicate { .. } => "replicate",
+        MetaRequest::Digest { .. } => "digest",
+        MetaRequest::Fetch { .. } => "fetch",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+pub fn block_kind(req: &BlockRequest) -> &'static str {
+    match req {
+        BlockRequest::Put { .. } => "put",
+        BlockRequest::Get { .. } => "get",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+/// What the endpoint asks the node at each request.
+pub struct Probe {
+    /// Updates gauges that are sampled rather than counted (store sizes), before a scrape.
+    pub refresh: Box<dyn Fn() + Send + Sync>,
+    /// Whether the node is serving (its event loop is running).
+    pub healthy: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// The longest request head read; anything longer is refused.
+const MAX_HEAD: usize = 8 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds `addr` and serves `GET /metrics` (Prometheus text) and `GET /health` (200 while the
+/// node serves, else 503) until the returned task is aborted. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    probe: Probe,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let probe = Arc::new(probe);
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::debug!("metrics endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let registry = registry.clone();
+            let probe = probe.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, &registry, &probe).await {
+                    tracing::debug!("metrics endpoint: {e}");
+                }
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn answer(mut stream: TcpStream, registry: &Registry, probe: &Probe) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_HEAD {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"",
+            )
+            .await;
+        }
+        let n = match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    if method != "GET" {
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET only\n",
+        )
+        .await;
+    }
+    match path {
+        "/metrics" => {
+            (probe.refresh)();
+            let mut body = String::new();
+            if prometheus_client::encoding::text::encode(&mut body, registry).is_err() {
+                return respond(&mut stream, "500 Internal Server Error", "text/plain", b"").await;
+            }
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body.as_bytes(),
+            )
+            .await
+        }
+        "/health" => {
+            if (probe.healthy)() {
+                respond(&mut stream, "200 OK", "text/plain", b"serving\n").await
+            } else {
+                respond(
+                    &mut stream,
+                    "503 Service Unavailable",
+                    "text/plain",
+                    b"stopped\n",
+                )
+                .await
+            }
+        }
+        _ => {
+            respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                b"try /metrics or /health\n",
+            )
+            .await
+        }
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,118 @@
+//! Builds a `Swarm` with the transports every swarmstore peer uses: TCP (optionally behind a
+//! private-network pre-shared key), QUIC (public swarms only), DNS, the relay client, and
+//! libp2p's bandwidth metrics. Nodes and clients share it so both speak the same stack.
+//!
+//! Why QUIC is off in private swarms: libp2p's pnet wraps a byte stream before Noise, which
+//! only TCP has; QUIC does its own TLS handshake and would let any peer in regardless of the key.
+//! So with a swarm key a node neither listens on nor dials QUIC addresses.
+
+use std::time::Duration;
+
+use futures::future::Either;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{OptionalTransport, Transport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::metrics::Registry;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{noise, quic, relay, tcp, yamux, Swarm};
+
+/// How long a TCP connection may take from socket to multiplexer. Also how long a dial to a
+/// peer with another swarm key takes to fail: pnet has no key check of its own, the two sides
+/// just read each other's scrambled bytes until this runs out.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds a swarm whose behaviour `make` composes from the key and the relay client.
+/// `registry` receives libp2p's bandwidth metrics.
+pub fn build_swarm<B, F>(
+    key: Keypair,
+    swarm_key: Option<PreSharedKey>,
+    registry: &mut Registry,
+    idle_timeout: Duration,
+    make: F,
+) -> anyhow::Result<Swarm<B>>
+where
+    B: NetworkBehaviour,
+    F: FnOnce(&Keypair, relay::client::Behaviour) -> anyhow::Result<B>,
+{
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let noise = noise::Config::new(key)?;
+                Ok(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .and_then(move |socket, _| async move {
+                            match swarm_key {
+                                Some(psk) => PnetConfig::new(psk)
+                                    .handshake(socket)
+                                    .await
+                                    .map(Either::Left),
+                                None => Ok(Either::Right(socket)),
+                            }
+                        })
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .timeout(UPGRADE_TIMEOUT),
+                )
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up TCP: {e}"))?
+        .with_other_transport(|key| {
+            let quic = quic::tokio::Transport::new(quic::Config::new(key))
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+            if swarm_key.is_some() {
+                OptionalTransport::none()
+            } else {
+                OptionalTransport::some(quic)
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot set up QUIC: {e}"))?
+        .with_dns()?
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key, relay| make(key, relay).map_err(Into::into))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Reads a swarm key file in the standard `/key/swarm/psk/1.0.0/` format (as written by
+/// `ipfs-swarm-key-gen` and `swarmstore swarm-key`).
+pub fn read_swarm_key(path: &std::path::Path) -> anyhow::Result<PreSharedKey> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read swarm key {}: {e}", path.display()))?;
+    text.parse::<PreSharedKey>().map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a swarm key ({e}); expected three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits",
+            path.display()
+        )
+    })
+}
+
+/// A fresh random swarm key, in the key file format.
+pub fn new_swarm_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    PreSharedKey::new(bytes).to_key_file()
+}
+
+/// Whether an address goes through a relay (`/p2p-circuit`).
+pub fn is_relayed(addr: &libp2p::Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// Whether an address is QUIC (unusable in a private swarm).
+pub fn is_quic(addr: &libp2p::Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(
+            p,
+            libp2p::multiaddr::Protocol::QuicV1 | libp2p::multiaddr::Protocol::Quic
+        )
+    })
+}
