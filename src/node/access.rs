@@ -240,6 +240,9 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
     if let Err(e) = validate_name(name) {
         return error(e);
     }
+    if let Some(resp) = crate::balance::apply::read_via_delegate(ctx, name, reader).await {
+        return resp;
+    }
     match read_state(ctx, name, reader).await {
         Ok(Some((root, replicas, state))) => ClientResponse::File {
             key: FileKey::for_name(name),
@@ -255,25 +258,18 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
 }
 
 async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientResponse {
-    let mut order: Vec<PeerId> = Vec::with_capacity(holders.len() + 1);
-    if ctx.store.blocks.contains(&id) {
-        order.push(ctx.local);
-    }
-    // Connected holders first (no dial), the rest after; spread reads across holders.
-    let mut rest: Vec<PeerId> = holders
-        .into_iter()
-        .filter(|p| *p != ctx.local && ctx.peers.is_live(p))
-        .collect();
-    use rand::seq::SliceRandom;
-    rest.shuffle(&mut rand::thread_rng());
-    rest.sort_by_key(|p| !ctx.peers.is_connected(p));
-    order.extend(rest);
+    // Least-loaded live holder first, extra replicas included (the published view).
+    let local_has = ctx.store.blocks.contains(&id);
+    let order = ctx
+        .balance
+        .order_holders(&id, holders, local_has, |p| ctx.peers.is_live(p));
     let mut failures = Vec::new();
     for peer in order {
         match ctx.block_to(peer, BlockRequest::Get { id }).await {
             Ok(BlockResponse::Data { data }) => {
                 let (actual, data) = hash(data).await;
                 if actual == id {
+                    ctx.balance.note_dispatch(peer, data.len() as u64);
                     return ClientResponse::Block { data };
                 }
                 tracing::warn!(%peer, block = %id, "holder returned wrong bytes; trying another");
@@ -323,5 +319,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         records,
         peers,
         repair: ctx.repair.snapshot(),
+        balance: ctx.balance.status(),
     }
 }

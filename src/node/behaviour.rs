@@ -1,5 +1,6 @@
 //! The node's one `NetworkBehaviour`, composed with the derive macro: Kademlia routing,
-//! identify, ping, optional mDNS, and the three request-response protocols.
+//! identify, ping, optional mDNS, the three request-response protocols, gossipsub (load
+//! reports, election, decisions) and a block list (to cut a node off from peers).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
-use libp2p::{identify, mdns, ping};
+use libp2p::{allow_block_list, gossipsub, identify, mdns, ping};
 
 use crate::protocol::{self, block, client, meta, CborCodec};
 
@@ -26,6 +27,8 @@ pub struct Behaviour {
     pub client: ClientRR,
     pub meta: MetaRR,
     pub block: BlockRR,
+    pub gossipsub: gossipsub::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
@@ -89,6 +92,12 @@ impl Behaviour {
         } else {
             None
         };
+        // Strict signing: every report, heartbeat and decision names its true author.
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config()?,
+        )
+        .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
         Ok(Self {
             kad,
             identify: identify::Behaviour::new(identify_config(key)),
@@ -112,6 +121,23 @@ impl Behaviour {
                 block::FRAME_LIMIT,
                 BLOCK_TIMEOUT,
             ),
+            gossipsub,
+            blocked: allow_block_list::Behaviour::default(),
         })
     }
+}
+
+/// A small mesh suits swarms of a handful of nodes and still works for large ones; publishing
+/// floods to every subscribed peer we know, so reports reach the manager in one hop.
+fn gossip_config() -> anyhow::Result<gossipsub::Config> {
+    gossipsub::ConfigBuilder::default()
+        .mesh_n(4)
+        .mesh_n_low(2)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .flood_publish(true)
+        .max_transmit_size(64 * 1024)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
 }

@@ -68,6 +68,8 @@ pub struct NodeConfig {
     pub repair_interval: Duration,
     /// Bytes per second repair copies may use.
     pub repair_bandwidth: u64,
+    /// Load measurement, reports, election and balancing (builder methods in `balance::config`).
+    pub balance: crate::balance::BalanceConfig,
 }
 
 impl NodeConfig {
@@ -92,6 +94,7 @@ impl NodeConfig {
             liveness: Duration::from_secs(10),
             repair_interval: Duration::from_secs(10),
             repair_bandwidth: 64 << 20,
+            balance: crate::balance::BalanceConfig::default(),
         }
     }
 
@@ -169,6 +172,7 @@ pub struct Ctx {
     listen_changed: Notify,
     lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
     pub repair: repair::RepairStats,
+    pub balance: crate::balance::Balance,
     /// Set while draining before a graceful leave: we take no new data.
     pub leaving: AtomicBool,
     started: Instant,
@@ -326,6 +330,7 @@ impl Node {
             .with_behaviour(|key| Behaviour::new(key, mdns, liveness).map_err(Into::into))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build();
+        crate::balance::service::subscribe(&mut swarm.behaviour_mut().gossipsub, &config.balance)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -342,6 +347,7 @@ impl Node {
             listen_changed: Notify::new(),
             lookups: Mutex::new(HashMap::new()),
             repair: repair::RepairStats::default(),
+            balance: crate::balance::Balance::new(config.balance.clone(), local),
             leaving: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -352,6 +358,7 @@ impl Node {
             tokio::spawn(sync::run(ctx.clone())),
             tokio::spawn(gc::run(ctx.clone())),
             tokio::spawn(repair::run(ctx.clone())),
+            tokio::spawn(crate::balance::service::run(ctx.clone())),
         ];
         let node = Node {
             ctx,
@@ -374,6 +381,10 @@ impl Node {
 
     pub fn peer_id(&self) -> PeerId {
         self.ctx.local
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
     }
 
     /// Every address the node listens on, each ending in `/p2p/<peer id>`.
