@@ -8,8 +8,10 @@
 //! * a candidate that heard no better candidacy (same term, lower id) or any higher term during
 //!   one round becomes manager and heartbeats every round;
 //! * a heartbeat of a higher term is always adopted (that is how a healed partition settles);
-//!   of the same term it is adopted if it comes from a lower id than the manager we know;
-//!   of a lower term it is stale and ignored;
+//!   of the same term it is adopted if it comes from a lower id than the manager we know (a
+//!   candidate yields to any manager of its term); of a lower term it is stale and ignored;
+//! * a manager answers a candidacy it ignores with an immediate heartbeat ([`Election::reassert`]),
+//!   so a node that missed it (a late joiner) yields within the round;
 //! * while a follower hears its manager, candidacies for higher terms are ignored ("sticky"
 //!   managers), so a stray or injected candidacy cannot unseat a live manager; the follower
 //!   remembers it and yields to it if its own timer later runs out;
@@ -213,7 +215,13 @@ impl<N: Copy + Ord + Debug> Election<N> {
             return Ok(());
         }
         match self.role {
-            RoleTag::Manager | RoleTag::Candidate => {
+            // A manager already holds our term (we missed it, e.g. we just joined): yield
+            // rather than make a second one.
+            RoleTag::Candidate => {
+                self.follow(term, Some(from), now);
+                Ok(())
+            }
+            RoleTag::Manager => {
                 if from < self.me {
                     self.follow(term, Some(from), now);
                     Ok(())
@@ -260,6 +268,17 @@ impl<N: Copy + Ord + Debug> Election<N> {
             RoleTag::Follower if self.manager.is_some() => Err(Ignored::Conflict),
             RoleTag::Follower => Ok(()),
         }
+    }
+
+    /// A heartbeat to publish right away (answering a stray candidacy), if we are manager.
+    pub fn reassert(&mut self) -> Option<ManagerMsg> {
+        (self.role == RoleTag::Manager).then(|| {
+            self.beat += 1;
+            ManagerMsg::Heartbeat {
+                term: self.term,
+                beat: self.beat,
+            }
+        })
     }
 
     /// May a decision batch of `term` from `from` be applied?
@@ -472,6 +491,30 @@ mod tests {
             net.round();
         }
         assert_eq!(net.agreed(), Some((0, 1)));
+    }
+
+    #[test]
+    fn a_late_candidate_yields_to_the_manager_that_answers_it() {
+        let mut net = Net::new(3);
+        for _ in 0..4 {
+            net.round();
+        }
+        assert_eq!(net.managers(), vec![(0, 1)]);
+        // A joiner that heard nothing stands for term 1, which node 0 already holds.
+        let mut late = Election::new(9u32, [], T, net.now);
+        let now = net.now + 2 * T;
+        let Some(ManagerMsg::Candidacy { term: 1 }) = late.tick(now) else {
+            panic!("the joiner stands");
+        };
+        let m = net.nodes[0].as_mut().expect("manager");
+        assert_eq!(
+            m.on_message(9, ManagerMsg::Candidacy { term: 1 }, now),
+            Err(Ignored::Conflict)
+        );
+        let beat = m.reassert().expect("the manager answers");
+        late.on_message(0, beat, now + 1).expect("adopted");
+        assert_eq!(late.manager(), Some((0, 1)));
+        assert_eq!(late.tick(now + T), None, "no second manager");
     }
 
     #[test]

@@ -34,6 +34,15 @@ pub fn plan_round(ctx: &Arc<Ctx>, st: &State, now_ms: u64) -> Vec<Item> {
         .view
         .cluster_view(now_ms, ctx.config.replication, live, root_of);
     let decisions = plan(&view, &ctx.balance.config.policy, &st.view.history);
+    tracing::debug!(
+        nodes = view.nodes.len(),
+        blocks = view.blocks.len(),
+        files = view.files.len(),
+        loads = ?view.nodes.iter().map(|n| (n.load / n.serve_capacity.max(1.0) * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        hot = ?view.blocks.iter().map(|b| (b.heat.round(), b.holders.len(), b.extra.len())).collect::<Vec<_>>(),
+        decisions = decisions.len(),
+        "planned"
+    );
     let round = ctx.balance.config.report_interval;
     let mut out = Vec::with_capacity(decisions.len());
     for d in decisions {

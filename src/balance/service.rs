@@ -403,10 +403,22 @@ async fn on_gossip(ctx: &Arc<Ctx>, g: Gossip) {
         },
         "manager" => match wire::decode::<ManagerMsg>(&g.data) {
             Some(m) => {
-                let r = b.state().election.on_message(source, m, mono_ms());
+                let (r, answer) = {
+                    let mut st = b.state();
+                    let r = st.election.on_message(source, m, mono_ms());
+                    // A candidacy we ignore as manager: tell its author at once.
+                    let answer = match (m, r) {
+                        (ManagerMsg::Candidacy { .. }, Err(_)) => st.election.reassert(),
+                        _ => None,
+                    };
+                    (r, answer)
+                };
                 if let Err(why) = r {
                     b.count(ignored_key("election", why));
                     tracing::debug!(peer = %source, ?m, "election message ignored: {}", why.as_str());
+                }
+                if let Some(bytes) = answer.and_then(|a| wire::encode(&a)) {
+                    let _ = publish(ctx, "manager", bytes).await;
                 }
             }
             None => {
