@@ -16,6 +16,7 @@ pub mod service;
 pub mod sim;
 pub mod view;
 pub mod wire;
+pub mod workload;
 
 pub use config::BalanceConfig;
 pub use service::{Balance, BalanceStatus};
