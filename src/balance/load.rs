@@ -17,11 +17,16 @@ use crate::ids::{BlockId, FileKey};
 /// EWMA weight of a sample above the smoothed value, and below it.
 pub const ALPHA_UP: f64 = 0.8;
 pub const ALPHA_DOWN: f64 = 0.5;
-/// Smoothed rates under this many work units/s count as zero (a few bytes of trickle must
-/// not keep a cold replica alive, nor an idle node look busy).
+/// Smoothed rates under this many work units/s always count as zero (a few bytes of trickle
+/// must not keep a cold replica alive, nor an idle node look busy). A meter may raise it.
 const FLOOR: f64 = 64.0;
 
 pub fn smooth(prev: Option<f64>, x: f64) -> f64 {
+    smooth_to(prev, x, FLOOR)
+}
+
+/// [`smooth`] with a floor of `floor` work units/s.
+pub fn smooth_to(prev: Option<f64>, x: f64, floor: f64) -> f64 {
     let s = match prev {
         Some(p) => {
             let a = if x > p { ALPHA_UP } else { ALPHA_DOWN };
@@ -29,7 +34,7 @@ pub fn smooth(prev: Option<f64>, x: f64) -> f64 {
         }
         None => x,
     };
-    if s < FLOOR {
+    if s < floor.max(FLOOR) {
         0.0
     } else {
         s
@@ -67,6 +72,8 @@ pub struct LoadMeter {
     total_meta: AtomicU64,
     window: Mutex<Window>,
     smoothed: Mutex<Smoothed>,
+    /// Work units/s below which a smoothed load or heat reads as zero.
+    floor: f64,
 }
 
 /// One interval's smoothed figures.
@@ -100,6 +107,16 @@ pub struct Served {
 }
 
 impl LoadMeter {
+    /// A meter for a node serving `bandwidth` work units/s: anything under 1% of that is
+    /// noise, so after a burst ends the node reads idle within a few rounds (and the extra
+    /// replicas made for the burst can go).
+    pub fn new(bandwidth: f64) -> Self {
+        Self {
+            floor: (bandwidth / 100.0).max(FLOOR),
+            ..Self::default()
+        }
+    }
+
     /// Marks a request as being served until the guard drops.
     pub fn begin(&self) -> InFlight<'_> {
         self.inflight.fetch_add(1, Ordering::Relaxed);
@@ -140,19 +157,26 @@ impl LoadMeter {
         let meta_reqs = self.meta_reqs.swap(0, Ordering::Relaxed) as f64 / secs;
         let window = std::mem::take(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()));
         let mut s = self.smoothed.lock().unwrap_or_else(|p| p.into_inner());
-        let load = smooth(s.load, block_bytes + META_COST * meta_reqs);
+        let f = self.floor;
+        let load = smooth_to(s.load, block_bytes + META_COST * meta_reqs, f);
         s.load = Some(load);
         let meta_rps = smooth(s.meta_rps.map(|x| x * META_COST), meta_reqs * META_COST) / META_COST;
         s.meta_rps = Some(meta_rps);
         let block_rps = smooth(s.block_rps.map(|x| x * 1e6), block_reqs * 1e6) / 1e6;
         s.block_rps = Some(block_rps);
-        let block_bps = smooth(s.block_bps, block_bytes);
+        let block_bps = smooth_to(s.block_bps, block_bytes, f);
         s.block_bps = Some(block_bps);
-        s.blocks = decay(std::mem::take(&mut s.blocks), window.blocks, secs, 1.0);
+        s.blocks = decay(std::mem::take(&mut s.blocks), window.blocks, secs, 1.0, f);
         s.sizes.extend(window.sizes);
         let Smoothed { blocks, sizes, .. } = &mut *s;
         sizes.retain(|id, _| blocks.contains_key(id));
-        s.files = decay(std::mem::take(&mut s.files), window.files, secs, META_COST);
+        s.files = decay(
+            std::mem::take(&mut s.files),
+            window.files,
+            secs,
+            META_COST,
+            f,
+        );
         Sample {
             load,
             meta_rps,
@@ -174,18 +198,19 @@ fn decay<K: std::hash::Hash + Eq + Copy>(
     seen: HashMap<K, u64>,
     secs: f64,
     unit: f64,
+    floor: f64,
 ) -> HashMap<K, f64> {
     let mut out = HashMap::with_capacity(prev.len().max(seen.len()));
     for (k, p) in &prev {
         let x = seen.get(k).copied().unwrap_or(0) as f64 * unit / secs;
-        let s = smooth(Some(*p), x);
+        let s = smooth_to(Some(*p), x, floor);
         if s > 0.0 {
             out.insert(*k, s);
         }
     }
     for (k, n) in seen {
         if !prev.contains_key(&k) {
-            let s = smooth(None, n as f64 * unit / secs);
+            let s = smooth_to(None, n as f64 * unit / secs, floor);
             if s > 0.0 {
                 out.insert(k, s);
             }
@@ -244,6 +269,19 @@ mod tests {
         assert_eq!(s2.block_bps, 2750.0);
         assert_eq!(s2.hot_blocks[0], (hot, 2500.0, 1000));
         assert_eq!(m.served().blocks, 11);
+    }
+
+    #[test]
+    fn a_meter_reads_idle_below_one_percent_of_its_bandwidth() {
+        let m = LoadMeter::new(1_000_000.0);
+        m.block_served(BlockId([1; 32]), 100_000);
+        assert_eq!(m.sample(1.0, 4, 4).load, 100_000.0);
+        let mut rounds = 0;
+        while m.sample(1.0, 4, 4).load > 0.0 {
+            rounds += 1;
+        }
+        assert_eq!(rounds, 3, "100k -> 50k -> 25k -> 12.5k -> below 10k");
+        assert!(m.sample(1.0, 4, 4).hot_blocks.is_empty());
     }
 
     #[test]

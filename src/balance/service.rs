@@ -69,7 +69,7 @@ impl Balance {
             mono_ms(),
         );
         Self {
-            meter: LoadMeter::default(),
+            meter: LoadMeter::new(config.bandwidth as f64),
             local,
             state: Mutex::new(State {
                 election,

@@ -82,7 +82,13 @@ pub struct WorkloadStats {
 pub type FileSet = Arc<Vec<(String, [u8; 32])>>;
 
 /// Uploads `n` files of `size` bytes (random content) through `client`.
-pub async fn populate(client: &Client, prefix: &str, n: usize, size: usize, seed: u64) -> anyhow::Result<FileSet> {
+pub async fn populate(
+    client: &Client,
+    prefix: &str,
+    n: usize,
+    size: usize,
+    seed: u64,
+) -> anyhow::Result<FileSet> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut files = Vec::with_capacity(n);
     for i in 0..n {
@@ -261,7 +267,11 @@ pub struct ModeResult {
 }
 
 /// A swarm of real nodes in this process under `base`.
-pub async fn start_swarm(base: &std::path::Path, cfg: &BenchConfig, planner: bool) -> anyhow::Result<Vec<Node>> {
+pub async fn start_swarm(
+    base: &std::path::Path,
+    cfg: &BenchConfig,
+    planner: bool,
+) -> anyhow::Result<Vec<Node>> {
     let mut nodes: Vec<Node> = Vec::with_capacity(cfg.nodes);
     for i in 0..cfg.nodes {
         let bootstrap = nodes.first().map(|n| vec![n.addr()]).unwrap_or_default();
@@ -277,7 +287,8 @@ pub async fn start_swarm(base: &std::path::Path, cfg: &BenchConfig, planner: boo
         nodes.push(Node::start(config).await?);
     }
     for n in &nodes {
-        n.wait_for_peers(cfg.nodes - 1, Duration::from_secs(30)).await;
+        n.wait_for_peers(cfg.nodes - 1, Duration::from_secs(30))
+            .await;
     }
     // A manager first (otherwise the first rounds of the run are unbalanced by construction).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -303,7 +314,11 @@ async fn run_mode(cfg: &BenchConfig, planner: bool) -> anyhow::Result<ModeResult
         let n = &nodes[i % nodes.len()];
         clients.push(Client::connect(n.addr(), Keypair::generate_ed25519()).await?);
     }
-    let label = if planner { "planner on " } else { "planner off" };
+    let label = if planner {
+        "planner on "
+    } else {
+        "planner off"
+    };
     if cfg.verbose {
         println!("-- {label}: per-node load (MB/s), one line per interval");
     }
@@ -413,8 +428,14 @@ pub fn table(cfg: &BenchConfig, off: &ModeResult, on: &ModeResult) -> String {
             r.decisions_applied
         ));
     }
-    let drop = if on.hottest > 0.0 { off.hottest / on.hottest } else { 0.0 };
-    s.push_str(&format!("hottest node's load drop: {drop:.2}x (target >= 2x)\n"));
+    let drop = if on.hottest > 0.0 {
+        off.hottest / on.hottest
+    } else {
+        0.0
+    };
+    s.push_str(&format!(
+        "hottest node's load drop: {drop:.2}x (target >= 2x)\n"
+    ));
     let bound = cfg.hold + cfg.report_interval * 2;
     match on.extras_gone_after {
         Some(t) => s.push_str(&format!(

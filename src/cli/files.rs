@@ -323,7 +323,11 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
         if let Some(obj) = value.as_object_mut() {
             if let Some(serde_json::Value::Object(b)) = obj.remove("balance") {
                 for (k, v) in b {
-                    let key = if obj.contains_key(&k) { format!("balance_{k}") } else { k };
+                    let key = if obj.contains_key(&k) {
+                        format!("balance_{k}")
+                    } else {
+                        k
+                    };
                     obj.insert(key, v);
                 }
             }
@@ -372,8 +376,14 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
 
 fn print_balance(b: &crate::balance::BalanceStatus) {
     match &b.manager {
-        Some(m) => println!("manager   {} (term {}); this node: {}", m.peer, m.term, b.role),
-        None => println!("manager   none known (term {}); this node: {}", b.term, b.role),
+        Some(m) => println!(
+            "manager   {} (term {}); this node: {}",
+            m.peer, m.term, b.role
+        ),
+        None => println!(
+            "manager   none known (term {}); this node: {}",
+            b.term, b.role
+        ),
     }
     if !b.nodes.is_empty() {
         println!(
@@ -403,8 +413,11 @@ fn print_balance(b: &crate::balance::BalanceStatus) {
                 d.seq,
                 d.kind,
                 &d.object[..12.min(d.object.len())],
-                d.from.map(|p| short_peer(&p.to_string())).unwrap_or("-".into()),
-                d.to.map(|p| short_peer(&p.to_string())).unwrap_or("-".into()),
+                d.from
+                    .map(|p| short_peer(&p.to_string()))
+                    .unwrap_or("-".into()),
+                d.to.map(|p| short_peer(&p.to_string()))
+                    .unwrap_or("-".into()),
                 d.state
             );
         }

@@ -64,7 +64,12 @@ pub struct NodeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BalanceArgs {
     /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions}.
-    #[arg(long, default_value = "main", value_name = "NAME", help_heading = "Balancing")]
+    #[arg(
+        long,
+        default_value = "main",
+        value_name = "NAME",
+        help_heading = "Balancing"
+    )]
     pub swarm: String,
     /// Zone label shown in status.
     #[arg(long, value_name = "NAME", help_heading = "Balancing")]
@@ -76,7 +81,12 @@ pub struct BalanceArgs {
     #[arg(long, default_value = "100M", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
     pub bandwidth: u64,
     /// Only these peers may become manager (comma-separated peer ids) [default: every node]
-    #[arg(long, value_delimiter = ',', value_name = "PEER,...", help_heading = "Balancing")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PEER,...",
+        help_heading = "Balancing"
+    )]
     pub manager_peers: Vec<libp2p::PeerId>,
     /// Minimum time before a balancing decision on the same object may be reversed.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
@@ -364,7 +374,8 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 async fn run_workload(nodes: &[Node], args: &DevnetArgs, s: f64) -> anyhow::Result<()> {
     use libp2p::identity::Keypair;
     let writer = crate::Client::connect(nodes[0].addr(), Keypair::generate_ed25519()).await?;
-    let files = workload::populate(&writer, "workload", args.files, args.file_size as usize, 7).await?;
+    let files =
+        workload::populate(&writer, "workload", args.files, args.file_size as usize, 7).await?;
     let mut clients = Vec::new();
     for i in 0..4.min(nodes.len()) {
         clients.push(crate::Client::connect(nodes[i].addr(), Keypair::generate_ed25519()).await?);
