@@ -330,3 +330,70 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
     );
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_naming_unknown_things_are_skipped_and_reported() {
+    let swarm = TestSwarm::start_with(4, 3, fast(T)).await;
+    let all: Vec<usize> = (0..4).collect();
+    let (m, term) = wait_settled(&swarm, &all, Duration::from_secs(30))
+        .await
+        .expect("a manager");
+    let target = swarm
+        .peer_ids()
+        .into_iter()
+        .find(|p| *p != m)
+        .expect("a non-manager");
+    let ghost = swarmstore::ids::FileKey::for_name("no-such-file");
+    let batch = DecisionBatch {
+        term,
+        seq: 0,
+        now_ms: swarmstore::record::now_ms(),
+        items: vec![
+            Item {
+                decision: Decision::Replicate {
+                    block: [7; 32],
+                    file: ghost.0,
+                    from: m,
+                    to: target,
+                },
+                name: "no-such-file".into(),
+            },
+            Item {
+                decision: Decision::Drop {
+                    block: [8; 32],
+                    file: ghost.0,
+                    at: target,
+                },
+                name: "no-such-file".into(),
+            },
+        ],
+    };
+    // Published by the real manager: accepted, then skipped by the target as inapplicable.
+    let manager = swarm.node(swarm.index_of(&m));
+    manager
+        .publish_raw("decisions", wire::encode(&batch).expect("encodes"))
+        .await
+        .expect("published");
+    let node = swarm.node(swarm.index_of(&target));
+    let observer = swarm
+        .running()
+        .find(|n| n.peer_id() != m && n.peer_id() != target)
+        .expect("a third node");
+    let reported = eventually(Duration::from_secs(20), || {
+        // The outcome travels in the target's load report: a third node's view shows it.
+        let states: Vec<String> = observer
+            .balance_status()
+            .decisions
+            .iter()
+            .filter(|d| d.term == term && d.seq == 0)
+            .map(|d| d.state.clone())
+            .collect();
+        let ok = states.len() == 2 && states.iter().all(|s| s.starts_with("skipped"));
+        async move { ok }
+    })
+    .await;
+    let seen = observer.balance_status().decisions;
+    assert!(reported, "outcomes not reported: {seen:?}");
+    assert!(node.extra_replicas().is_empty());
+    swarm.shutdown().await;
+}

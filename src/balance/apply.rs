@@ -526,6 +526,17 @@ pub async fn read_via_delegate(
     reader: Option<PeerId>,
 ) -> Option<ClientResponse> {
     let key = FileKey::for_name(name);
+    if let Some(state) = ctx.balance.delegated_state(&key) {
+        // We are the delegate ourselves.
+        ctx.balance.meter.record_read(key);
+        let set = ctx.replica_set(name).await;
+        return Some(ClientResponse::File {
+            key,
+            root: set.first().copied().unwrap_or(ctx.local),
+            replicas: set,
+            state,
+        });
+    }
     let d = ctx
         .balance
         .delegate_for_read(&key, |p| ctx.peers.is_live(p))?;

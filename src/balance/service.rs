@@ -7,7 +7,7 @@
 //! degrades balance, never availability.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -46,6 +46,7 @@ pub struct Balance {
     inbound_rx: Mutex<Option<mpsc::Receiver<Gossip>>>,
     ignored: Mutex<BTreeMap<&'static str, u64>>,
     report_seq: AtomicU64,
+    housekeeping: AtomicBool,
 }
 
 pub struct State {
@@ -82,6 +83,7 @@ impl Balance {
             inbound_rx: Mutex::new(Some(rx)),
             ignored: Mutex::new(BTreeMap::new()),
             report_seq: AtomicU64::new(0),
+            housekeeping: AtomicBool::new(false),
             config,
         }
     }
@@ -126,7 +128,8 @@ impl Balance {
     }
 
     /// Holders to try for one block read, best first: the record's holders plus live extra
-    /// replicas, least loaded first (ties broken at random so equal holders share reads).
+    /// replicas; the first is the less loaded of two drawn at random, the rest follow least
+    /// loaded first.
     pub fn order_holders(
         &self,
         block: &BlockId,
@@ -147,13 +150,11 @@ impl Balance {
         if local_has {
             cands.push(self.local);
         }
-        let salt: u64 = rand::random();
-        st.view.rank(cands, |p| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (salt, p).hash(&mut h);
-            h.finish()
-        })
+        // Random order first, so holders of equal load share reads.
+        use rand::seq::SliceRandom;
+        let mut rng = rand::thread_rng();
+        cands.shuffle(&mut rng);
+        st.view.read_order(cands, &mut rng)
     }
 
     /// Notes work sent to `peer` so the next read sees it busier.
@@ -264,7 +265,14 @@ async fn round(ctx: &Arc<Ctx>, secs: f64) {
     if let Err(e) = publish(ctx, "load", bytes).await {
         tracing::debug!("load report not sent: {e}");
     }
-    apply::housekeeping(ctx).await;
+    // Housekeeping reads records over the network: never let it hold up the next heartbeat.
+    if !b.housekeeping.swap(true, Ordering::AcqRel) {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            apply::housekeeping(&ctx).await;
+            ctx.balance.housekeeping.store(false, Ordering::Release);
+        });
+    }
     let plan_now = {
         let mut st = b.state();
         if st.election.is_manager() {
@@ -321,8 +329,15 @@ async fn build_report(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
         .config
         .capacity
         .unwrap_or_else(|| used.saturating_add(free_disk(&ctx.config.data_dir)));
-    let hot_blocks = apply::describe_blocks(ctx, &sample.hot_blocks).await;
-    let hot_files = apply::describe_files(ctx, &sample.hot_files).await;
+    // Names come from the local store (and, for files, the replica set in large swarms): a
+    // slow answer costs this report its hot items, never the round.
+    let budget = b.config.report_interval / 2;
+    let hot_blocks = tokio::time::timeout(budget, apply::describe_blocks(ctx, &sample.hot_blocks))
+        .await
+        .unwrap_or_default();
+    let hot_files = tokio::time::timeout(budget, apply::describe_files(ctx, &sample.hot_files))
+        .await
+        .unwrap_or_default();
     let seq = b.report_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let st = b.state();
     LoadReport {

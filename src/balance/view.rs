@@ -48,7 +48,8 @@ pub struct SwarmView {
     pub history: History<PeerId>,
     /// Work this node sent each peer since that peer's last report (readers' water-filling).
     dispatched: HashMap<PeerId, f64>,
-    last_batch: Option<(PeerId, u64, u64)>,
+    /// Batches already taken in (author, term, seq): gossip may reorder, so a set, not a max.
+    seen_batches: VecDeque<(PeerId, u64, u64)>,
 }
 
 impl SwarmView {
@@ -60,7 +61,7 @@ impl SwarmView {
             decisions: VecDeque::new(),
             history: History::new(),
             dispatched: HashMap::new(),
-            last_batch: None,
+            seen_batches: VecDeque::new(),
         }
     }
 
@@ -136,16 +137,15 @@ impl SwarmView {
 
     /// Is this batch new (not a replay of one already taken in)?
     pub fn is_new_batch(&self, from: PeerId, batch: &DecisionBatch) -> bool {
-        match self.last_batch {
-            Some((p, term, seq)) if p == from && term == batch.term => batch.seq > seq,
-            Some((_, term, _)) => batch.term >= term,
-            None => true,
-        }
+        !self.seen_batches.contains(&(from, batch.term, batch.seq))
     }
 
     /// Takes in an accepted batch: its decisions become pending and enter the history.
     pub fn on_batch(&mut self, from: PeerId, batch: &DecisionBatch) {
-        self.last_batch = Some((from, batch.term, batch.seq));
+        self.seen_batches.push_back((from, batch.term, batch.seq));
+        if self.seen_batches.len() > 1024 {
+            self.seen_batches.pop_front();
+        }
         let decisions: Vec<Decision<PeerId>> =
             batch.items.iter().map(|i| i.decision.clone()).collect();
         self.history.record(&decisions, batch.now_ms);
@@ -244,6 +244,26 @@ impl SwarmView {
                 .then_with(|| tiebreak(a).cmp(&tiebreak(b)))
         });
         candidates
+    }
+
+    /// The read order for one block: the less loaded of two holders drawn at random first
+    /// (power of two choices: every access node acting on the same, round-old reports would
+    /// otherwise send all its reads to the same "least loaded" holder and make it the most
+    /// loaded one), then the rest least loaded first, for failover.
+    pub fn read_order(&self, candidates: Vec<PeerId>, rng: &mut impl rand::Rng) -> Vec<PeerId> {
+        let mut order = self.rank(candidates, |_| 0);
+        if order.len() >= 2 {
+            let i = rng.gen_range(0..order.len());
+            let mut j = rng.gen_range(0..order.len() - 1);
+            if j >= i {
+                j += 1;
+            }
+            // `order` is sorted (stably, from a shuffled list): the lower index is the less
+            // loaded of the two, and equals are in random order.
+            let first = order.remove(i.min(j));
+            order.insert(0, first);
+        }
+        order
     }
 
     /// The planner's input for this round. `live` says which peers are reachable; `root_of`
@@ -396,4 +416,112 @@ impl SwarmView {
 
 fn util(r: &LoadReport) -> f64 {
     r.load / r.bandwidth.max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::wire::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
+
+    fn report(seq: u64, load: f64) -> LoadReport {
+        LoadReport {
+            seq,
+            at_ms: 0,
+            load,
+            bandwidth: 1000.0,
+            meta_rps: 0.0,
+            block_rps: 0.0,
+            block_bps: 0.0,
+            inflight: 0,
+            used: 10,
+            capacity: 100,
+            zone: None,
+            role: RoleTag::Follower,
+            term: 1,
+            served_blocks: 0,
+            hot_blocks: vec![],
+            hot_files: vec![],
+            extras: vec![],
+            delegations: vec![],
+            outcomes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_planner_input_joins_reports_extras_and_pending_decisions() {
+        let (a, b, c, d) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        let block = BlockId([1; 32]);
+        let hot = |extra| BlockHeat {
+            id: block,
+            file: "f".into(),
+            size: 1 << 20,
+            heat: 300.0,
+            extra,
+        };
+        let mut v = SwarmView::new(Duration::from_secs(10));
+        let mut ra = report(1, 500.0);
+        ra.hot_blocks = vec![hot(false)];
+        ra.hot_files = vec![FileHeat {
+            name: "f".into(),
+            heat: 40.0,
+            root: true,
+        }];
+        let mut rb = report(1, 400.0);
+        rb.hot_blocks = vec![hot(false)];
+        let mut rc = report(1, 100.0);
+        rc.hot_blocks = vec![hot(true)];
+        rc.extras = vec![ExtraHeld {
+            id: block,
+            file: "f".into(),
+            size: 1 << 20,
+            base: vec![a, b],
+        }];
+        assert!(v.on_report(a, ra.clone()));
+        assert!(!v.on_report(a, ra), "a replayed report is ignored");
+        v.on_report(b, rb);
+        v.on_report(c, rc);
+        // A Replicate to d is published but not done yet: it counts as pending.
+        let key = FileKey::for_name("f");
+        v.on_batch(
+            a,
+            &DecisionBatch {
+                term: 1,
+                seq: 1,
+                now_ms: 5,
+                items: vec![Item {
+                    decision: Decision::Replicate {
+                        block: block.0,
+                        file: key.0,
+                        from: a,
+                        to: d,
+                    },
+                    name: "f".into(),
+                }],
+            },
+        );
+        let (view, names) = v.cluster_view(5, 3, |_| true, |_| None);
+        assert_eq!(view.nodes.len(), 3);
+        let bv = &view.blocks[0];
+        assert_eq!(bv.heat, 900.0);
+        let mut base = vec![a, b];
+        base.sort();
+        assert_eq!(bv.holders, base);
+        assert_eq!(
+            bv.extra.len(),
+            2,
+            "c holds one, d is pending: {:?}",
+            bv.extra
+        );
+        assert_eq!(view.files.len(), 1);
+        assert_eq!(view.files[0].root, a);
+        assert_eq!(names.get(&key.0).map(String::as_str), Some("f"));
+        assert_eq!(v.extras_of(&block), vec![c]);
+        // The least loaded holder comes first.
+        assert_eq!(v.rank(vec![a, b, c], |_| 0), vec![c, b, a]);
+    }
 }
