@@ -380,7 +380,10 @@ fn free_disk(dir: &std::path::Path) -> u64 {
         }
         // SAFETY: statvfs returned 0, so it filled `s`.
         let s = unsafe { s.assume_init() };
-        (s.f_bavail as u64).saturating_mul(s.f_frsize as u64)
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
+        let (avail, frsize) = (s.f_bavail as u64, s.f_frsize as u64);
+        avail.saturating_mul(frsize)
     }
     #[cfg(not(unix))]
     {
@@ -582,13 +585,13 @@ impl Balance {
                 delegations: r.delegations.len(),
             })
             .collect();
-        nodes.sort_by(|a, b| a.peer.cmp(&b.peer));
+        nodes.sort_by_key(|n| n.peer);
         let decisions = st
             .view
             .decisions()
             .rev()
             .take(32)
-            .map(|t| decision_row(t))
+            .map(decision_row)
             .collect();
         BalanceStatus {
             manager: st

@@ -288,7 +288,7 @@ impl SwarmView {
                 storage_capacity: r.capacity.max(1),
             })
             .collect();
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes.sort_by_key(|n| n.id);
 
         // Blocks: everything hot by a report, everything with (pending) extras.
         let mut blocks: BTreeMap<BlockId, (f64, BTreeSet<PeerId>)> = BTreeMap::new();

@@ -377,8 +377,8 @@ async fn run_workload(nodes: &[Node], args: &DevnetArgs, s: f64) -> anyhow::Resu
     let files =
         workload::populate(&writer, "workload", args.files, args.file_size as usize, 7).await?;
     let mut clients = Vec::new();
-    for i in 0..4.min(nodes.len()) {
-        clients.push(crate::Client::connect(nodes[i].addr(), Keypair::generate_ed25519()).await?);
+    for node in nodes.iter().take(4) {
+        clients.push(crate::Client::connect(node.addr(), Keypair::generate_ed25519()).await?);
     }
     println!(
         "workload: {} files of {}, Zipf {s}, {} gets/s; per-node load in MB/s every {:?}",

@@ -319,6 +319,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         records,
         peers,
         repair: ctx.repair.snapshot(),
-        balance: ctx.balance.status(),
+        balance: Box::new(ctx.balance.status()),
     }
 }

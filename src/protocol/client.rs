@@ -81,7 +81,7 @@ pub struct NodeStatus {
     pub repair: crate::node::repair::RepairStatus,
     /// Load balancing: manager and term, per-node load, recent decisions.
     #[serde(default)]
-    pub balance: crate::balance::BalanceStatus,
+    pub balance: Box<crate::balance::BalanceStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
