@@ -137,6 +137,11 @@ async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
     ))
 }
 
+/// How long a read waits for the rest of the replica set once a majority has answered.
+const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait for one holder's copy of a block before trying the next holder.
+const HOLDER_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What a read of a file's replica set found.
 pub struct ReadOutcome {
     /// The root (closest member holding the newest version), the members holding that
@@ -183,7 +188,18 @@ pub async fn read_state_detailed(
     let mut holding: Vec<(PeerId, u64)> = Vec::new();
     let mut failures = Vec::new();
     let mut answered = 0;
-    while let Some((peer, reply)) = replies.next().await {
+    let needed = crate::placement::majority(set.len().max(1));
+    loop {
+        // Once a majority answered, a silent member gets one more second, not a full timeout.
+        let next = if answered >= needed {
+            match tokio::time::timeout(STRAGGLER_GRACE, replies.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            replies.next().await
+        };
+        let Some((peer, reply)) = next else { break };
         match reply {
             Ok(MetaResponse::State { state }) => {
                 answered += 1;
@@ -265,7 +281,14 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
         .order_holders(&id, holders, local_has, |p| ctx.peers.is_live(p));
     let mut failures = Vec::new();
     for peer in order {
-        match ctx.block_to(peer, BlockRequest::Get { id }).await {
+        let attempt =
+            tokio::time::timeout(HOLDER_ATTEMPT, ctx.block_to(peer, BlockRequest::Get { id }));
+        let reply = attempt.await.unwrap_or_else(|_| {
+            Err(crate::Error::Network(format!(
+                "no answer within {HOLDER_ATTEMPT:?}"
+            )))
+        });
+        match reply {
             Ok(BlockResponse::Data { data }) => {
                 let (actual, data) = hash(data).await;
                 if actual == id {

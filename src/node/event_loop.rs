@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
@@ -31,7 +31,8 @@ pub struct EventLoop {
     pending_meta: Pending<MetaResponse>,
     pending_block: Pending<BlockResponse>,
     pending_lookups: HashMap<kad::QueryId, LookupReply>,
-    ping_failures: HashMap<PeerId, u32>,
+    /// Last successful ping (or connection) per connected peer: the liveness clock.
+    last_pong: HashMap<PeerId, Instant>,
     bootstrap: Vec<Multiaddr>,
 }
 
@@ -49,7 +50,7 @@ impl EventLoop {
             pending_meta: HashMap::new(),
             pending_block: HashMap::new(),
             pending_lookups: HashMap::new(),
-            ping_failures: HashMap::new(),
+            last_pong: HashMap::new(),
             bootstrap,
         }
     }
@@ -61,6 +62,8 @@ impl EventLoop {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
+        let mut liveness_tick = tokio::time::interval(self.ctx.config.liveness / 4);
+        liveness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -72,6 +75,7 @@ impl EventLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = liveness_tick.tick() => self.check_liveness(),
                 _ = tick.tick() => {
                     ticks += 1;
                     let live = self.ctx.peers.live_peers().len();
@@ -85,6 +89,26 @@ impl EventLoop {
             }
         }
         tracing::info!("event loop stopped");
+    }
+
+    /// A connected peer that has not answered a ping for the liveness bound is down, even if
+    /// its TCP connection looks open (a silent link never errors on its own).
+    fn check_liveness(&mut self) {
+        let bound = self.ctx.config.liveness;
+        let silent: Vec<PeerId> = self
+            .last_pong
+            .iter()
+            .filter(|(_, at)| at.elapsed() > bound)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in silent {
+            self.last_pong.remove(&peer);
+            if self.ctx.peers.is_live(&peer) {
+                tracing::info!(%peer, "peer silent for {bound:?}: marked down");
+            }
+            self.ctx.peers.mark_down(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     fn dial_bootstrap(&mut self) {
@@ -182,6 +206,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.ctx.peers.connected(peer_id);
+                self.last_pong.insert(peer_id, Instant::now());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -198,7 +223,7 @@ impl EventLoop {
                     .peers
                     .disconnected(peer_id, num_established as usize, failed);
                 if num_established == 0 {
-                    self.ping_failures.remove(&peer_id);
+                    self.last_pong.remove(&peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -248,25 +273,11 @@ impl EventLoop {
                 self.ctx.peers.storage_peer(peer_id, &addrs);
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
-            BehaviourEvent::Ping(ping::Event {
-                peer,
-                connection,
-                result,
-            }) => match result {
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
                 Ok(_) => {
-                    self.ping_failures.remove(&peer);
+                    self.last_pong.insert(peer, Instant::now());
                 }
-                Err(e) => {
-                    let n = self.ping_failures.entry(peer).or_insert(0);
-                    *n += 1;
-                    tracing::debug!(%peer, failures = *n, "ping failed: {e}");
-                    // Two misses in a row: the peer is gone (or hopelessly slow); close so the
-                    // failure is seen by everything waiting on this connection.
-                    if *n >= 2 {
-                        self.ctx.peers.unreachable(peer);
-                        self.swarm.close_connection(connection);
-                    }
-                }
+                Err(e) => tracing::debug!(%peer, "ping failed: {e}"),
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {

@@ -117,6 +117,19 @@ impl PeerTable {
         }
     }
 
+    /// The peer stopped answering on a connection we still hold (pings time out on a silent
+    /// link): down now, whatever its connection count, until it connects again.
+    pub fn mark_down(&self, peer: PeerId) {
+        if peer == self.local {
+            return;
+        }
+        let mut map = self.write();
+        if let Some(st) = map.get_mut(&peer) {
+            st.connections = 0;
+            st.down_since.get_or_insert_with(Instant::now);
+        }
+    }
+
     pub fn set_free(&self, peer: PeerId, free: u64) {
         self.entry(peer, |st| st.free = Some(free));
     }

@@ -2,6 +2,8 @@
 //! ports, each with its own data dir under one temp dir.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,156 @@
+//! `swarmstore node` as a child process: start, address, SIGKILL, SIGTERM, restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_swarmstore");
+
+pub struct NodeProc {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    /// Command prefix, e.g. `ip netns exec NS` to run inside a network namespace.
+    pub wrapper: Vec<String>,
+    pub listen: String,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl NodeProc {
+    /// Starts a node on 127.0.0.1 (any port) with `args` added, waiting for its address file.
+    pub fn start(dir: &Path, bootstrap: &[String], args: &[&str]) -> NodeProc {
+        Self::start_in(&[], "/ip4/127.0.0.1/tcp/0", dir, bootstrap, args)
+    }
+
+    /// Starts a node under a command `wrapper` (e.g. `["ip", "netns", "exec", "ns1"]`).
+    pub fn start_in(
+        wrapper: &[&str],
+        listen: &str,
+        dir: &Path,
+        bootstrap: &[String],
+        args: &[&str],
+    ) -> NodeProc {
+        let mut node = NodeProc {
+            child: None,
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
+        };
+        node.spawn(bootstrap);
+        node
+    }
+
+    fn spawn(&mut self, bootstrap: &[String]) {
+        let _ = std::fs::remove_file(self.dir.join("node.addr"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.args(["node", "--no-mdns", "--listen", &self.listen, "--data-dir"])
+            .arg(&self.dir)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(if std::env::var("NODE_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        for b in bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        self.child = Some(cmd.spawn().expect("spawn node"));
+        self.addr();
+    }
+
+    pub fn addr(&self) -> String {
+        let file = self.dir.join("node.addr");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&file) {
+                if !s.trim().is_empty() {
+                    return s.trim().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node never wrote {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self, bootstrap: &[String]) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn(bootstrap);
+    }
+
+    /// `swarmstore node --check --json` on this node's data dir (node must be stopped).
+    pub fn check(&self) -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["node", "--check", "--json", "--data-dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run check");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("check output: {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(
+            out.status.success(),
+            "store check failed: {v} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        v
+    }
+}
