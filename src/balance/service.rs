@@ -128,8 +128,8 @@ impl Balance {
     }
 
     /// Holders to try for one block read, best first: the record's holders plus live extra
-    /// replicas; the first is the less loaded of two drawn at random, the rest follow least
-    /// loaded first.
+    /// replicas; the first is the less loaded of two drawn at random (or our own copy if we are
+    /// no busier), the rest follow least loaded first.
     pub fn order_holders(
         &self,
         block: &BlockId,
@@ -147,14 +147,26 @@ impl Balance {
                 cands.push(x);
             }
         }
-        if local_has {
-            cands.push(self.local);
-        }
         // Random order first, so holders of equal load share reads.
         use rand::seq::SliceRandom;
         let mut rng = rand::thread_rng();
         cands.shuffle(&mut rng);
-        st.view.read_order(cands, &mut rng)
+        let mut order = st.view.read_order(cands, &mut rng);
+        if local_has {
+            // Our own copy costs no network hop: it goes first unless it is busier than the
+            // remote holder we would pick; otherwise it keeps its place for failover.
+            let mine = st.view.estimated_util(&self.local);
+            let pos = match order.first() {
+                Some(first) if mine > st.view.estimated_util(first) => order
+                    .iter()
+                    .position(|p| st.view.estimated_util(p) >= mine)
+                    .unwrap_or(order.len())
+                    .max(1),
+                _ => 0,
+            };
+            order.insert(pos, self.local);
+        }
+        order
     }
 
     /// Notes work sent to `peer` so the next read sees it busier.
