@@ -397,3 +397,50 @@ async fn decisions_naming_unknown_things_are_skipped_and_reported() {
     assert!(node.extra_replicas().is_empty());
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_json_names_the_manager_nodes_and_decisions() {
+    let swarm = TestSwarm::start_with(3, 3, fast(T)).await;
+    let all: Vec<usize> = (0..3).collect();
+    let (m, term) = wait_settled(&swarm, &all, Duration::from_secs(30))
+        .await
+        .expect("a manager");
+    // Every node's report must have arrived before the table is complete.
+    eventually(Duration::from_secs(10), || {
+        let ok = swarm.node(1).balance_status().nodes.len() == 3;
+        async move { ok }
+    })
+    .await;
+    let id = swarm.dir.path().join("client.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmstore"))
+        .args([
+            "status",
+            "--json",
+            "--node",
+            &swarm.node(1).addr().to_string(),
+        ])
+        .arg("--identity")
+        .arg(&id)
+        .env_remove("SWARMSTORE_NODE")
+        .output()
+        .expect("run the cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["manager"]["peer"], m.to_string());
+    assert_eq!(v["manager"]["term"], term);
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        for key in ["peer", "load", "used", "capacity"] {
+            assert!(!n[key].is_null(), "node row lacks {key}: {n}");
+        }
+    }
+    assert!(v["decisions"].is_array());
+    // The fields that were there before stay.
+    assert!(v["peers"].is_array() && v["repair"].is_object());
+    swarm.shutdown().await;
+}
