@@ -36,7 +36,7 @@ use crate::record::{
 /// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
 const PUT_WINDOW: usize = 4;
 /// Blocks in flight during a get.
-const GET_WINDOW: usize = 16;
+const GET_WINDOW: usize = 8;
 /// How long the client reuses the access node's list of placement candidates.
 const PLACEMENT_CACHE: Duration = Duration::from_secs(5);
 /// Longest wait for one direct block read before trying the next holder.
@@ -694,14 +694,13 @@ impl Client {
             .buffered(GET_WINDOW)
     }
 
-    /// One block, verified: straight from a holder (consecutive blocks start at different
-    /// holders, so several sources serve at once), failing over to the other holders and
-    /// finally to the access node.
-    async fn fetch_block(&self, index: usize, entry: BlockEntry) -> Result<Vec<u8>> {
+    /// One block, verified: straight from a holder, in the order the access node ranked them
+    /// (least loaded first, extra replicas included; randomised among equals, so several
+    /// sources serve at once), failing over to the other holders and finally to the access
+    /// node.
+    async fn fetch_block(&self, _index: usize, entry: BlockEntry) -> Result<Vec<u8>> {
         if self.direct_reads && !entry.holders.is_empty() {
-            let n = entry.holders.len();
-            for k in 0..n {
-                let peer = entry.holders[(index + k) % n];
+            for &peer in &entry.holders {
                 let addrs = {
                     let known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
                     known.get(&peer).cloned()

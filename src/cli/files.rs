@@ -323,7 +323,21 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
     let client = connect(&args.access).await?;
     let status = client.status().await?;
     if json {
-        return print_json(&status);
+        // Balancing fields at the top level: manager {peer, term}, nodes [...], decisions [...].
+        let mut value = serde_json::to_value(&status)?;
+        if let Some(obj) = value.as_object_mut() {
+            if let Some(serde_json::Value::Object(b)) = obj.remove("balance") {
+                for (k, v) in b {
+                    let key = if obj.contains_key(&k) {
+                        format!("balance_{k}")
+                    } else {
+                        k
+                    };
+                    obj.insert(key, v);
+                }
+            }
+        }
+        return print_json(&value);
     }
     println!("node      {}", status.peer);
     for a in &status.addrs {
@@ -361,7 +375,62 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
         };
         println!("  {:<10} {}", state, p.peer);
     }
+    print_balance(&status.balance);
     Ok(())
+}
+
+fn print_balance(b: &crate::balance::BalanceStatus) {
+    match &b.manager {
+        Some(m) => println!(
+            "manager   {} (term {}); this node: {}",
+            m.peer, m.term, b.role
+        ),
+        None => println!(
+            "manager   none known (term {}); this node: {}",
+            b.term, b.role
+        ),
+    }
+    if !b.nodes.is_empty() {
+        println!(
+            "  {:<14} {:>10} {:>6} {:>10} {:>10} {:>8} {:<9} {:>6}",
+            "node", "load/s", "util", "used", "capacity", "zone", "role", "extras"
+        );
+        for n in &b.nodes {
+            println!(
+                "  {:<14} {:>10} {:>5.0}% {:>10} {:>10} {:>8} {:<9} {:>6}",
+                short_peer(&n.peer.to_string()),
+                human_bytes(n.load as u64),
+                n.util * 100.0,
+                human_bytes(n.used),
+                human_bytes(n.capacity),
+                n.zone.as_deref().unwrap_or("-"),
+                n.role,
+                n.extras
+            );
+        }
+    }
+    if !b.decisions.is_empty() {
+        println!("decisions (newest first)");
+        for d in b.decisions.iter().take(10) {
+            println!(
+                "  t{}#{} {:<14} {:<12} {} -> {}  {}",
+                d.term,
+                d.seq,
+                d.kind,
+                &d.object[..12.min(d.object.len())],
+                d.from
+                    .map(|p| short_peer(&p.to_string()))
+                    .unwrap_or("-".into()),
+                d.to.map(|p| short_peer(&p.to_string()))
+                    .unwrap_or("-".into()),
+                d.state
+            );
+        }
+    }
+    if !b.ignored.is_empty() {
+        let parts: Vec<String> = b.ignored.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        println!("ignored   {}", parts.join(", "));
+    }
 }
 
 pub async fn update(args: UpdateArgs, json: bool) -> anyhow::Result<()> {

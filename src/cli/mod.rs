@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a storage node.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Publish a file.
     Put(files::PutArgs),
     /// Download a file.
@@ -129,7 +129,7 @@ pub fn run() -> i32 {
     let json = cli.json;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(args) => node::run_node(args, json).await,
+            Command::Node(args) => node::run_node(*args, json).await,
             Command::Devnet(args) => node::run_devnet(args, json).await,
             Command::Sim(args) => node::run_sim(args),
             Command::Put(args) => files::put(args, json).await,

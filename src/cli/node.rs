@@ -8,6 +8,7 @@ use clap::Args;
 use libp2p::Multiaddr;
 
 use super::output::{human_bytes, parse_bytes, parse_duration, print_json};
+use crate::balance::workload::{self, parse_workload, BenchConfig};
 use crate::config::NodeSettings;
 use crate::identity;
 use crate::node::nat::ServeMode;
@@ -126,6 +127,8 @@ pub struct NodeArgs {
     #[arg(long, env = "SWARMSTORE_DRAIN", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Durability")]
     pub drain: Option<bool>,
+    #[command(flatten)]
+    pub balance: BalanceArgs,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -167,7 +170,57 @@ impl NodeArgs {
 
     /// The node to run: defaults, then the config file, then environment and flags.
     pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
-        self.merged()?.into_config(identity::default_data_dir())
+        let config = self.merged()?.into_config(identity::default_data_dir())?;
+        Ok(self.balance.apply(config))
+    }
+}
+
+/// Load reports, manager election and balancing.
+#[derive(Args, Debug, Clone)]
+pub struct BalanceArgs {
+    /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions}.
+    #[arg(
+        long,
+        default_value = "main",
+        value_name = "NAME",
+        help_heading = "Balancing"
+    )]
+    pub swarm: String,
+    /// Zone label shown in status.
+    #[arg(long, value_name = "NAME", help_heading = "Balancing")]
+    pub zone: Option<String>,
+    /// How often load is measured and reported (T); the election's clock.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub report_interval: Duration,
+    /// Serving capacity per second, e.g. 100M: the planner's yardstick for "hot".
+    #[arg(long, default_value = "100M", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
+    pub bandwidth: u64,
+    /// Only these peers may become manager (comma-separated peer ids) [default: every node]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PEER,...",
+        help_heading = "Balancing"
+    )]
+    pub manager_peers: Vec<libp2p::PeerId>,
+    /// Minimum time before a balancing decision on the same object may be reversed.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub balance_hold: Duration,
+    /// Report and elect, but publish no balancing decisions as manager.
+    #[arg(long, help_heading = "Balancing")]
+    pub no_planner: bool,
+}
+
+impl BalanceArgs {
+    pub fn apply(&self, config: NodeConfig) -> NodeConfig {
+        config
+            .swarm_name(self.swarm.clone())
+            .zone(self.zone.clone())
+            .report_interval(self.report_interval)
+            .bandwidth(self.bandwidth)
+            .manager_peers(self.manager_peers.clone())
+            .balance_hold(self.balance_hold)
+            .planner(!self.no_planner)
     }
 }
 
@@ -182,6 +235,27 @@ pub struct DevnetArgs {
     /// Copies kept of every block and record.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub replication: usize,
+    /// Drive reads against the swarm: zipf or zipf:S (file popularity exponent S, default 1).
+    /// Prints per-node load per interval with peak/mean.
+    #[arg(long, value_name = "zipf[:S]", value_parser = parse_workload, help_heading = "Workload")]
+    pub workload: Option<f64>,
+    /// Files the workload reads (uploaded first).
+    #[arg(long, default_value_t = 16, help_heading = "Workload")]
+    pub files: usize,
+    /// Size of each workload file, e.g. 256K.
+    #[arg(long, default_value = "256K", value_parser = parse_bytes, help_heading = "Workload")]
+    pub file_size: u64,
+    /// Gets per second offered, all readers together.
+    #[arg(long, default_value_t = 60.0, help_heading = "Workload")]
+    pub rate: f64,
+    /// How long the workload runs [default: until Ctrl-C]; with --compare, per mode.
+    #[arg(long, value_parser = parse_duration, help_heading = "Workload")]
+    pub duration: Option<Duration>,
+    /// Run the workload on a fresh swarm with the planner off, then on, and print both.
+    #[arg(long, help_heading = "Workload")]
+    pub compare: bool,
+    #[command(flatten)]
+    pub balance: BalanceArgs,
 }
 
 pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
@@ -216,9 +290,8 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let settings = args.merged()?;
-    let drain = settings.drain.unwrap_or(false);
-    let config = settings.into_config(identity::default_data_dir())?;
+    let drain = args.merged()?.drain.unwrap_or(false);
+    let config = args.node_config()?;
     let data_dir = config.data_dir.clone();
     let node = Node::start(config).await?;
     if json {
@@ -278,7 +351,29 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
     if args.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
-    let (base, _cleanup) = match args.base_dir {
+    if args.compare {
+        let cfg = BenchConfig {
+            nodes: args.nodes,
+            replication: args.replication,
+            files: args.files,
+            file_size: args.file_size as usize,
+            zipf: args.workload.unwrap_or(1.0),
+            rate: args.rate,
+            report_interval: args.balance.report_interval,
+            bandwidth: args.balance.bandwidth,
+            hold: args.balance.balance_hold,
+            duration: args.duration.unwrap_or(Duration::from_secs(30)),
+            verbose: !json,
+            ..BenchConfig::default()
+        };
+        let (off, on) = workload::compare(&cfg).await?;
+        print!("{}", workload::table(&cfg, &off, &on));
+        if off.mismatches + on.mismatches > 0 {
+            anyhow::bail!("gets returned wrong bytes");
+        }
+        return Ok(());
+    }
+    let (base, _cleanup) = match args.base_dir.clone() {
         Some(dir) => (dir, None),
         None => {
             let dir = tempfile_dir()?;
@@ -291,7 +386,7 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
         let config = NodeConfig::local(base.join(format!("node{i}")))
             .bootstrap(bootstrap)
             .replication(args.replication);
-        nodes.push(Node::start(config).await?);
+        nodes.push(Node::start(args.balance.apply(config)).await?);
     }
     let first = nodes[0].addr();
     std::fs::write(base.join("node.addr"), format!("{first}\n"))?;
@@ -328,7 +423,11 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
         println!();
         println!("Ctrl-C stops the swarm.");
     }
-    wait_for_signal().await;
+    if let Some(s) = args.workload {
+        run_workload(&nodes, &args, s).await?;
+    } else {
+        wait_for_signal().await;
+    }
     for n in nodes {
         n.shutdown().await;
     }
@@ -400,6 +499,57 @@ pub fn run_swarm_key(args: SwarmKeyArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
             f.write_all(key.as_bytes())?;
         }
+    }
+    Ok(())
+}
+
+/// Uploads the workload's files, then reads them Zipf(s) until Ctrl-C or `--duration`,
+/// printing per-node load per interval.
+async fn run_workload(nodes: &[Node], args: &DevnetArgs, s: f64) -> anyhow::Result<()> {
+    use libp2p::identity::Keypair;
+    let writer = crate::Client::connect(nodes[0].addr(), Keypair::generate_ed25519()).await?;
+    let files =
+        workload::populate(&writer, "workload", args.files, args.file_size as usize, 7).await?;
+    let mut clients = Vec::new();
+    for node in nodes.iter().take(4) {
+        clients.push(crate::Client::connect(node.addr(), Keypair::generate_ed25519()).await?);
+    }
+    println!(
+        "workload: {} files of {}, Zipf {s}, {} gets/s; per-node load in MB/s every {:?}",
+        args.files,
+        human_bytes(args.file_size),
+        args.rate,
+        args.balance.report_interval * 2
+    );
+    let run = workload::Workload::start(clients, files, s, args.rate, 11);
+    let mut sampler = workload::LoadSampler::new(nodes);
+    let started = std::time::Instant::now();
+    let mut every = tokio::time::interval(args.balance.report_interval * 2);
+    every.tick().await;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let loads = sampler.sample(nodes);
+                println!("{}", workload::format_loads(started.elapsed().as_secs_f64(), &loads));
+                if args.duration.is_some_and(|d| started.elapsed() >= d) {
+                    break;
+                }
+            }
+            _ = &mut signal => break,
+        }
+    }
+    let stats = run.stop().await;
+    let ordering = std::sync::atomic::Ordering::Relaxed;
+    println!(
+        "{} gets, {} errors, {} with wrong bytes",
+        stats.gets.load(ordering),
+        stats.errors.load(ordering),
+        stats.mismatches.load(ordering)
+    );
+    if stats.mismatches.load(ordering) > 0 {
+        anyhow::bail!("gets returned wrong bytes");
     }
     Ok(())
 }

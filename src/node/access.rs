@@ -273,34 +273,12 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
     if let Err(e) = validate_name(name) {
         return error(e);
     }
+    if let Some(resp) = crate::balance::apply::read_via_delegate(ctx, name, reader).await {
+        return resp;
+    }
     match read_state(ctx, name, reader).await {
         Ok(Some((root, replicas, state))) => {
-            let mut holders: Vec<PeerId> = state
-                .versions
-                .iter()
-                .flat_map(|v| v.blocks.iter().flat_map(|b| b.holders.iter().copied()))
-                .collect();
-            holders.sort();
-            holders.dedup();
-            let addrs = holders
-                .into_iter()
-                .map(|p| {
-                    let a = if p == ctx.local {
-                        ctx.listen_addrs()
-                    } else {
-                        ctx.peers.addrs(&p)
-                    };
-                    (p, a)
-                })
-                .filter(|(_, a)| !a.is_empty())
-                .collect();
-            ClientResponse::File {
-                key: FileKey::for_name(name),
-                root,
-                replicas,
-                state,
-                addrs,
-            }
+            file_response(ctx, name, root, replicas, state, reader.is_some())
         }
         Ok(None) => ClientResponse::NotFound {
             name: name.to_string(),
@@ -309,20 +287,64 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
     }
 }
 
-async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientResponse {
-    let mut order: Vec<PeerId> = Vec::with_capacity(holders.len() + 1);
-    if ctx.store.blocks.contains(&id) {
-        order.push(ctx.local);
+/// A file's state for a client, with the addresses of its block holders so the client can
+/// read blocks straight from them. For a download, each block's holders are ranked for
+/// reading: least loaded first by the published view, extra replicas included, our own copy
+/// first unless we are busier. Holder lists are root-maintained (unsigned), so ranking them
+/// does not touch what the owner signed.
+pub fn file_response(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    root: PeerId,
+    replicas: Vec<PeerId>,
+    mut state: FileState,
+    download: bool,
+) -> ClientResponse {
+    if download {
+        for version in &mut state.versions {
+            for b in &mut version.blocks {
+                let local_has = b.holders.contains(&ctx.local) && ctx.store.blocks.contains(&b.id);
+                let listed = std::mem::take(&mut b.holders);
+                b.holders = ctx
+                    .balance
+                    .order_holders(&b.id, listed, local_has, |p| ctx.peers.is_live(p));
+            }
+        }
     }
-    // Connected holders first (no dial), the rest after; spread reads across holders.
-    let mut rest: Vec<PeerId> = holders
-        .into_iter()
-        .filter(|p| *p != ctx.local && ctx.peers.is_live(p))
+    let mut holders: Vec<PeerId> = state
+        .versions
+        .iter()
+        .flat_map(|v| v.blocks.iter().flat_map(|b| b.holders.iter().copied()))
         .collect();
-    use rand::seq::SliceRandom;
-    rest.shuffle(&mut rand::thread_rng());
-    rest.sort_by_key(|p| !ctx.peers.is_connected(p));
-    order.extend(rest);
+    holders.sort();
+    holders.dedup();
+    let addrs = holders
+        .into_iter()
+        .map(|p| {
+            let a = if p == ctx.local {
+                ctx.listen_addrs()
+            } else {
+                ctx.peers.addrs(&p)
+            };
+            (p, a)
+        })
+        .filter(|(_, a)| !a.is_empty())
+        .collect();
+    ClientResponse::File {
+        key: FileKey::for_name(name),
+        root,
+        replicas,
+        state,
+        addrs,
+    }
+}
+
+async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientResponse {
+    // Least-loaded live holder first, extra replicas included (the published view).
+    let local_has = ctx.store.blocks.contains(&id);
+    let order = ctx
+        .balance
+        .order_holders(&id, holders, local_has, |p| ctx.peers.is_live(p));
     let mut failures = Vec::new();
     for peer in order {
         let attempt =
@@ -336,6 +358,7 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
             Ok(BlockResponse::Data { data }) => {
                 let (actual, data) = hash(data).await;
                 if actual == id {
+                    ctx.balance.note_dispatch(peer, data.len() as u64);
                     return ClientResponse::Block { data };
                 }
                 tracing::warn!(%peer, block = %id, "holder returned wrong bytes; trying another");
@@ -385,5 +408,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         records,
         peers,
         repair: ctx.repair.snapshot(),
+        balance: Box::new(ctx.balance.status()),
     }
 }

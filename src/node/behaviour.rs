@@ -1,6 +1,7 @@
 //! The node's one `NetworkBehaviour`, composed with the derive macro: Kademlia routing,
-//! identify, ping, optional mDNS, the three request-response protocols, and NAT traversal
-//! (relay client and server, DCUtR, AutoNAT v2 client and server; see [`super::nat`]).
+//! identify, ping, optional mDNS, the three request-response protocols, NAT traversal
+//! (relay client and server, DCUtR, AutoNAT v2 client and server; see [`super::nat`]),
+//! gossipsub (load reports, election, decisions) and a block list (to cut a node off).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
-use libp2p::{autonat, dcutr, identify, mdns, ping, relay};
+use libp2p::{allow_block_list, autonat, dcutr, gossipsub, identify, mdns, ping, relay};
 
 use super::nat::{self, Admit, ServeMode};
 use super::NodeConfig;
@@ -35,6 +36,8 @@ pub struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::v2::client::Behaviour,
     pub autonat_server: Admit<autonat::v2::server::Behaviour>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
 /// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
@@ -104,6 +107,12 @@ impl Behaviour {
         } else {
             None
         };
+        // Strict signing: every report, heartbeat and decision names its true author.
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config()?,
+        )
+        .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
         Ok(Self {
             kad,
             identify: identify::Behaviour::new(identify_config(key)),
@@ -135,6 +144,8 @@ impl Behaviour {
                 autonat::v2::server::Behaviour::default(),
                 config.autonat_server,
             ),
+            gossipsub,
+            blocked: allow_block_list::Behaviour::default(),
         })
     }
 }
@@ -150,4 +161,19 @@ fn relay_server(local: libp2p::PeerId, mode: ServeMode) -> Option<relay::Behavio
         ServeMode::Auto => server.set_status(Some(relay::Status::Disable)),
     }
     Some(server)
+}
+
+/// A small mesh suits swarms of a handful of nodes and still works for large ones; publishing
+/// floods to every subscribed peer we know, so reports reach the manager in one hop.
+fn gossip_config() -> anyhow::Result<gossipsub::Config> {
+    gossipsub::ConfigBuilder::default()
+        .mesh_n(4)
+        .mesh_n_low(2)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .flood_publish(true)
+        .max_transmit_size(64 * 1024)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
 }

@@ -16,7 +16,7 @@ use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
@@ -169,6 +169,24 @@ impl EventLoop {
             Command::Dial { addr } => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     tracing::warn!(%addr, "dial failed: {e}");
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                let r = self.swarm.behaviour_mut().gossipsub.publish(topic, data);
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            }
+            Command::SetBlocked { peer, blocked } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                    if let Some(addr) = self.ctx.peers.addrs(&peer).first() {
+                        let _ = self
+                            .swarm
+                            .dial(addr.clone().with_p2p(peer).unwrap_or_else(|a| a));
+                    }
                 }
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
@@ -397,6 +415,13 @@ impl EventLoop {
                 }
                 other => log_rr_failure("block", &other),
             },
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                self.ctx
+                    .balance
+                    .on_gossip(message.source, message.topic.as_str(), message.data);
+            }
+            BehaviourEvent::Gossipsub(_) => {}
+            BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Identify(_) => {}
             other => self.on_nat_event(other),
         }

@@ -17,7 +17,15 @@ use crate::store::BlockError;
 pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockResponse {
     match req {
         BlockRequest::Put { id, file, data } => put(ctx, from, id, &file, data).await,
-        BlockRequest::Get { id } => get(ctx, id).await,
+        BlockRequest::Get { id } => {
+            // Load measurement: every block served counts, whoever asked.
+            let _busy = ctx.balance.meter.begin();
+            let resp = get(ctx, id).await;
+            if let BlockResponse::Data { data } = &resp {
+                ctx.balance.meter.block_served(id, data.len() as u64);
+            }
+            resp
+        }
         BlockRequest::Has { ids } => BlockResponse::Have {
             ids: ids
                 .into_iter()

@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub swarm_key: Option<PreSharedKey>,
     /// Serve Prometheus metrics and `/health` on this address.
     pub metrics: Option<SocketAddr>,
+    /// Load measurement, reports, election and balancing (builder methods in `balance::config`).
+    pub balance: crate::balance::BalanceConfig,
 }
 
 impl NodeConfig {
@@ -114,6 +116,7 @@ impl NodeConfig {
             autonat_server: ServeMode::Auto,
             swarm_key: None,
             metrics: None,
+            balance: crate::balance::BalanceConfig::default(),
         }
     }
 
@@ -220,6 +223,7 @@ pub struct Ctx {
     listen_changed: Notify,
     lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
     pub repair: repair::RepairStats,
+    pub balance: crate::balance::Balance,
     /// Set while draining before a graceful leave: we take no new data.
     pub leaving: AtomicBool,
     started: Instant,
@@ -391,6 +395,7 @@ impl Node {
             config.idle_timeout,
             |key, relay_client| Behaviour::new(key, &config, relay_client),
         )?;
+        crate::balance::service::subscribe(&mut swarm.behaviour_mut().gossipsub, &config.balance)?;
         let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
         let metrics = Arc::new(Metrics::default());
         metrics.register(&mut registry);
@@ -435,6 +440,7 @@ impl Node {
             listen_changed: Notify::new(),
             lookups: Mutex::new(HashMap::new()),
             repair: repair::RepairStats::default(),
+            balance: crate::balance::Balance::new(config.balance.clone(), local),
             leaving: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -458,6 +464,7 @@ impl Node {
             tokio::spawn(sync::run(ctx.clone())),
             tokio::spawn(gc::run(ctx.clone())),
             tokio::spawn(repair::run(ctx.clone())),
+            tokio::spawn(crate::balance::service::run(ctx.clone())),
         ];
         background.extend(metrics_task);
         let node = Node {
@@ -501,6 +508,10 @@ impl Node {
     /// What AutoNAT found out about this node.
     pub fn reachability(&self) -> nat::Reachability {
         self.ctx.reach.reachability()
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
     }
 
     /// Every address the node listens on, each ending in `/p2p/<peer id>`.

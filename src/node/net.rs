@@ -43,6 +43,17 @@ pub enum Command {
     Dial {
         addr: Multiaddr,
     },
+    /// Publish on a gossipsub topic (balancing: load reports, election, decisions).
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<std::result::Result<(), String>>,
+    },
+    /// Refuse (or allow again) every connection with a peer.
+    SetBlocked {
+        peer: PeerId,
+        blocked: bool,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },

@@ -34,6 +34,9 @@ pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, M
                 add,
                 remove,
             } => set_holders(ctx, from, &name, block, add, remove).await,
+            MetaRequest::DelegateState { key, state } => {
+                crate::balance::apply::on_delegate_state(ctx, key, state)
+            }
         }
     })
 }
@@ -132,6 +135,8 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
             ),
         };
     }
+    // A delegated file's delegate must see the version before the writer is told it is stored.
+    crate::balance::apply::push_to_delegate(ctx, key, &state).await;
     tracing::info!(%name, version, replicas = acked.len(), "published");
     MetaResponse::Published {
         version,
@@ -203,6 +208,12 @@ async fn replicate_in(
 }
 
 async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResponse {
+    let _busy = ctx.balance.meter.begin();
+    ctx.balance.meter.record_read(key);
+    // A delegate serves the file's record reads from the state its root pushes to it.
+    if let Some(state) = ctx.balance.delegated_state(&key) {
+        return MetaResponse::State { state: Some(state) };
+    }
     let store = ctx.store.clone();
     let state = match tokio::task::spawn_blocking(move || store.records.get(&key)).await {
         Ok(Ok(state)) => state,
@@ -312,6 +323,7 @@ pub async fn apply_holder_changes(
     let Some(state) = updated else {
         return Ok(false);
     };
+    crate::balance::apply::push_to_delegate(ctx, key, &state).await;
     let set = ctx.replica_set(name).await;
     for peer in set.into_iter().filter(|p| *p != ctx.local) {
         let ctx = ctx.clone();

@@ -87,6 +87,9 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Block repair as this node (a root) sees it.
     pub repair: crate::node::repair::RepairStatus,
+    /// Load balancing: manager and term, per-node load, recent decisions.
+    #[serde(default)]
+    pub balance: Box<crate::balance::BalanceStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

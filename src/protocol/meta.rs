@@ -36,6 +36,9 @@ pub enum MetaRequest {
         key: FileKey,
         reader: Option<PeerId>,
     },
+    /// Root → delegate (load balancing): the current state of a file whose record reads the
+    /// receiver serves. Answered with `Replicated`.
+    DelegateState { key: FileKey, state: FileState },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

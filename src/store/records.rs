@@ -219,6 +219,14 @@ impl RecordStore {
         Ok(out)
     }
 
+    /// The refs of one block, if it has any.
+    pub fn block_ref(&self, block: &BlockId) -> Result<Option<BlockRefs>, RecordStoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+        let value = table.get(&block.0).map_err(db_err)?;
+        Ok(value.map(|v| decode_refs(v.value())))
+    }
+
     pub fn set_block_refs(
         &self,
         block: &BlockId,

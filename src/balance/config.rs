@@ -1,0 +1,100 @@
+//! Balancing settings of a node ([`BalanceConfig`]) and the [`NodeConfig`] builder methods that
+//! set them, kept here so the node's own config file stays small.
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::plan::Policy;
+use crate::node::NodeConfig;
+
+/// Work units charged for one record read: the same figure the simulator uses, so the
+/// planner's bands mean the same thing in both places.
+pub const META_COST: f64 = 4096.0;
+
+/// How a node measures, reports and balances load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BalanceConfig {
+    /// Swarm name: gossip topics are `swarmstore/<swarm>/{load,manager,decisions}`.
+    pub swarm: String,
+    /// T: how often load is measured and reported, and the election's clock.
+    pub report_interval: Duration,
+    /// Serving capacity in work units (bytes) per second.
+    pub bandwidth: u64,
+    /// Peers allowed to become manager; empty means every storage node.
+    pub manager_peers: Vec<PeerId>,
+    /// Free-form zone label shown in `status`.
+    pub zone: Option<String>,
+    /// Whether an elected manager publishes decisions (off: report and elect only).
+    pub planner: bool,
+    pub policy: Policy,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        Self {
+            swarm: "main".into(),
+            report_interval: Duration::from_secs(2),
+            // Generous: a node is only "hot" when it serves a good share of this.
+            bandwidth: 100_000_000,
+            manager_peers: Vec::new(),
+            zone: None,
+            planner: true,
+            policy: Policy {
+                hold_ms: 60_000,
+                lease_ms: 120_000,
+                max_decisions: 64,
+                ..Policy::default()
+            },
+        }
+    }
+}
+
+impl BalanceConfig {
+    pub fn topic(&self, kind: &str) -> String {
+        format!("swarmstore/{}/{kind}", self.swarm)
+    }
+}
+
+impl NodeConfig {
+    pub fn swarm_name(mut self, name: impl Into<String>) -> Self {
+        self.balance.swarm = name.into();
+        self
+    }
+
+    pub fn report_interval(mut self, every: Duration) -> Self {
+        self.balance.report_interval = every.max(Duration::from_millis(50));
+        self
+    }
+
+    pub fn bandwidth(mut self, bytes_per_sec: u64) -> Self {
+        self.balance.bandwidth = bytes_per_sec.max(1);
+        self
+    }
+
+    pub fn manager_peers(mut self, peers: Vec<PeerId>) -> Self {
+        self.balance.manager_peers = peers;
+        self
+    }
+
+    pub fn zone(mut self, zone: Option<String>) -> Self {
+        self.balance.zone = zone;
+        self
+    }
+
+    pub fn planner(mut self, on: bool) -> Self {
+        self.balance.planner = on;
+        self
+    }
+
+    pub fn balance_policy(mut self, policy: Policy) -> Self {
+        self.balance.policy = policy;
+        self
+    }
+
+    /// Minimum time before a balancing decision on the same object may be reversed.
+    pub fn balance_hold(mut self, hold: Duration) -> Self {
+        self.balance.policy.hold_ms = hold.as_millis() as u64;
+        self
+    }
+}

@@ -1,0 +1,527 @@
+//! The published view every node keeps: the latest load report of each peer, what is known
+//! about hot blocks, and the decisions accepted from the manager with their states.
+//!
+//! Every node builds it from the same gossip, so it serves three purposes: readers rank block
+//! holders (extra replicas included) and find a file's live delegate from it, the manager
+//! turns it into the planner's [`ClusterView`], and a node that becomes manager after a
+//! failover already has the history of published decisions the planner needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use super::plan::{BlockView, ClusterView, Decision, FileView, History, NodeView};
+use super::wire::{DecisionBatch, DecisionId, DecisionState, Item, LoadReport};
+use crate::ids::{BlockId, FileKey};
+
+/// Decisions remembered for status and for the planner's pending-work view.
+const KEEP_DECISIONS: usize = 512;
+/// Blocks remembered between rounds (hot ones and ones with extra replicas).
+const KEEP_BLOCKS: usize = 4096;
+/// A decision not reported done within this many rounds is no longer counted as pending.
+const PENDING_ROUNDS: u32 = 5;
+
+#[derive(Clone, Debug)]
+pub struct BlockInfo {
+    pub file: String,
+    pub size: u64,
+    /// Base holders (the record's), as learned from holders' reports.
+    pub base: BTreeSet<PeerId>,
+    seen: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    pub id: DecisionId,
+    pub item: Item,
+    pub state: DecisionState,
+    pub at: Instant,
+}
+
+pub struct SwarmView {
+    round: Duration,
+    reports: HashMap<PeerId, (LoadReport, Instant)>,
+    blocks: HashMap<BlockId, BlockInfo>,
+    decisions: VecDeque<Tracked>,
+    /// The planner's memory, rebuilt from every accepted batch (so any node can take over).
+    pub history: History<PeerId>,
+    /// Work this node sent each peer since that peer's last report (readers' water-filling).
+    dispatched: HashMap<PeerId, f64>,
+    /// Batches already taken in (author, term, seq): gossip may reorder, so a set, not a max.
+    seen_batches: VecDeque<(PeerId, u64, u64)>,
+}
+
+impl SwarmView {
+    pub fn new(round: Duration) -> Self {
+        Self {
+            round,
+            reports: HashMap::new(),
+            blocks: HashMap::new(),
+            decisions: VecDeque::new(),
+            history: History::new(),
+            dispatched: HashMap::new(),
+            seen_batches: VecDeque::new(),
+        }
+    }
+
+    /// Reports older than this are not trusted: the node may be gone.
+    fn fresh_for(&self) -> Duration {
+        self.round * 3
+    }
+
+    pub fn report(&self, peer: &PeerId) -> Option<&LoadReport> {
+        self.reports
+            .get(peer)
+            .filter(|(_, at)| at.elapsed() < self.fresh_for())
+            .map(|(r, _)| r)
+    }
+
+    pub fn reports(&self) -> impl Iterator<Item = (&PeerId, &LoadReport)> {
+        let fresh = self.fresh_for();
+        self.reports
+            .iter()
+            .filter(move |(_, (_, at))| at.elapsed() < fresh)
+            .map(|(p, (r, _))| (p, r))
+    }
+
+    /// Takes in a report; a replayed or older report of the same peer is ignored (false).
+    pub fn on_report(&mut self, peer: PeerId, report: LoadReport) -> bool {
+        if let Some((old, _)) = self.reports.get(&peer) {
+            if report.seq <= old.seq {
+                return false;
+            }
+        }
+        let now = Instant::now();
+        for b in &report.hot_blocks {
+            let info = self.block_info(b.id, &b.file, b.size, now);
+            if !b.extra {
+                info.base.insert(peer);
+            }
+        }
+        for x in &report.extras {
+            let info = self.block_info(x.id, &x.file, x.size, now);
+            info.base.extend(x.base.iter().copied());
+            info.base.remove(&peer);
+        }
+        for o in &report.outcomes {
+            self.set_state(o.id, o.state.clone());
+        }
+        self.dispatched.remove(&peer);
+        self.reports.insert(peer, (report, now));
+        if self.blocks.len() > KEEP_BLOCKS {
+            let mut ages: Vec<(Instant, BlockId)> =
+                self.blocks.iter().map(|(id, b)| (b.seen, *id)).collect();
+            ages.sort();
+            for (_, id) in ages.iter().take(self.blocks.len() - KEEP_BLOCKS) {
+                self.blocks.remove(id);
+            }
+        }
+        true
+    }
+
+    fn block_info(&mut self, id: BlockId, file: &str, size: u64, now: Instant) -> &mut BlockInfo {
+        let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
+            file: file.to_string(),
+            size,
+            base: BTreeSet::new(),
+            seen: now,
+        });
+        info.seen = now;
+        info
+    }
+
+    pub fn block(&self, id: &BlockId) -> Option<&BlockInfo> {
+        self.blocks.get(id)
+    }
+
+    /// Is this batch new (not a replay of one already taken in)?
+    pub fn is_new_batch(&self, from: PeerId, batch: &DecisionBatch) -> bool {
+        !self.seen_batches.contains(&(from, batch.term, batch.seq))
+    }
+
+    /// Takes in an accepted batch: its decisions become pending and enter the history.
+    pub fn on_batch(&mut self, from: PeerId, batch: &DecisionBatch) {
+        self.seen_batches.push_back((from, batch.term, batch.seq));
+        if self.seen_batches.len() > 1024 {
+            self.seen_batches.pop_front();
+        }
+        let decisions: Vec<Decision<PeerId>> =
+            batch.items.iter().map(|i| i.decision.clone()).collect();
+        self.history.record(&decisions, batch.now_ms);
+        let now = Instant::now();
+        for (idx, item) in batch.items.iter().enumerate() {
+            let id = DecisionId {
+                term: batch.term,
+                seq: batch.seq,
+                idx: idx as u32,
+            };
+            if self.decisions.iter().any(|t| t.id == id) {
+                continue;
+            }
+            self.decisions.push_back(Tracked {
+                id,
+                item: item.clone(),
+                state: DecisionState::Published,
+                at: now,
+            });
+        }
+        while self.decisions.len() > KEEP_DECISIONS {
+            self.decisions.pop_front();
+        }
+    }
+
+    pub fn set_state(&mut self, id: DecisionId, state: DecisionState) {
+        if let Some(t) = self.decisions.iter_mut().find(|t| t.id == id) {
+            // A final state is never overwritten by a late "published".
+            if state.is_final() || !t.state.is_final() {
+                t.state = state;
+            }
+        }
+    }
+
+    pub fn decisions(&self) -> impl DoubleEndedIterator<Item = &Tracked> {
+        self.decisions.iter()
+    }
+
+    fn pending(&self, t: &Tracked) -> bool {
+        t.state == DecisionState::Published && t.at.elapsed() < self.round * PENDING_ROUNDS
+    }
+
+    /// Peers holding `block` as an extra replica by their latest report.
+    pub fn extras_of(&self, block: &BlockId) -> Vec<PeerId> {
+        self.reports()
+            .filter(|(_, r)| r.extras.iter().any(|x| x.id == *block))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The live delegate serving record reads of `file`, if any (least loaded if several).
+    pub fn delegate_of(
+        &self,
+        file: &FileKey,
+        now_ms: u64,
+        live: impl Fn(&PeerId) -> bool,
+    ) -> Option<PeerId> {
+        self.reports()
+            .filter(|(p, r)| {
+                live(p)
+                    && r.delegations
+                        .iter()
+                        .any(|(k, exp)| k == file && *exp > now_ms)
+            })
+            .min_by(|a, b| util(a.1).total_cmp(&util(b.1)).then(a.0.cmp(b.0)))
+            .map(|(p, _)| *p)
+    }
+
+    /// Estimated utilisation of `peer`: its last report plus what we sent it since.
+    pub fn estimated_util(&self, peer: &PeerId) -> f64 {
+        match self.report(peer) {
+            Some(r) => {
+                let extra = self.dispatched.get(peer).copied().unwrap_or(0.0)
+                    / self.round.as_secs_f64().max(1e-3);
+                (r.load + extra) / r.bandwidth.max(1.0)
+            }
+            // Unknown load: assume average rather than best or worst.
+            None => 0.5,
+        }
+    }
+
+    pub fn note_dispatch(&mut self, peer: PeerId, work: f64) {
+        *self.dispatched.entry(peer).or_insert(0.0) += work;
+    }
+
+    /// Orders candidate holders for one block read: least estimated utilisation first, with
+    /// `tiebreak` (e.g. random) among equals.
+    pub fn rank(
+        &self,
+        mut candidates: Vec<PeerId>,
+        tiebreak: impl Fn(&PeerId) -> u64,
+    ) -> Vec<PeerId> {
+        candidates.sort_by(|a, b| {
+            self.estimated_util(a)
+                .total_cmp(&self.estimated_util(b))
+                .then_with(|| tiebreak(a).cmp(&tiebreak(b)))
+        });
+        candidates
+    }
+
+    /// The read order for one block: the less loaded of two holders drawn at random first
+    /// (power of two choices: every access node acting on the same, round-old reports would
+    /// otherwise send all its reads to the same "least loaded" holder and make it the most
+    /// loaded one), then the rest least loaded first, for failover.
+    pub fn read_order(&self, candidates: Vec<PeerId>, rng: &mut impl rand::Rng) -> Vec<PeerId> {
+        let mut order = self.rank(candidates, |_| 0);
+        if order.len() >= 2 {
+            let i = rng.gen_range(0..order.len());
+            let mut j = rng.gen_range(0..order.len() - 1);
+            if j >= i {
+                j += 1;
+            }
+            // `order` is sorted (stably, from a shuffled list): the lower index is the less
+            // loaded of the two, and equals are in random order.
+            let first = order.remove(i.min(j));
+            order.insert(0, first);
+        }
+        order
+    }
+
+    /// The planner's input for this round. `live` says which peers are reachable; `root_of`
+    /// names a file's root when no report claims it. File names the decisions need come back
+    /// in the second map.
+    pub fn cluster_view(
+        &self,
+        now_ms: u64,
+        replication: usize,
+        live: impl Fn(&PeerId) -> bool,
+        root_of: impl Fn(&FileKey) -> Option<PeerId>,
+    ) -> (ClusterView<PeerId>, BTreeMap<[u8; 32], String>) {
+        let mut names: BTreeMap<[u8; 32], String> = BTreeMap::new();
+        let mut nodes: Vec<NodeView<PeerId>> = self
+            .reports()
+            .map(|(p, r)| NodeView {
+                id: *p,
+                alive: live(p),
+                serve_capacity: r.bandwidth,
+                load: r.load,
+                storage_used: r.used,
+                storage_capacity: r.capacity.max(1),
+            })
+            .collect();
+        nodes.sort_by_key(|n| n.id);
+
+        // Blocks: everything hot by a report, everything with (pending) extras.
+        let mut blocks: BTreeMap<BlockId, (f64, BTreeSet<PeerId>)> = BTreeMap::new();
+        for (p, r) in self.reports() {
+            for b in &r.hot_blocks {
+                blocks.entry(b.id).or_default().0 += b.heat;
+            }
+            for x in &r.extras {
+                blocks.entry(x.id).or_default().1.insert(*p);
+            }
+        }
+        for t in self.decisions.iter().filter(|t| self.pending(t)) {
+            if let Decision::Replicate { block, to, .. } = t.item.decision {
+                blocks.entry(BlockId(block)).or_default().1.insert(to);
+            }
+        }
+        let mut block_views = Vec::with_capacity(blocks.len());
+        for (id, (heat, extra)) in blocks {
+            let Some(info) = self.blocks.get(&id) else {
+                continue; // an extra we know nothing about yet: next round
+            };
+            let file = FileKey::for_name(&info.file);
+            names.insert(file.0, info.file.clone());
+            let holders: Vec<PeerId> = info
+                .base
+                .iter()
+                .copied()
+                .filter(|p| !extra.contains(p))
+                .collect();
+            block_views.push(BlockView {
+                id: id.0,
+                file: file.0,
+                size: info.size,
+                holders,
+                extra: extra.into_iter().collect(),
+                heat,
+            });
+        }
+
+        // Files: hot by a report, or delegated (live lease, or a pending delegation).
+        let mut files: BTreeMap<FileKey, (f64, Option<PeerId>, String)> = BTreeMap::new();
+        for (p, r) in self.reports() {
+            for f in &r.hot_files {
+                let key = FileKey::for_name(&f.name);
+                let e = files.entry(key).or_insert((0.0, None, f.name.clone()));
+                // Each replica of the set sees the same reads; the root's figure counts.
+                if f.root {
+                    e.0 = f.heat;
+                    e.1 = Some(*p);
+                } else if e.1.is_none() {
+                    e.0 = e.0.max(f.heat);
+                }
+            }
+        }
+        let mut delegates: BTreeMap<FileKey, (PeerId, u64)> = BTreeMap::new();
+        for (p, r) in self.reports() {
+            for (k, exp) in &r.delegations {
+                if *exp > now_ms {
+                    delegates.insert(*k, (*p, *exp));
+                }
+            }
+        }
+        for t in self.decisions.iter() {
+            match (&t.item.decision, &t.state) {
+                (
+                    Decision::Delegate {
+                        file,
+                        to,
+                        expires_at,
+                        ..
+                    },
+                    DecisionState::Published,
+                ) if self.pending(t) && *expires_at > now_ms => {
+                    delegates.insert(FileKey(*file), (*to, *expires_at));
+                    files
+                        .entry(FileKey(*file))
+                        .or_insert((0.0, None, t.item.name.clone()));
+                }
+                (Decision::EndDelegation { file, .. }, DecisionState::Published)
+                    if self.pending(t) =>
+                {
+                    delegates.remove(&FileKey(*file));
+                }
+                _ => {}
+            }
+        }
+        for k in delegates.keys() {
+            if !files.contains_key(k) {
+                if let Some(name) = self
+                    .decisions
+                    .iter()
+                    .rev()
+                    .find(|t| matches!(t.item.decision, Decision::Delegate { file, .. } if file == k.0))
+                    .map(|t| t.item.name.clone())
+                {
+                    files.insert(*k, (0.0, None, name));
+                }
+            }
+        }
+        let mut file_views = Vec::with_capacity(files.len());
+        for (key, (heat, root, name)) in files {
+            let Some(root) = root.or_else(|| root_of(&key)) else {
+                continue;
+            };
+            names.insert(key.0, name);
+            file_views.push(FileView {
+                key: key.0,
+                root,
+                delegate: delegates.get(&key).copied(),
+                heat,
+            });
+        }
+        (
+            ClusterView {
+                now: now_ms,
+                replication,
+                nodes,
+                files: file_views,
+                blocks: block_views,
+            },
+            names,
+        )
+    }
+}
+
+fn util(r: &LoadReport) -> f64 {
+    r.load / r.bandwidth.max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::wire::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
+
+    fn report(seq: u64, load: f64) -> LoadReport {
+        LoadReport {
+            seq,
+            at_ms: 0,
+            load,
+            bandwidth: 1000.0,
+            meta_rps: 0.0,
+            block_rps: 0.0,
+            block_bps: 0.0,
+            inflight: 0,
+            used: 10,
+            capacity: 100,
+            zone: None,
+            role: RoleTag::Follower,
+            term: 1,
+            served_blocks: 0,
+            hot_blocks: vec![],
+            hot_files: vec![],
+            extras: vec![],
+            delegations: vec![],
+            outcomes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_planner_input_joins_reports_extras_and_pending_decisions() {
+        let (a, b, c, d) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        let block = BlockId([1; 32]);
+        let hot = |extra| BlockHeat {
+            id: block,
+            file: "f".into(),
+            size: 1 << 20,
+            heat: 300.0,
+            extra,
+        };
+        let mut v = SwarmView::new(Duration::from_secs(10));
+        let mut ra = report(1, 500.0);
+        ra.hot_blocks = vec![hot(false)];
+        ra.hot_files = vec![FileHeat {
+            name: "f".into(),
+            heat: 40.0,
+            root: true,
+        }];
+        let mut rb = report(1, 400.0);
+        rb.hot_blocks = vec![hot(false)];
+        let mut rc = report(1, 100.0);
+        rc.hot_blocks = vec![hot(true)];
+        rc.extras = vec![ExtraHeld {
+            id: block,
+            file: "f".into(),
+            size: 1 << 20,
+            base: vec![a, b],
+        }];
+        assert!(v.on_report(a, ra.clone()));
+        assert!(!v.on_report(a, ra), "a replayed report is ignored");
+        v.on_report(b, rb);
+        v.on_report(c, rc);
+        // A Replicate to d is published but not done yet: it counts as pending.
+        let key = FileKey::for_name("f");
+        v.on_batch(
+            a,
+            &DecisionBatch {
+                term: 1,
+                seq: 1,
+                now_ms: 5,
+                items: vec![Item {
+                    decision: Decision::Replicate {
+                        block: block.0,
+                        file: key.0,
+                        from: a,
+                        to: d,
+                    },
+                    name: "f".into(),
+                }],
+            },
+        );
+        let (view, names) = v.cluster_view(5, 3, |_| true, |_| None);
+        assert_eq!(view.nodes.len(), 3);
+        let bv = &view.blocks[0];
+        assert_eq!(bv.heat, 900.0);
+        let mut base = vec![a, b];
+        base.sort();
+        assert_eq!(bv.holders, base);
+        assert_eq!(
+            bv.extra.len(),
+            2,
+            "c holds one, d is pending: {:?}",
+            bv.extra
+        );
+        assert_eq!(view.files.len(), 1);
+        assert_eq!(view.files[0].root, a);
+        assert_eq!(names.get(&key.0).map(String::as_str), Some("f"));
+        assert_eq!(v.extras_of(&block), vec![c]);
+        // The least loaded holder comes first.
+        assert_eq!(v.rank(vec![a, b, c], |_| 0), vec![c, b, a]);
+    }
+}
