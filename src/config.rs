@@ -15,6 +15,7 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 use crate::cli::output::{parse_bytes, parse_duration};
+use crate::cli::BalanceArgs;
 use crate::node::nat::ServeMode;
 use crate::node::transport::read_swarm_key;
 use crate::node::NodeConfig;
@@ -42,6 +43,9 @@ pub struct NodeSettings {
     pub autonat_server: Option<ServeMode>,
     pub swarm_key: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
+    /// Balancing flags (swarm, zone, report-interval, bandwidth, manager-peers, balance-hold,
+    /// no-planner).
+    pub balance: BalanceArgs,
 }
 
 /// The file as written: keys are the flag names.
@@ -68,6 +72,14 @@ struct FileLayer {
     autonat_server: Option<String>,
     swarm_key: Option<PathBuf>,
     metrics: Option<String>,
+    swarm: Option<String>,
+    zone: Option<String>,
+    report_interval: Option<String>,
+    /// `"100M"` (per second) or a number of bytes.
+    bandwidth: Option<toml::Value>,
+    manager_peers: Option<Vec<String>>,
+    balance_hold: Option<String>,
+    no_planner: Option<bool>,
 }
 
 impl NodeSettings {
@@ -118,6 +130,24 @@ impl NodeSettings {
                     .map_err(|e| anyhow::anyhow!("metrics: {s:?} is not an IP:PORT address ({e})"))
             })
             .transpose()?;
+        let manager_peers = raw
+            .manager_peers
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                s.parse::<libp2p::PeerId>()
+                    .map_err(|e| anyhow::anyhow!("manager-peers: {s:?} is not a peer id ({e})"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let balance = BalanceArgs {
+            swarm: raw.swarm,
+            zone: raw.zone,
+            report_interval: duration("report-interval", raw.report_interval)?,
+            bandwidth: bytes("bandwidth", raw.bandwidth)?,
+            manager_peers,
+            balance_hold: duration("balance-hold", raw.balance_hold)?,
+            no_planner: raw.no_planner,
+        };
         let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         Ok(Self {
             data_dir: raw.data_dir.map(rel),
@@ -138,6 +168,7 @@ impl NodeSettings {
             autonat_server: mode("autonat-server", raw.autonat_server)?,
             swarm_key: raw.swarm_key.map(rel),
             metrics,
+            balance,
         })
     }
 
@@ -169,6 +200,15 @@ impl NodeSettings {
             autonat_server: top.autonat_server.or(self.autonat_server),
             swarm_key: top.swarm_key.or(self.swarm_key),
             metrics: top.metrics.or(self.metrics),
+            balance: BalanceArgs {
+                swarm: top.balance.swarm.or(self.balance.swarm),
+                zone: top.balance.zone.or(self.balance.zone),
+                report_interval: top.balance.report_interval.or(self.balance.report_interval),
+                bandwidth: top.balance.bandwidth.or(self.balance.bandwidth),
+                manager_peers: list(self.balance.manager_peers, top.balance.manager_peers),
+                balance_hold: top.balance.balance_hold.or(self.balance.balance_hold),
+                no_planner: top.balance.no_planner.or(self.balance.no_planner),
+            },
         }
     }
 
@@ -226,7 +266,7 @@ impl NodeSettings {
         if let Some(m) = self.autonat_server {
             config = config.autonat_server(m);
         }
-        Ok(config)
+        Ok(self.balance.apply(config))
     }
 }
 
@@ -246,6 +286,10 @@ mod tests {
             gc-grace = "30s"
             relay-server = "on"
             metrics = "127.0.0.1:9090"
+            swarm = "lab"
+            report-interval = "500ms"
+            bandwidth = "10M"
+            no-planner = true
             "#,
             Path::new("/etc/swarmstore"),
         )
@@ -257,6 +301,10 @@ mod tests {
         let c = s.into_config(PathBuf::from("/x")).expect("config");
         // The bad bootstrap entry is skipped, the good one kept.
         assert_eq!(c.bootstrap.len(), 1);
+        assert_eq!(c.balance.swarm, "lab");
+        assert_eq!(c.balance.report_interval, Duration::from_millis(500));
+        assert_eq!(c.balance.bandwidth, 10 << 20);
+        assert!(!c.balance.planner);
         assert!(!c.mdns);
     }
 

@@ -4,6 +4,7 @@
 
 mod files;
 mod node;
+pub use node::BalanceArgs;
 pub(crate) mod output;
 
 use std::path::PathBuf;

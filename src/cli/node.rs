@@ -156,6 +156,7 @@ impl NodeArgs {
             autonat_server: self.autonat_server,
             swarm_key: self.swarm_key.clone(),
             metrics: self.metrics,
+            balance: self.balance.clone(),
         }
     }
 
@@ -170,57 +171,84 @@ impl NodeArgs {
 
     /// The node to run: defaults, then the config file, then environment and flags.
     pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
-        let config = self.merged()?.into_config(identity::default_data_dir())?;
-        Ok(self.balance.apply(config))
+        self.merged()?.into_config(identity::default_data_dir())
     }
 }
 
-/// Load reports, manager election and balancing.
-#[derive(Args, Debug, Clone)]
+/// Load reports, manager election and balancing. Unset flags fall to the config file, then
+/// to the defaults (swarm "main", T = 2s, bandwidth 100M, hold 60s, planner on).
+#[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct BalanceArgs {
-    /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions}.
+    /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions} [default: main]
     #[arg(
         long,
-        default_value = "main",
+        env = "SWARMSTORE_SWARM",
         value_name = "NAME",
         help_heading = "Balancing"
     )]
-    pub swarm: String,
+    pub swarm: Option<String>,
     /// Zone label shown in status.
-    #[arg(long, value_name = "NAME", help_heading = "Balancing")]
+    #[arg(
+        long,
+        env = "SWARMSTORE_ZONE",
+        value_name = "NAME",
+        help_heading = "Balancing"
+    )]
     pub zone: Option<String>,
-    /// How often load is measured and reported (T); the election's clock.
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
-    pub report_interval: Duration,
-    /// Serving capacity per second, e.g. 100M: the planner's yardstick for "hot".
-    #[arg(long, default_value = "100M", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
-    pub bandwidth: u64,
+    /// How often load is measured and reported (T); the election's clock [default: 2s]
+    #[arg(long, env = "SWARMSTORE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub report_interval: Option<Duration>,
+    /// Serving capacity per second, the planner's yardstick for "hot" [default: 100M]
+    #[arg(long, env = "SWARMSTORE_BANDWIDTH", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
+    pub bandwidth: Option<u64>,
     /// Only these peers may become manager (comma-separated peer ids) [default: every node]
     #[arg(
         long,
+        env = "SWARMSTORE_MANAGER_PEERS",
         value_delimiter = ',',
         value_name = "PEER,...",
         help_heading = "Balancing"
     )]
     pub manager_peers: Vec<libp2p::PeerId>,
-    /// Minimum time before a balancing decision on the same object may be reversed.
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
-    pub balance_hold: Duration,
+    /// Minimum time before a balancing decision on the same object may be reversed [default: 60s]
+    #[arg(long, env = "SWARMSTORE_BALANCE_HOLD", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub balance_hold: Option<Duration>,
     /// Report and elect, but publish no balancing decisions as manager.
-    #[arg(long, help_heading = "Balancing")]
-    pub no_planner: bool,
+    #[arg(long, env = "SWARMSTORE_NO_PLANNER", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Balancing")]
+    pub no_planner: Option<bool>,
 }
 
 impl BalanceArgs {
-    pub fn apply(&self, config: NodeConfig) -> NodeConfig {
+    /// Applies the flags that were given; the others keep what `config` has.
+    pub fn apply(&self, mut config: NodeConfig) -> NodeConfig {
+        if let Some(s) = &self.swarm {
+            config = config.swarm_name(s.clone());
+        }
+        if self.zone.is_some() {
+            config = config.zone(self.zone.clone());
+        }
+        if let Some(t) = self.report_interval {
+            config = config.report_interval(t);
+        }
+        if let Some(b) = self.bandwidth {
+            config = config.bandwidth(b);
+        }
+        if !self.manager_peers.is_empty() {
+            config = config.manager_peers(self.manager_peers.clone());
+        }
+        if let Some(h) = self.balance_hold {
+            config = config.balance_hold(h);
+        }
+        if let Some(off) = self.no_planner {
+            config = config.planner(!off);
+        }
         config
-            .swarm_name(self.swarm.clone())
-            .zone(self.zone.clone())
-            .report_interval(self.report_interval)
-            .bandwidth(self.bandwidth)
-            .manager_peers(self.manager_peers.clone())
-            .balance_hold(self.balance_hold)
-            .planner(!self.no_planner)
+    }
+
+    /// These flags over the built-in defaults.
+    pub fn effective(&self) -> crate::balance::BalanceConfig {
+        self.apply(NodeConfig::new(".")).balance
     }
 }
 
@@ -359,9 +387,9 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
             file_size: args.file_size as usize,
             zipf: args.workload.unwrap_or(1.0),
             rate: args.rate,
-            report_interval: args.balance.report_interval,
-            bandwidth: args.balance.bandwidth,
-            hold: args.balance.balance_hold,
+            report_interval: args.balance.effective().report_interval,
+            bandwidth: args.balance.effective().bandwidth,
+            hold: Duration::from_millis(args.balance.effective().policy.hold_ms),
             duration: args.duration.unwrap_or(Duration::from_secs(30)),
             verbose: !json,
             ..BenchConfig::default()
@@ -519,12 +547,12 @@ async fn run_workload(nodes: &[Node], args: &DevnetArgs, s: f64) -> anyhow::Resu
         args.files,
         human_bytes(args.file_size),
         args.rate,
-        args.balance.report_interval * 2
+        args.balance.effective().report_interval * 2
     );
     let run = workload::Workload::start(clients, files, s, args.rate, 11);
     let mut sampler = workload::LoadSampler::new(nodes);
     let started = std::time::Instant::now();
-    let mut every = tokio::time::interval(args.balance.report_interval * 2);
+    let mut every = tokio::time::interval(args.balance.effective().report_interval * 2);
     every.tick().await;
     let signal = wait_for_signal();
     tokio::pin!(signal);
