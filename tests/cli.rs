@@ -1,84 +1,12 @@
 //! The built binary, as separate processes: three `swarmstore node`s and the client commands.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarmstore");
+mod common;
 
-/// A node process, killed if the test fails before stopping it.
-struct NodeProc {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl NodeProc {
-    fn start(dir: &Path, bootstrap: Option<&str>) -> NodeProc {
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "node",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(b) = bootstrap {
-            cmd.args(["--bootstrap", b]);
-        }
-        let child = cmd.spawn().expect("spawn node");
-        let node = NodeProc {
-            child,
-            dir: dir.to_path_buf(),
-        };
-        node.addr(); // waits for the address file
-        node
-    }
-
-    fn addr(&self) -> String {
-        let file = self.dir.join("node.addr");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&file) {
-                if !s.trim().is_empty() {
-                    return s.trim().to_string();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node never wrote {}",
-                file.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
+use common::procs::{NodeProc, BIN};
 
 fn cli(args: &[&str], identity: &Path) -> Output {
     Command::new(BIN)
@@ -103,10 +31,10 @@ fn json(out: &Output) -> serde_json::Value {
 fn three_node_processes_and_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let id = tmp.path().join("client.key");
-    let n0 = NodeProc::start(&tmp.path().join("n0"), None);
+    let n0 = NodeProc::start(&tmp.path().join("n0"), &[], &[]);
     let a0 = n0.addr();
-    let n1 = NodeProc::start(&tmp.path().join("n1"), Some(&a0));
-    let n2 = NodeProc::start(&tmp.path().join("n2"), Some(&a0));
+    let n1 = NodeProc::start(&tmp.path().join("n1"), std::slice::from_ref(&a0), &[]);
+    let n2 = NodeProc::start(&tmp.path().join("n2"), std::slice::from_ref(&a0), &[]);
     let addrs = [a0.clone(), n1.addr(), n2.addr()];
 
     // Every node sees the other two.
@@ -260,7 +188,11 @@ fn three_node_processes_and_the_cli() {
 
     // SIGTERM: a clean exit, and the store checks clean afterwards.
     let d2 = n2.dir.clone();
-    assert!(n2.terminate().success(), "clean exit on SIGTERM");
+    let mut n2 = n2;
+    assert!(
+        n2.terminate().is_some_and(|s| s.success()),
+        "clean exit on SIGTERM"
+    );
     let check = Command::new(BIN)
         .args(["node", "--check", "--json", "--data-dir"])
         .arg(&d2)
@@ -290,10 +222,10 @@ fn put_and_get_stream_in_constant_memory() {
     const BOUND: u64 = 96 << 20;
     let tmp = tempfile::tempdir().unwrap();
     let id = tmp.path().join("client.key");
-    let n0 = NodeProc::start(&tmp.path().join("n0"), None);
+    let n0 = NodeProc::start(&tmp.path().join("n0"), &[], &[]);
     let a0 = n0.addr();
-    let n1 = NodeProc::start(&tmp.path().join("n1"), Some(&a0));
-    let n2 = NodeProc::start(&tmp.path().join("n2"), Some(&a0));
+    let n1 = NodeProc::start(&tmp.path().join("n1"), std::slice::from_ref(&a0), &[]);
+    let n2 = NodeProc::start(&tmp.path().join("n2"), std::slice::from_ref(&a0), &[]);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut put = Command::new(BIN)
@@ -357,9 +289,9 @@ fn put_and_get_stream_in_constant_memory() {
     for (what, peak) in [
         ("put client", client_peak),
         ("get client", getter_peak),
-        ("node 0 (access for put)", peak_rss(n0.child.id()).unwrap()),
-        ("node 1 (access for get)", peak_rss(n1.child.id()).unwrap()),
-        ("node 2", peak_rss(n2.child.id()).unwrap()),
+        ("node 0 (access for put)", peak_rss(n0.pid()).unwrap()),
+        ("node 1 (access for get)", peak_rss(n1.pid()).unwrap()),
+        ("node 2", peak_rss(n2.pid()).unwrap()),
     ] {
         eprintln!(
             "{what}: peak RSS {} MiB for a {} MiB file",

@@ -128,12 +128,7 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
     let outcome = if stdin {
         client.put(&name, tokio::io::stdin(), None).await?
     } else {
-        let file = tokio::fs::File::open(&args.path)
-            .await
-            .with_context(|| format!("cannot open {}", args.path.display()))?;
-        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let (bar, progress) = progress_bar(total, json, "put");
-        let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+        let (reader, bar, progress) = open_upload(&args.path, json, "put").await?;
         let outcome = client.put(&name, reader, progress).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -234,6 +229,28 @@ pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
         dest.display()
     );
     Ok(())
+}
+
+/// Opens a local file to upload, with a progress bar sized to it (on a terminal).
+async fn open_upload(
+    path: &Path,
+    json: bool,
+    verb: &str,
+) -> anyhow::Result<(
+    tokio::io::BufReader<tokio::fs::File>,
+    Option<indicatif::ProgressBar>,
+    Option<crate::client::Progress>,
+)> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let (bar, progress) = progress_bar(total, json, verb);
+    Ok((
+        tokio::io::BufReader::with_capacity(1 << 20, file),
+        bar,
+        progress,
+    ))
 }
 
 /// A hidden temp file beside `dest`, so the final rename stays on one filesystem.
@@ -440,12 +457,7 @@ pub async fn update(args: UpdateArgs, json: bool) -> anyhow::Result<()> {
             .update(&args.name, tokio::io::stdin(), args.if_version, None)
             .await?
     } else {
-        let file = tokio::fs::File::open(&args.path)
-            .await
-            .with_context(|| format!("cannot open {}", args.path.display()))?;
-        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let (bar, progress) = progress_bar(total, json, "update");
-        let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+        let (reader, bar, progress) = open_upload(&args.path, json, "update").await?;
         let outcome = client
             .update(&args.name, reader, args.if_version, progress)
             .await;

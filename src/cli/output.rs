@@ -29,17 +29,21 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Parses `4096`, `64K`, `10MiB`, `2G`, `1.5T` (binary multiples).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+/// Splits `"1.5G"` into `(1.5, "G")`; `what` names the expected kind in the error.
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(f64, &'a str), String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 4096, 64K, 10M, 2G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+    let value = num.parse().map_err(|_| format!("{s:?} is not a {what}"))?;
+    Ok((value, unit.trim()))
+}
+
+/// Parses `4096`, `64K`, `10MiB`, `2G`, `1.5T` (binary multiples).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(s, "size (try 4096, 64K, 10M, 2G)")?;
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
@@ -52,15 +56,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Parses `500ms`, `30s`, `10m`, `2h`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 30s, 10m, 2h)"))?;
-    let secs = match unit.trim() {
+    let (value, unit) = number_and_unit(s, "duration (try 500ms, 30s, 10m, 2h)")?;
+    let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
