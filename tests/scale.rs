@@ -58,9 +58,14 @@ async fn a_hundred_nodes_in_one_process() {
                 .filter(|j| **j < i)
                 .map(|j| nodes[*j].addr())
                 .collect();
+            // Two shared cores run every node of the swarm: a relaxed liveness bound and report
+            // interval keep CPU stalls from reading as dead peers (this test is about joining,
+            // routing and memory, not balancing).
             let cfg = NodeConfig::local(dir.path().join(format!("n{i}")))
                 .bootstrap(boot)
-                .replication(3);
+                .replication(3)
+                .liveness(Duration::from_secs(60))
+                .report_interval(Duration::from_secs(20));
             nodes.push(Node::start(cfg).await.expect("node starts"));
         }
         // Everyone knows enough of the swarm to route (a full table below K, K above).
