@@ -244,6 +244,11 @@ pub struct FileState {
     /// Retained versions, oldest first; the last one is the head.
     pub versions: Vec<FileRecord>,
     pub users: Vec<UserEntry>,
+    /// Revision of the holder lists, bumped by the root on each change within a version:
+    /// copies of the same version can arrive out of order, and an older one must never
+    /// overwrite a newer one. (The user list rides along; it is not worth a revision.)
+    #[serde(default)]
+    pub rev: u64,
 }
 
 impl FileState {
@@ -423,6 +428,7 @@ mod tests {
         let mut s = FileState {
             versions: vec![],
             users: vec![],
+            rev: 0,
         };
         for v in 1..=5 {
             s.push(record(&owner, v, &[&[v as u8; 4]]), 3);

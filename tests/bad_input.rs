@@ -222,6 +222,7 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
             state: swarmstore::record::FileState {
                 versions: vec![forged.clone()],
                 users: vec![],
+                rev: 0,
             },
         },
     );

@@ -160,6 +160,7 @@ async fn records_move_to_peers_that_join_closer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drain_hands_everything_over_before_leaving() {
+    init_tracing();
     // Repair is slowed to a crawl: whatever is in place after the leave was done by drain.
     let tune: Tune = Arc::new(|c| {
         c.repair_interval(Duration::from_secs(3600))
@@ -181,12 +182,30 @@ async fn drain_hands_everything_over_before_leaving() {
     let report = swarm.node(leaver).drain().await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert!(report.blocks_handed > 0);
+    let leaver_id = swarm.node(leaver).peer_id();
     swarm.stop_node(leaver).await;
     let reader = swarm.client(if leaver == 1 { 2 } else { 1 }).await;
+    let live = swarm.peer_ids();
     for (name, data) in &files {
+        // What drain itself must have done: the R closest live peers hold the record.
+        let key = FileKey::for_name(name);
+        for peer in closest_to(&key.0, &live).iter().take(swarm.replication) {
+            let node = swarm.node(swarm.index_of(peer));
+            assert!(
+                node.store().records.get(&key).ok().flatten().is_some(),
+                "{name}: new replica {peer} lacks the record (leaver {leaver_id})"
+            );
+        }
+        // Readers see it once they notice the leaver is gone (repair and sync are off, so
+        // nothing but drain could have put the copies there).
+        let seen = eventually(Duration::from_secs(20), || {
+            fully_replicated(&swarm, &reader, name)
+        })
+        .await;
         assert!(
-            fully_replicated(&swarm, &reader, name).await,
-            "{name}: R live holders"
+            seen,
+            "{name}: R live holders; leaver {leaver_id}, live {live:?}, stat {:#?}",
+            reader.stat(name).await
         );
         assert!(reader.get_bytes(name).await.unwrap() == *data);
     }

@@ -464,7 +464,7 @@ fn head_version(s: &FileState) -> u64 {
 }
 
 fn newer_or_same(a: &FileState, b: &FileState) -> bool {
-    head_version(a) >= head_version(b)
+    (head_version(a), a.rev) >= (head_version(b), b.rev)
 }
 
 /// Root side: after a file's state changed, push it to the file's delegate (if any) before

@@ -3,18 +3,23 @@
 //! The node stops taking data (it drops out of every candidate list), copies each record it
 //! holds to the replica set that forms without it, and hands each block copy the records list
 //! it as holding to a new holder (the new holder pulls it from us), telling the file's root to
-//! swap us for it. When drain returns, leaving loses no replica.
+//! swap us for it. While leaving it takes no new block copies, and a record replica that
+//! arrives late (from a root that does not know we leave) is passed on at once. When drain
+//! returns, leaving loses no replica.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::{access, Ctx};
-use crate::placement::majority;
+use crate::ids::FileKey;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::FileState;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct DrainReport {
@@ -28,37 +33,8 @@ pub struct DrainReport {
 pub async fn drain(ctx: &Arc<Ctx>) -> DrainReport {
     ctx.leaving.store(true, Ordering::Relaxed);
     let mut report = DrainReport::default();
-
-    let store = ctx.store.clone();
-    let records = tokio::task::spawn_blocking(move || store.records.all())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    report.records = records.len();
-    for (key, state) in records {
-        let Some(name) = state.head().map(|h| h.name.clone()) else {
-            continue;
-        };
-        let set = ctx.replica_set(&name).await;
-        let mut acked = 0;
-        for peer in &set {
-            let req = MetaRequest::Replicate {
-                key,
-                state: state.clone(),
-            };
-            if let Ok(MetaResponse::Replicated) = ctx.net.meta(*peer, req).await {
-                acked += 1;
-            }
-        }
-        if acked >= majority(set.len().max(1)) {
-            report.records_handed += 1;
-        } else {
-            report
-                .failures
-                .push(format!("record {name:?}: {acked} of {} copies", set.len()));
-        }
-    }
+    let mut handed: HashMap<FileKey, u64> = HashMap::new();
+    hand_records(ctx, &mut handed, &mut report).await;
 
     let store = ctx.store.clone();
     let refs = tokio::task::spawn_blocking(move || store.records.block_refs())
@@ -83,8 +59,120 @@ pub async fn drain(ctx: &Arc<Ctx>) -> DrainReport {
             Err(e) => report.failures.push(e),
         }
     }
+    // Versions that reached us meanwhile (late replicas) go too.
+    hand_records(ctx, &mut handed, &mut report).await;
     tracing::info!(?report, "drained");
     report
+}
+
+/// Hands every record that is new or changed since it was last handed, pass after pass, until
+/// a pass finds nothing new (replicas keep arriving from roots that do not know we leave).
+async fn hand_records(
+    ctx: &Arc<Ctx>,
+    handed: &mut HashMap<FileKey, u64>,
+    report: &mut DrainReport,
+) {
+    for _ in 0..4 {
+        let store = ctx.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.records.all())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let fresh: Vec<(FileKey, FileState)> = records
+            .into_iter()
+            // Only newer versions: our copy of a handed version may already be stale (the new
+            // root swaps holders in its own), and an equal version would overwrite that.
+            .filter(|(key, state)| handed.get(key).is_none_or(|v| head_version(state) > *v))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        for (key, state) in fresh {
+            let first = !handed.contains_key(&key);
+            if first {
+                report.records += 1;
+            }
+            match hand_record(ctx, key, &state).await {
+                Ok(()) if first => report.records_handed += 1,
+                Ok(()) => {}
+                Err(e) => report.failures.push(e),
+            }
+            handed.insert(key, head_version(&state));
+        }
+    }
+}
+
+fn head_version(state: &FileState) -> u64 {
+    state.head().map(|h| h.version).unwrap_or(0)
+}
+
+/// Passes the record we hold for `key` on to the replica set that forms without us (a replica
+/// that reached us after drain began).
+pub async fn forward_record(ctx: &Arc<Ctx>, key: FileKey) {
+    let store = ctx.store.clone();
+    let state = tokio::task::spawn_blocking(move || store.records.get(&key))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    if let Some(state) = state {
+        if let Err(e) = hand_record(ctx, key, &state).await {
+            tracing::warn!("leaving: {e}");
+        }
+    }
+}
+
+/// Copies one record to every member of its new replica set, a few tries each: a majority
+/// would keep it readable, but with repair slow a missing copy would stay missing.
+async fn hand_record(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) -> Result<(), String> {
+    let Some(name) = state.head().map(|h| h.name.clone()) else {
+        return Ok(());
+    };
+    let set = ctx.replica_set(&name).await;
+    let mut missing: Vec<libp2p::PeerId> = set.clone();
+    let mut errors = Vec::new();
+    for attempt in 0..3 {
+        if missing.is_empty() {
+            break;
+        }
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
+        let replies = futures::future::join_all(missing.iter().map(|peer| {
+            let req = MetaRequest::Replicate {
+                key,
+                state: state.clone(),
+            };
+            async move { (*peer, ctx.net.meta(*peer, req).await) }
+        }))
+        .await;
+        missing.clear();
+        errors.clear();
+        for (peer, reply) in replies {
+            match reply {
+                Ok(MetaResponse::Replicated) => {}
+                Ok(other) => {
+                    missing.push(peer);
+                    errors.push(format!("{peer}: {other:?}"));
+                }
+                Err(e) => {
+                    missing.push(peer);
+                    errors.push(format!("{peer}: {e}"));
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "record {name:?}: {} of {} copies ({})",
+            set.len() - missing.len(),
+            set.len(),
+            errors.join("; ")
+        ))
+    }
 }
 
 /// Hands our copy of `id` (listed for `file`) to a new holder. `None` when the file's records

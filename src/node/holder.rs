@@ -74,6 +74,12 @@ async fn put(
     file: &str,
     data: Vec<u8>,
 ) -> BlockResponse {
+    // A draining node has already handed its copies over; one taken now would leave with it.
+    if ctx.is_leaving() {
+        return BlockResponse::Error {
+            message: format!("node {} is leaving the swarm", ctx.local),
+        };
+    }
     if let Some(free) = ctx.local_free() {
         if !ctx.store.blocks.contains(&id) && free < data.len() as u64 {
             return BlockResponse::Error {

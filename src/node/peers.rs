@@ -99,6 +99,7 @@ impl PeerTable {
         self.entry(peer, |st| {
             st.connections = remaining;
             if remaining == 0 && failed {
+                tracing::debug!(%peer, "last connection failed: down");
                 st.down_since.get_or_insert_with(Instant::now);
             }
         });
@@ -112,6 +113,7 @@ impl PeerTable {
         let mut map = self.write();
         if let Some(st) = map.get_mut(&peer) {
             if st.connections == 0 {
+                tracing::debug!(%peer, "unreachable: down");
                 st.down_since.get_or_insert_with(Instant::now);
             }
         }

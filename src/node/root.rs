@@ -74,6 +74,7 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
             let mut state = current.unwrap_or(FileState {
                 versions: Vec::new(),
                 users: Vec::new(),
+                rev: 0,
             });
             match check_successor(state.head(), &record)? {
                 Succession::Same => Ok::<_, RecordError>(Change::Keep(state)),
@@ -137,7 +138,7 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
     }
     // A delegated file's delegate must see the version before the writer is told it is stored.
     crate::balance::apply::push_to_delegate(ctx, key, &state).await;
-    tracing::info!(%name, version, replicas = acked.len(), "published");
+    tracing::info!(%name, version, replicas = acked.len(), ?set, "published");
     MetaResponse::Published {
         version,
         replicas: acked,
@@ -183,7 +184,7 @@ async fn replicate_in(
                         (Some(a), Some(b)) => a.same_content(b),
                         _ => false,
                     };
-                    if incoming > held || (same_head && mine != state) {
+                    if incoming > held || (same_head && state.rev > mine.rev) {
                         // Newer, or the same version with root-maintained fields updated.
                         Ok(Change::Write(state, ()))
                     } else if incoming == held && !same_head {
@@ -200,7 +201,13 @@ async fn replicate_in(
     })
     .await;
     match result {
-        Ok(Ok(Ok(()))) => MetaResponse::Replicated,
+        Ok(Ok(Ok(()))) => {
+            if ctx.is_leaving() {
+                // Arrived after drain took its snapshot: pass it on before we go.
+                crate::node::drain::forward_record(ctx, key).await;
+            }
+            MetaResponse::Replicated
+        }
         Ok(Ok(Err(error))) => MetaResponse::Rejected { error },
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
@@ -310,6 +317,7 @@ pub async fn apply_holder_changes(
                 }
             }
             Ok(if changed {
+                state.rev += 1;
                 Change::Write(state.clone(), Some(state))
             } else {
                 Change::Keep(None)
