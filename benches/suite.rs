@@ -28,6 +28,40 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `n` puts of distinct 4 KiB files through `writer`, then `n` gets through `reader`:
+/// (put ops/s, put latencies, get ops/s, get latencies).
+async fn small_files(
+    writer: &Client,
+    reader: &Client,
+    prefix: &str,
+    n: usize,
+) -> (f64, Vec<Duration>, f64, Vec<Duration>) {
+    let payload = vec![7u8; 4096];
+    let mut put_lat = Vec::with_capacity(n);
+    let t = Instant::now();
+    for i in 0..n {
+        let mut p = payload.clone();
+        p[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let s = Instant::now();
+        writer
+            .put_bytes(&format!("{prefix}-{i}"), &p)
+            .await
+            .unwrap();
+        put_lat.push(s.elapsed());
+    }
+    let put_ops = n as f64 / t.elapsed().as_secs_f64();
+    let mut get_lat = Vec::with_capacity(n);
+    let t = Instant::now();
+    for i in 0..n {
+        let s = Instant::now();
+        let got = reader.get_bytes(&format!("{prefix}-{i}")).await.unwrap();
+        get_lat.push(s.elapsed());
+        assert_eq!(got.len(), 4096);
+    }
+    let get_ops = n as f64 / t.elapsed().as_secs_f64();
+    (put_ops, put_lat, get_ops, get_lat)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -226,28 +260,16 @@ fn main() {
             quic.push(get_rate(&qreader, &name, size).await);
         }
 
-        // Small files: one client, sequential operations, latency per operation.
-        let payload = vec![7u8; 4096];
-        let small_reader = client(tcp_nodes[2].addr()).await;
-        let mut put_lat = Vec::with_capacity(small);
-        let t = Instant::now();
-        for i in 0..small {
-            let mut p = payload.clone();
-            p[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            let s = Instant::now();
-            writer.put_bytes(&format!("small-{i}"), &p).await.unwrap();
-            put_lat.push(s.elapsed());
-        }
-        let put_ops = small as f64 / t.elapsed().as_secs_f64();
-        let mut get_lat = Vec::with_capacity(small);
-        let t = Instant::now();
-        for i in 0..small {
-            let s = Instant::now();
-            let got = small_reader.get_bytes(&format!("small-{i}")).await.unwrap();
-            get_lat.push(s.elapsed());
-            assert_eq!(got.len(), 4096);
-        }
-        let get_ops = small as f64 / t.elapsed().as_secs_f64();
+        // Small files: one client, sequential operations, latency per operation. Once as the
+        // default stores them (inline in the record), once as blocks on holders.
+        let inline = small_files(&writer, &client(tcp_nodes[2].addr()).await, "small", small).await;
+        let as_blocks = small_files(
+            &client(tcp_nodes[0].addr()).await.with_inline_max(0),
+            &client(tcp_nodes[2].addr()).await,
+            "held",
+            small,
+        )
+        .await;
 
         let limit = median(tcp_sha.clone());
         println!();
@@ -272,11 +294,14 @@ fn main() {
         println!("{:<48} {:>10.2}", "warm get / one libp2p stream + SHA-256", w / one_stream);
         println!();
         println!("{small} files of 4 KiB, sequential, one client");
-        println!("{:<10} {:>10} {:>10} {:>10}", "op", "ops/s", "p50 ms", "p99 ms");
-        for (op, ops, lat) in [("put", put_ops, &mut put_lat), ("get", get_ops, &mut get_lat)] {
-            let p50 = percentile(lat, 0.5).as_secs_f64() * 1e3;
-            let p99 = percentile(lat, 0.99).as_secs_f64() * 1e3;
-            println!("{op:<10} {ops:>10.0} {p50:>10.2} {p99:>10.2}");
+        println!("{:<22} {:>10} {:>10} {:>10}", "op", "ops/s", "p50 ms", "p99 ms");
+        for (how, mut r) in [("inline", inline), ("as blocks", as_blocks)] {
+            for (op, ops, lat) in [("put", r.0, &mut r.1), ("get", r.2, &mut r.3)] {
+                let p50 = percentile(lat, 0.5).as_secs_f64() * 1e3;
+                let p99 = percentile(lat, 0.99).as_secs_f64() * 1e3;
+                let op = format!("{op} ({how})");
+                println!("{op:<22} {ops:>10.0} {p50:>10.2} {p99:>10.2}");
+            }
         }
         for n in tcp_nodes.into_iter().chain(quic_nodes) {
             n.shutdown().await;

@@ -30,7 +30,7 @@ use crate::protocol::client::{self, ClientRequest, ClientResponse};
 use crate::protocol::CborCodec;
 use crate::record::{
     now_ms, BlockEntry, FileRecord, FileState, RecordError, UserEntry, UserRole,
-    DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE,
+    DEFAULT_BLOCK_SIZE, INLINE_MAX, MAX_BLOCK_SIZE,
 };
 
 /// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
@@ -118,7 +118,10 @@ pub struct FileInfo {
     pub version: u64,
     pub size: u64,
     pub block_size: u32,
+    /// The blocks with their holders (an inline file's block is listed without its bytes).
     pub blocks: Vec<BlockEntry>,
+    /// The file's bytes travel inside its record: its R copies are the record's replicas.
+    pub inline: bool,
     pub owner: PeerId,
     pub users: Vec<UserView>,
     pub versions: Vec<u64>,
@@ -138,7 +141,12 @@ impl FileInfo {
             version: head.version,
             size: head.size,
             block_size: head.block_size,
-            blocks: head.blocks.clone(),
+            blocks: head
+                .blocks
+                .iter()
+                .map(|b| BlockEntry::held(b.id, b.len, b.holders.clone()))
+                .collect(),
+            inline: head.blocks.iter().any(|b| b.is_inline()),
             owner: head.owner,
             users: state.users.iter().map(user_view).collect(),
             versions: state.versions.iter().map(|r| r.version).collect(),
@@ -170,6 +178,8 @@ pub struct Client {
     /// Read and write blocks straight from and to holders (default), or only through the
     /// access node.
     direct_reads: bool,
+    /// Files up to this size go inside their record (0: every file as blocks on holders).
+    inline_max: u32,
     /// Placement candidates from the access node, refreshed every few seconds.
     placement: tokio::sync::Mutex<Option<(std::time::Instant, usize, Vec<client::Candidate>)>>,
 }
@@ -255,6 +265,7 @@ impl Client {
             block_size: DEFAULT_BLOCK_SIZE,
             holder_addrs: std::sync::Mutex::new(HashMap::new()),
             direct_reads: true,
+            inline_max: INLINE_MAX,
             placement: tokio::sync::Mutex::new(None),
         })
     }
@@ -262,6 +273,13 @@ impl Client {
     /// Sets the block size for puts (default 1 MiB).
     pub fn with_block_size(mut self, size: u32) -> Self {
         self.block_size = size.clamp(1, MAX_BLOCK_SIZE);
+        self
+    }
+
+    /// Files up to `max` bytes (at most [`INLINE_MAX`]) travel inside their record; 0 stores
+    /// every file as blocks on holders.
+    pub fn with_inline_max(mut self, max: u32) -> Self {
+        self.inline_max = max.min(INLINE_MAX);
         self
     }
 
@@ -346,24 +364,48 @@ impl Client {
     pub async fn put<R: AsyncRead + Unpin>(
         &self,
         name: &str,
-        reader: R,
+        mut reader: R,
         progress: Option<Progress>,
     ) -> Result<PutOutcome> {
-        let (version, created) = match self.fetch_state(name, false).await? {
-            Some((_, _, _, state)) => match state.head() {
-                Some(h) if !h.tombstone => {
-                    return Err(Error::AlreadyExists {
+        validate_name(name).map_err(Error::Invalid)?;
+        // A small file is one signed record: publish it as version 1 straight away. The root
+        // refuses that if the name is taken; the checked path below then says how.
+        let mut head = Vec::new();
+        let limit = u64::from(self.inline_max.min(self.block_size.saturating_sub(1)));
+        (&mut reader).take(limit + 1).read_to_end(&mut head).await?;
+        let small = head.len() as u64 <= limit;
+        if small {
+            let first = async { Ok((1, None)) };
+            if let Ok(outcome) = self
+                .publish_from(name, first, &head[..], &HashMap::new(), progress.clone())
+                .await
+            {
+                return Ok(outcome);
+            }
+        }
+        // The name check runs beside the upload (a small put then costs one round trip less);
+        // if the name is taken, the upload stops and its blocks are collected as garbage.
+        let check = async {
+            match self.fetch_state(name, false).await? {
+                Some((_, _, _, state)) => match state.head() {
+                    Some(h) if !h.tombstone => Err(Error::AlreadyExists {
                         name: name.to_string(),
                         version: h.version,
-                    })
-                }
-                Some(h) => (h.version + 1, None),
-                None => (1, None),
-            },
-            None => (1, None),
+                    }),
+                    Some(h) => Ok((h.version + 1, None)),
+                    None => Ok((1, None)),
+                },
+                None => Ok((1, None)),
+            }
         };
-        self.publish_from(name, version, created, reader, &HashMap::new(), progress)
-            .await
+        if small {
+            self.publish_from(name, check, &head[..], &HashMap::new(), progress)
+                .await
+        } else {
+            let reader = (&head[..]).chain(reader);
+            self.publish_from(name, check, reader, &HashMap::new(), progress)
+                .await
+        }
     }
 
     /// The head a change by this client may follow: it exists, is live, is ours, and is at
@@ -419,22 +461,18 @@ impl Client {
         let mut known: HashMap<BlockId, Vec<PeerId>> = HashMap::new();
         for r in &state.versions {
             for b in &r.blocks {
-                known.insert(b.id, b.holders.clone());
+                if !b.is_inline() {
+                    known.insert(b.id, b.holders.clone());
+                }
             }
         }
         // The head's holders are the freshest (repair and balancing update them).
-        for b in &head.blocks {
+        for b in head.blocks.iter().filter(|b| !b.is_inline()) {
             known.insert(b.id, b.holders.clone());
         }
-        self.publish_from(
-            name,
-            head.version + 1,
-            Some(head.created_ms),
-            reader,
-            &known,
-            progress,
-        )
-        .await
+        let next = (head.version + 1, Some(head.created_ms));
+        self.publish_from(name, async move { Ok(next) }, reader, &known, progress)
+            .await
     }
 
     /// Deletes a file this client owns: a signed tombstone at the next version. Its blocks are
@@ -470,69 +508,89 @@ impl Client {
         self.put(name, data, None).await
     }
 
-    /// Uploads the blocks of `reader` (reusing those in `known`), then signs and publishes
-    /// the record at `version`.
-    async fn publish_from<R: AsyncRead + Unpin>(
+    /// Uploads the blocks of `reader` (reusing those in `known`) while `version` resolves to
+    /// the version and creation time the record takes, then signs and publishes the record.
+    /// An error from `version` stops the upload at once.
+    async fn publish_from<R, V>(
         &self,
         name: &str,
-        version: u64,
-        created: Option<u64>,
+        version: V,
         mut reader: R,
         known: &HashMap<BlockId, Vec<PeerId>>,
         progress: Option<Progress>,
-    ) -> Result<PutOutcome> {
+    ) -> Result<PutOutcome>
+    where
+        R: AsyncRead + Unpin,
+        V: std::future::Future<Output = Result<(u64, Option<u64>)>>,
+    {
         validate_name(name).map_err(Error::Invalid)?;
         let block_size = self.block_size;
-        let mut blocks: Vec<BlockEntry> = Vec::new();
-        let mut inflight = FuturesOrdered::new();
-        let mut size: u64 = 0;
-        let mut new_blocks = 0;
-        let mut reused_blocks = 0;
-        let mut under = 0;
-        let mut eof = false;
-        loop {
-            while !eof && inflight.len() < PUT_WINDOW {
-                let chunk = read_chunk(&mut reader, block_size as usize).await?;
-                if chunk.is_empty() {
-                    eof = true;
-                    break;
-                }
-                size += chunk.len() as u64;
-                let (id, chunk) = crate::node::access::hash(chunk).await;
-                let len = chunk.len() as u32;
-                if let Some(holders) = known.get(&id) {
-                    reused_blocks += 1;
-                    let holders = holders.clone();
-                    let progress = progress.clone();
-                    inflight.push_back(futures::future::Either::Left(async move {
+        let upload = async {
+            let mut blocks: Vec<BlockEntry> = Vec::new();
+            let mut inflight = FuturesOrdered::new();
+            let mut size: u64 = 0;
+            let mut new_blocks = 0;
+            let mut reused_blocks = 0;
+            let mut eof = false;
+            loop {
+                while !eof && inflight.len() < PUT_WINDOW {
+                    let chunk = read_chunk(&mut reader, block_size as usize).await?;
+                    if chunk.is_empty() {
+                        eof = true;
+                        break;
+                    }
+                    let first = size == 0;
+                    size += chunk.len() as u64;
+                    let len = chunk.len() as u32;
+                    // A short first chunk is the whole file.
+                    if first && len < block_size && len <= self.inline_max {
+                        new_blocks += 1;
                         if let Some(p) = &progress {
                             p(u64::from(len));
                         }
-                        Ok(BlockEntry { id, len, holders })
-                    }));
-                    continue;
-                }
-                new_blocks += 1;
-                let progress = progress.clone();
-                let fut = self.store_block(name, id, chunk);
-                inflight.push_back(futures::future::Either::Right(async move {
-                    let holders = fut.await?;
-                    if let Some(p) = &progress {
-                        p(u64::from(len));
+                        let entry = BlockEntry::inline(chunk);
+                        inflight.push_back(futures::future::Either::Left(futures::future::ready(
+                            Ok(entry),
+                        )));
+                        continue;
                     }
-                    Ok::<_, Error>(BlockEntry { id, len, holders })
-                }));
-            }
-            match inflight.next().await {
-                Some(entry) => {
-                    let entry = entry?;
-                    blocks.push(entry);
+                    let (id, chunk) = crate::node::access::hash(chunk).await;
+                    if let Some(holders) = known.get(&id) {
+                        reused_blocks += 1;
+                        if let Some(p) = &progress {
+                            p(u64::from(len));
+                        }
+                        let entry = BlockEntry::held(id, len, holders.clone());
+                        inflight.push_back(futures::future::Either::Left(futures::future::ready(
+                            Ok(entry),
+                        )));
+                        continue;
+                    }
+                    new_blocks += 1;
+                    let progress = progress.clone();
+                    let fut = self.store_block(name, id, chunk);
+                    inflight.push_back(futures::future::Either::Right(async move {
+                        let holders = fut.await?;
+                        if let Some(p) = &progress {
+                            p(u64::from(len));
+                        }
+                        Ok::<_, Error>(BlockEntry::held(id, len, holders))
+                    }));
                 }
-                None => break,
+                match inflight.next().await {
+                    Some(entry) => {
+                        let entry = entry?;
+                        blocks.push(entry);
+                    }
+                    None => break,
+                }
             }
-        }
+            Ok::<_, Error>((blocks, size, new_blocks, reused_blocks))
+        };
+        let ((version, created), (blocks, size, new_blocks, reused_blocks)) =
+            futures::future::try_join(version, upload).await?;
         let r = self.replication_hint();
-        under += blocks.iter().filter(|b| b.holders.len() < r).count();
+        let under = blocks.iter().filter(|b| b.holders.len() < r).count();
         let now = now_ms();
         let mut record = FileRecord {
             name: name.to_string(),
@@ -699,6 +757,17 @@ impl Client {
     /// sources serve at once), failing over to the other holders and finally to the access
     /// node.
     async fn fetch_block(&self, _index: usize, entry: BlockEntry) -> Result<Vec<u8>> {
+        if let Some(data) = entry.inline {
+            // Verified with the record's signature check at the root; checked again here.
+            let data = data.into_vec();
+            if BlockId::of(&data) != entry.id || data.len() != entry.len as usize {
+                return Err(Error::Integrity(format!(
+                    "inline block {} is corrupt",
+                    entry.id
+                )));
+            }
+            return Ok(data);
+        }
         if self.direct_reads && !entry.holders.is_empty() {
             for &peer in &entry.holders {
                 let addrs = {

@@ -18,18 +18,51 @@ use crate::ids::{validate_name, BlockId, FileKey};
 
 /// Largest block a node accepts. Keeps every block message well inside the frame limits.
 pub const MAX_BLOCK_SIZE: u32 = 8 * 1024 * 1024;
+/// Files up to this size travel inside their record instead of as a block (as Garage inlines
+/// small objects in its metadata): a put or get is then one metadata round trip, and the
+/// record's R replicas are the file's R copies.
+pub const INLINE_MAX: u32 = 8 * 1024;
 /// Default fixed chunk size.
 pub const DEFAULT_BLOCK_SIZE: u32 = 1024 * 1024;
 /// Domain separator for record signatures, so a signature can never be replayed as another
 /// kind of signed message.
 const SIGNING_DOMAIN: &str = "swarmstore/record/1";
 
-/// One block of a file: its id, its length and the peers that hold a copy.
+/// One block of a file: its id, its length and the peers that hold a copy, or, for a small
+/// file's only block, the bytes themselves (no holders then).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockEntry {
     pub id: BlockId,
     pub len: u32,
     pub holders: Vec<PeerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<serde_bytes::ByteBuf>,
+}
+
+impl BlockEntry {
+    /// A block stored on holders.
+    pub fn held(id: BlockId, len: u32, holders: Vec<PeerId>) -> Self {
+        BlockEntry {
+            id,
+            len,
+            holders,
+            inline: None,
+        }
+    }
+
+    /// A small file's only block, carried in the record.
+    pub fn inline(data: Vec<u8>) -> Self {
+        BlockEntry {
+            id: BlockId::of(&data),
+            len: data.len() as u32,
+            holders: Vec::new(),
+            inline: Some(serde_bytes::ByteBuf::from(data)),
+        }
+    }
+
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
+    }
 }
 
 /// One signed version of a file.
@@ -142,6 +175,20 @@ impl FileRecord {
                     "block {i} has length {} with block size {}",
                     b.len, self.block_size
                 )));
+            }
+            if let Some(data) = &b.inline {
+                if self.blocks.len() != 1 || b.len > INLINE_MAX || !b.holders.is_empty() {
+                    return Err(RecordError::Invalid(format!(
+                        "only a file's single block of at most {INLINE_MAX} bytes, with no \
+                         holders, may be inline"
+                    )));
+                }
+                if data.len() != b.len as usize || BlockId::of(data) != b.id {
+                    return Err(RecordError::Invalid(format!(
+                        "inline bytes do not match block {}",
+                        b.id
+                    )));
+                }
             }
             total += u64::from(b.len);
         }
@@ -345,11 +392,7 @@ mod tests {
     fn record(owner: &Keypair, version: u64, data: &[&[u8]]) -> FileRecord {
         let blocks: Vec<BlockEntry> = data
             .iter()
-            .map(|d| BlockEntry {
-                id: BlockId::of(d),
-                len: d.len() as u32,
-                holders: vec![],
-            })
+            .map(|d| BlockEntry::held(BlockId::of(d), d.len() as u32, vec![]))
             .collect();
         let mut r = FileRecord {
             name: "a".into(),
@@ -366,6 +409,27 @@ mod tests {
         };
         r.sign(owner).unwrap();
         r
+    }
+
+    #[test]
+    fn inline_bytes_must_match_their_block() {
+        let k = Keypair::generate_ed25519();
+        let mut r = record(&k, 1, &[b"abc"]);
+        r.blocks = vec![BlockEntry::inline(b"abc".to_vec())];
+        r.sign(&k).unwrap();
+        assert_eq!(r.verify(), Ok(()));
+        // Tampered bytes (the signature covers only the id): refused.
+        let mut bad = r.clone();
+        bad.blocks[0].inline = Some(serde_bytes::ByteBuf::from(b"abd".to_vec()));
+        assert!(matches!(bad.verify(), Err(RecordError::Invalid(_))));
+        // Inline beside held blocks, or with holders: refused.
+        let mut two = record(&k, 1, &[b"abcd", b"ef"]);
+        two.blocks[1] = BlockEntry::inline(b"ef".to_vec());
+        two.sign(&k).unwrap();
+        assert!(matches!(two.verify(), Err(RecordError::Invalid(_))));
+        let mut held = r.clone();
+        held.blocks[0].holders.push(PeerId::random());
+        assert!(matches!(held.verify(), Err(RecordError::Invalid(_))));
     }
 
     #[test]

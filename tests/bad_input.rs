@@ -191,11 +191,7 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
         version: 1,
         size: 4,
         block_size: 1024,
-        blocks: vec![BlockEntry {
-            id: BlockId::of(b"abcd"),
-            len: 4,
-            holders: vec![],
-        }],
+        blocks: vec![BlockEntry::held(BlockId::of(b"abcd"), 4, vec![])],
         owner: owner.public().to_peer_id(),
         owner_key: vec![],
         created_ms: 1,

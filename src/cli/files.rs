@@ -299,7 +299,15 @@ fn print_stat(info: &FileInfo) -> std::io::Result<()> {
     for r in &info.replicas {
         writeln!(out, "replica   {r}")?;
     }
-    writeln!(out, "blocks    {}", info.blocks.len())?;
+    if info.inline {
+        writeln!(
+            out,
+            "blocks    {} (inline: kept in the record)",
+            info.blocks.len()
+        )?;
+    } else {
+        writeln!(out, "blocks    {}", info.blocks.len())?;
+    }
     for (i, b) in info.blocks.iter().enumerate() {
         let holders: Vec<String> = b
             .holders

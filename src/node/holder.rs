@@ -89,15 +89,18 @@ async fn put(
     }
     let store = ctx.store.clone();
     let file = file.to_string();
-    let result = tokio::task::spawn_blocking(move || {
-        store.blocks.put(&id, &data)?;
-        if let Err(e) = store.records.add_block_ref(&id, &file, now_ms()) {
-            // Without a ref the block is never collected: a leak, not a loss.
-            tracing::warn!(block = %id, "cannot note block ref: {e}");
-        }
-        Ok::<_, BlockError>(())
-    })
-    .await;
+    let result = tokio::task::spawn_blocking(move || store.blocks.put(&id, &data)).await;
+    if matches!(result, Ok(Ok(()))) {
+        // Off the answer path: the ref only tells GC which files to ask about, and a block
+        // without one is kept (a leak after a crash, never a loss).
+        let store = ctx.store.clone();
+        let file = file.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.records.add_block_ref(&id, &file, now_ms()) {
+                tracing::warn!(block = %id, "cannot note block ref: {e}");
+            }
+        });
+    }
     match result {
         Ok(Ok(())) => BlockResponse::Stored,
         Ok(Err(e @ BlockError::WrongHash(..))) => {

@@ -116,7 +116,8 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
             continue;
         }
         for version in &state.versions {
-            for b in &version.blocks {
+            // Inline bytes are copied with the record; only held blocks need holders.
+            for b in version.blocks.iter().filter(|b| !b.is_inline()) {
                 let t = blocks
                     .entry((head.name.clone(), b.id))
                     .or_insert_with(|| Tracked {
