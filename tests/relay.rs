@@ -63,12 +63,21 @@ async fn relay_only_node_gets_direct_connection_and_serves_a_file() {
         "A sees {:?}",
         a.live_peers()
     );
-    // The relay carried a circuit between them.
-    let scraped = scrape(relay.metrics_addr().expect("relay metrics")).await;
-    assert!(
+    // The relay carried a circuit between them. (A may also have dialled B directly first, so
+    // the peers can see each other before the circuit is up: wait for it.)
+    let metrics = relay.metrics_addr().expect("relay metrics");
+    let circuit_accepted = |scraped: &str| {
         scraped
             .lines()
-            .any(|l| l.contains("CircuitReqAccepted") && !l.trim_end().ends_with(" 0")),
+            .any(|l| l.contains("CircuitReqAccepted") && !l.trim_end().ends_with(" 0"))
+    };
+    eventually(Duration::from_secs(30), || async {
+        circuit_accepted(&scrape(metrics).await)
+    })
+    .await;
+    let scraped = scrape(metrics).await;
+    assert!(
+        circuit_accepted(&scraped),
         "no circuit accepted by the relay:\n{}",
         scraped
             .lines()
