@@ -58,6 +58,20 @@ async fn put_through_one_get_through_another() {
         assert_eq!(info.replicas.iter().copied().collect::<HashSet<_>>(), want);
     }
 
+    // The same small file stored as a block (inline off): R distinct holders, same bytes.
+    let block_writer = swarm.client(1).await.with_inline_max(0);
+    let data = random_bytes(1, 1);
+    block_writer
+        .put_bytes("file-1-held", &data)
+        .await
+        .expect("put");
+    assert!(reader.get_bytes("file-1-held").await.expect("get") == data);
+    let info = reader.stat("file-1-held").await.expect("stat");
+    assert!(!info.inline);
+    assert_eq!(info.blocks.len(), 1);
+    let holders: HashSet<_> = info.blocks[0].holders.iter().collect();
+    assert_eq!((info.blocks[0].holders.len(), holders.len()), (3, 3));
+
     // The root recorded the reading client in the user list, the owner first.
     let info = reader.stat("file-1").await.expect("stat");
     assert_eq!(info.owner, writer.peer_id());
