@@ -291,16 +291,32 @@ pub struct FileState {
     /// Retained versions, oldest first; the last one is the head.
     pub versions: Vec<FileRecord>,
     pub users: Vec<UserEntry>,
-    /// Revision of the holder lists, bumped by the root on each change within a version:
+    /// Revision of the holder lists (a hybrid clock: max(rev + 1, now in ms)), moved on by the
+    /// root on each change within a version:
     /// copies of the same version can arrive out of order, and an older one must never
     /// overwrite a newer one. (The user list rides along; it is not worth a revision.)
     #[serde(default)]
     pub rev: u64,
 }
 
+/// How far a copy of a file's state has come: head version, then holder-list revision.
+/// Replicas converge on the highest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    pub version: u64,
+    pub rev: u64,
+}
+
 impl FileState {
     pub fn head(&self) -> Option<&FileRecord> {
         self.versions.last()
+    }
+
+    pub fn position(&self) -> Position {
+        Position {
+            version: self.head().map(|h| h.version).unwrap_or(0),
+            rev: self.rev,
+        }
     }
 
     pub fn version(&self, v: u64) -> Option<&FileRecord> {

@@ -230,3 +230,60 @@ async fn a_node_back_from_downtime_serves_the_newest_version() {
     assert_eq!(via_sleeper.get_bytes(name).await.unwrap(), b"new");
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_missed_a_holder_change_catches_up() {
+    let mut swarm = TestSwarm::start_with(6, 3, fast()).await;
+    let client = swarm.client(0).await;
+    let name = "holders";
+    let key = FileKey::for_name(name);
+    client
+        .put_bytes(name, &random_bytes(2 * MIB + 1, 77))
+        .await
+        .unwrap();
+    let set = closest_to(&key.0, &swarm.peer_ids());
+    let root = swarm.index_of(&set[0]);
+    let lagger = set[1..3]
+        .iter()
+        .map(|p| swarm.index_of(p))
+        .find(|i| *i != 0)
+        .unwrap();
+    // A block holder outside {access node, root, lagger}: losing it makes the root swap holders.
+    let info = client.stat(name).await.unwrap();
+    let victim = info
+        .blocks
+        .iter()
+        .flat_map(|b| b.holders.iter().map(|h| swarm.index_of(h)))
+        .find(|i| ![0, root, lagger].contains(i))
+        .expect("a holder outside access, root and lagger");
+    let victim_id = swarm.node(victim).peer_id();
+
+    swarm.stop_node(lagger).await;
+    swarm.stop_node(victim).await;
+    let repaired = eventually(Duration::from_secs(60), || async {
+        let state = swarm.node(root).store().records.get(&key).ok().flatten();
+        state.is_some_and(|s| {
+            s.head().is_some_and(|h| {
+                h.blocks
+                    .iter()
+                    .all(|b| b.holders.len() == 3 && !b.holders.contains(&victim_id))
+            })
+        })
+    })
+    .await;
+    assert!(repaired, "the root swapped the lost holder out");
+
+    // The lagger comes back with the same version but the old holder lists.
+    swarm.start_node(lagger).await;
+    let caught_up = eventually(Duration::from_secs(30), || async {
+        let at_root = swarm.node(root).store().records.get(&key).ok().flatten();
+        let at_lagger = swarm.node(lagger).store().records.get(&key).ok().flatten();
+        match (at_root, at_lagger) {
+            (Some(r), Some(l)) => r.position() == l.position() && r.head() == l.head(),
+            _ => false,
+        }
+    })
+    .await;
+    assert!(caught_up, "the replica took the root's newer holder lists");
+    swarm.shutdown().await;
+}

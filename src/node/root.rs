@@ -16,7 +16,9 @@ use super::Ctx;
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::{check_successor, now_ms, FileRecord, FileState, RecordError, Succession};
+use crate::record::{
+    check_successor, now_ms, FileRecord, FileState, Position, RecordError, Succession,
+};
 use crate::store::Change;
 
 /// Boxed with a concrete `Send` type: a root answering its own publish (access node and root
@@ -59,11 +61,11 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
     // A root that just joined the replica set (or was down) may lack the history this version
     // follows: catch up from the rest of the set before judging it.
     let store = ctx.store.clone();
-    let held = tokio::task::spawn_blocking(move || store.records.head_versions(&[key]))
+    let held = tokio::task::spawn_blocking(move || store.records.positions(&[key]))
         .await
         .ok()
         .and_then(Result::ok)
-        .and_then(|v| v.first().map(|(_, v)| *v))
+        .and_then(|v| v.first().map(|(_, p)| p.version))
         .unwrap_or(0);
     if held + 1 < version {
         catch_up(ctx, &name, key).await;
@@ -250,10 +252,10 @@ async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResp
     MetaResponse::State { state }
 }
 
-async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, u64)>) -> MetaResponse {
+async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, Position)>) -> MetaResponse {
     let store = ctx.store.clone();
     let keys: Vec<FileKey> = entries.into_iter().map(|(k, _)| k).collect();
-    match tokio::task::spawn_blocking(move || store.records.head_versions(&keys)).await {
+    match tokio::task::spawn_blocking(move || store.records.positions(&keys)).await {
         Ok(Ok(entries)) => MetaResponse::Digest { entries },
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
@@ -317,7 +319,9 @@ pub async fn apply_holder_changes(
                 }
             }
             Ok(if changed {
-                state.rev += 1;
+                // A hybrid clock, not a counter: a new root (after hand-over) starts from the
+                // old root's revision, and its later change must still count as later.
+                state.rev = (state.rev + 1).max(now_ms());
                 Change::Write(state.clone(), Some(state))
             } else {
                 Change::Keep(None)

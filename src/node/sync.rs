@@ -1,10 +1,11 @@
 //! Replica-set anti-entropy: records converge to the newest valid signed version.
 //!
 //! Every `sync_interval` a node sends, to each other member of the replica sets of the files it
-//! holds, the `(key, head version)` pairs they share. The answer carries the peer's versions;
-//! whichever side is behind gets the newer state (pushed with `Replicate`, or pulled with
-//! `Fetch` and checked exactly like a copy from a root). A lower version never overwrites a
-//! higher one. This also hands records to peers that join a replica set.
+//! holds, the `(key, position)` pairs they share (position: head version, then holder-list
+//! revision). The answer carries the peer's positions; whichever side is behind gets the newer
+//! state (pushed with `Replicate`, or pulled with `Fetch` and checked exactly like a copy from
+//! a root). A lower version never overwrites a higher one, and a copy that missed a holder
+//! change catches up. This also hands records to peers that join a replica set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use libp2p::PeerId;
 use super::{root, Ctx};
 use crate::ids::FileKey;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::FileState;
+use crate::record::{FileState, Position};
 
 /// Keys per digest message: keeps each frame far below the meta protocol's limit.
 const DIGEST_CHUNK: usize = 4096;
@@ -38,20 +39,21 @@ pub async fn round(ctx: &Arc<Ctx>) {
         Ok(Err(e)) => return tracing::warn!("sync: cannot list records: {e}"),
         Err(e) => return tracing::warn!("sync: {e}"),
     };
-    let mut per_peer: HashMap<PeerId, Vec<(FileKey, u64)>> = HashMap::new();
+    let mut per_peer: HashMap<PeerId, Vec<(FileKey, Position)>> = HashMap::new();
     let mut states: HashMap<FileKey, FileState> = HashMap::new();
     // Keys we hold but whose replica set (of full size R) no longer includes us.
     let mut outside: HashMap<FileKey, (u64, usize)> = HashMap::new();
     for (key, state) in all {
         let Some(head) = state.head() else { continue };
         let version = head.version;
+        let position = state.position();
         let set = ctx.replica_set(&head.name).await;
         if !set.contains(&ctx.local) && set.len() >= ctx.config.replication {
             outside.insert(key, (version, set.len()));
         }
         for peer in set {
             if peer != ctx.local {
-                per_peer.entry(peer).or_default().push((key, version));
+                per_peer.entry(peer).or_default().push((key, position));
             }
         }
         states.insert(key, state);
@@ -92,10 +94,10 @@ pub async fn round(ctx: &Arc<Ctx>) {
 async fn exchange(
     ctx: &Arc<Ctx>,
     peer: PeerId,
-    entries: Vec<(FileKey, u64)>,
+    entries: Vec<(FileKey, Position)>,
     states: &HashMap<FileKey, FileState>,
 ) -> Vec<FileKey> {
-    let mine: HashMap<FileKey, u64> = entries.iter().copied().collect();
+    let mine: HashMap<FileKey, Position> = entries.iter().copied().collect();
     let theirs = match ctx.net.meta(peer, MetaRequest::Digest { entries }).await {
         Ok(MetaResponse::Digest { entries }) => entries,
         Ok(other) => {
@@ -108,14 +110,15 @@ async fn exchange(
         }
     };
     let mut confirmed = Vec::new();
-    for (key, their_version) in theirs {
-        let Some(my_version) = mine.get(&key).copied() else {
+    for (key, theirs) in theirs {
+        let Some(mine) = mine.get(&key).copied() else {
             continue; // not something we asked about
         };
-        if their_version >= my_version {
+        // Hand-over needs the version only; the holder revision is settled below.
+        if theirs.version >= mine.version {
             confirmed.push(key);
         }
-        if their_version < my_version {
+        if theirs < mine {
             if let Some(state) = states.get(&key) {
                 let req = MetaRequest::Replicate {
                     key,
@@ -123,21 +126,23 @@ async fn exchange(
                 };
                 match ctx.net.meta(peer, req).await {
                     Ok(MetaResponse::Replicated) => {
-                        confirmed.push(key);
-                        tracing::info!(%peer, %key, from = their_version, to = my_version, "sync: pushed newer record")
+                        if theirs.version < mine.version {
+                            confirmed.push(key);
+                        }
+                        tracing::info!(%peer, %key, from = ?theirs, to = ?mine, "sync: pushed newer record")
                     }
                     Ok(other) => tracing::debug!(%peer, %key, "sync: push refused: {other:?}"),
                     Err(e) => tracing::debug!(%peer, %key, "sync: push failed: {e}"),
                 }
             }
-        } else if their_version > my_version {
+        } else if theirs > mine {
             let req = MetaRequest::Fetch { key, reader: None };
             if let Ok(MetaResponse::State { state: Some(state) }) = ctx.net.meta(peer, req).await {
                 // Through the same checks as any copy a root sends.
                 let reply = root::handle(ctx, peer, MetaRequest::Replicate { key, state }).await;
                 match reply {
                     MetaResponse::Replicated => {
-                        tracing::info!(%peer, %key, from = my_version, to = their_version, "sync: pulled newer record")
+                        tracing::info!(%peer, %key, from = ?mine, to = ?theirs, "sync: pulled newer record")
                     }
                     other => tracing::warn!(%peer, %key, "sync: pulled record refused: {other:?}"),
                 }

@@ -7,7 +7,7 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::FileKey;
-use crate::record::{FileRecord, FileState, RecordError};
+use crate::record::{FileRecord, FileState, Position, RecordError};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/meta/1");
 /// Records of files up to ~100 GiB (1 MiB blocks, 3 holders each) with a few retained versions.
@@ -22,7 +22,7 @@ pub enum MetaRequest {
     Replicate { key: FileKey, state: FileState },
     /// Replica-set anti-entropy: "these are the head versions I hold"; the answer lists the
     /// receiver's head version of each key (0 when it holds none).
-    Digest { entries: Vec<(FileKey, u64)> },
+    Digest { entries: Vec<(FileKey, Position)> },
     /// To the root: block `block` of file `name` gained holders `add` and lost `remove`
     /// (drain and balancing report the copies they made). Holder lists are root-maintained.
     SetHolders {
@@ -46,7 +46,7 @@ pub enum MetaResponse {
     Published { version: u64, replicas: Vec<PeerId> },
     Replicated,
     HoldersSet,
-    Digest { entries: Vec<(FileKey, u64)> },
+    Digest { entries: Vec<(FileKey, Position)> },
     State { state: Option<FileState> },
     Rejected { error: RecordError },
     Error { message: String },

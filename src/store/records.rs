@@ -17,7 +17,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use crate::ids::{BlockId, FileKey};
-use crate::record::FileState;
+use crate::record::{FileState, Position};
 
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
 const BLOCK_REFS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("block_refs");
@@ -142,19 +142,19 @@ impl RecordStore {
     }
 
     /// The head version held for each key (0 when none), in one read transaction.
-    pub fn head_versions(&self, keys: &[FileKey]) -> Result<Vec<(FileKey, u64)>, RecordStoreError> {
+    pub fn positions(
+        &self,
+        keys: &[FileKey],
+    ) -> Result<Vec<(FileKey, Position)>, RecordStoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let version = match table.get(&key.0).map_err(db_err)? {
-                Some(v) => decode(key, v.value())?
-                    .head()
-                    .map(|h| h.version)
-                    .unwrap_or(0),
-                None => 0,
+            let position = match table.get(&key.0).map_err(db_err)? {
+                Some(v) => decode(key, v.value())?.position(),
+                None => Position::default(),
             };
-            out.push((*key, version));
+            out.push((*key, position));
         }
         Ok(out)
     }
