@@ -459,12 +459,8 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
     ctx.balance.state().holdings.moves_out.extend(keep);
 }
 
-fn head_version(s: &FileState) -> u64 {
-    s.head().map(|h| h.version).unwrap_or(0)
-}
-
 fn newer_or_same(a: &FileState, b: &FileState) -> bool {
-    (head_version(a), a.rev) >= (head_version(b), b.rev)
+    a.position() >= b.position()
 }
 
 /// Root side: after a file's state changed, push it to the file's delegate (if any) before
@@ -617,12 +613,7 @@ pub async fn describe_files(ctx: &Arc<Ctx>, hot: &[(FileKey, f64)]) -> Vec<FileH
         let (name, root) = match cached {
             Some(c) => c,
             None => {
-                let store = ctx.store.clone();
-                let state = tokio::task::spawn_blocking(move || store.records.get(&key))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten();
+                let state = ctx.stored_state(key).await;
                 let Some(name) = state.and_then(|s| s.head().map(|h| h.name.clone())) else {
                     continue;
                 };

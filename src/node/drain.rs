@@ -83,7 +83,11 @@ async fn hand_records(
             .into_iter()
             // Only newer versions: our copy of a handed version may already be stale (the new
             // root swaps holders in its own), and an equal version would overwrite that.
-            .filter(|(key, state)| handed.get(key).is_none_or(|v| head_version(state) > *v))
+            .filter(|(key, state)| {
+                handed
+                    .get(key)
+                    .is_none_or(|v| state.position().version > *v)
+            })
             .collect();
         if fresh.is_empty() {
             return;
@@ -98,25 +102,15 @@ async fn hand_records(
                 Ok(()) => {}
                 Err(e) => report.failures.push(e),
             }
-            handed.insert(key, head_version(&state));
+            handed.insert(key, state.position().version);
         }
     }
-}
-
-fn head_version(state: &FileState) -> u64 {
-    state.head().map(|h| h.version).unwrap_or(0)
 }
 
 /// Passes the record we hold for `key` on to the replica set that forms without us (a replica
 /// that reached us after drain began).
 pub async fn forward_record(ctx: &Arc<Ctx>, key: FileKey) {
-    let store = ctx.store.clone();
-    let state = tokio::task::spawn_blocking(move || store.records.get(&key))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    if let Some(state) = state {
+    if let Some(state) = ctx.stored_state(key).await {
         if let Err(e) = hand_record(ctx, key, &state).await {
             tracing::warn!("leaving: {e}");
         }

@@ -272,6 +272,17 @@ impl Ctx {
         self.leaving.load(Ordering::Relaxed)
     }
 
+    /// The state held for `key`, read off the executor; `None` if absent or unreadable
+    /// (callers treat both as "nothing to do").
+    pub async fn stored_state(&self, key: FileKey) -> Option<crate::record::FileState> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.records.get(&key))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    }
+
     pub fn local_free(&self) -> Option<u64> {
         self.config
             .capacity
