@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use swarmstore::balance::workload::{compare, table, BenchConfig};
+use swarmstore::workload::{compare, table, BenchConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()

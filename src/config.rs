@@ -10,15 +10,25 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use clap::Args;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::cli::output::{parse_bytes, parse_duration};
-use crate::cli::BalanceArgs;
-use crate::node::nat::ServeMode;
-use crate::node::transport::read_swarm_key;
-use crate::node::NodeConfig;
+use crate::balance::BalanceConfig;
+use crate::net::read_swarm_key;
+use crate::node::{NodeConfig, ServeMode};
+use crate::units::{parse_bytes, parse_duration};
+
+/// A bad setting, said in one line (which key, what was wrong).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+macro_rules! bad {
+    ($($arg:tt)*) => { ConfigError(format!($($arg)*)) };
+}
 
 /// One layer of node settings; `None` (or an empty list) leaves the value to lower layers.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -45,7 +55,7 @@ pub struct NodeSettings {
     pub metrics: Option<SocketAddr>,
     /// Balancing flags (swarm, zone, report-interval, bandwidth, manager-peers, balance-hold,
     /// no-planner).
-    pub balance: BalanceArgs,
+    pub balance: BalanceSettings,
 }
 
 /// The file as written: keys are the flag names.
@@ -84,42 +94,42 @@ struct FileLayer {
 
 impl NodeSettings {
     /// Reads a TOML settings file.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+            .map_err(|e| bad!("cannot read config file {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, base).with_context(|| format!("config file {}", path.display()))
+        Self::from_toml(&text, base).map_err(|e| bad!("config file {}: {e}", path.display()))
     }
 
     /// Parses TOML text; relative paths are taken from `base`.
-    pub fn from_toml(text: &str, base: &Path) -> anyhow::Result<Self> {
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self> {
         let raw: FileLayer = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim().replace('\n', " ")))?;
-        let addrs = |key: &str, list: Option<Vec<String>>| -> anyhow::Result<Vec<Multiaddr>> {
+            .map_err(|e| bad!("{}", e.to_string().trim().replace('\n', " ")))?;
+        let addrs = |key: &str, list: Option<Vec<String>>| -> Result<Vec<Multiaddr>> {
             list.unwrap_or_default()
                 .iter()
                 .map(|s| {
                     s.parse::<Multiaddr>()
-                        .map_err(|e| anyhow::anyhow!("{key}: {s:?} is not a multiaddr ({e})"))
+                        .map_err(|e| bad!("{key}: {s:?} is not a multiaddr ({e})"))
                 })
                 .collect()
         };
-        let duration = |key: &str, v: Option<String>| -> anyhow::Result<Option<Duration>> {
-            v.map(|s| parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        let duration = |key: &str, v: Option<String>| -> Result<Option<Duration>> {
+            v.map(|s| parse_duration(&s).map_err(|e| bad!("{key}: {e}")))
                 .transpose()
         };
-        let mode = |key: &str, v: Option<String>| -> anyhow::Result<Option<ServeMode>> {
-            v.map(|s| s.parse().map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        let mode = |key: &str, v: Option<String>| -> Result<Option<ServeMode>> {
+            v.map(|s| s.parse().map_err(|e| bad!("{key}: {e}")))
                 .transpose()
         };
-        let bytes = |key: &str, v: Option<toml::Value>| -> anyhow::Result<Option<u64>> {
+        let bytes = |key: &str, v: Option<toml::Value>| -> Result<Option<u64>> {
             match v {
                 None => Ok(None),
                 Some(toml::Value::Integer(n)) if n >= 0 => Ok(Some(n as u64)),
-                Some(toml::Value::String(s)) => parse_bytes(&s)
-                    .map(Some)
-                    .map_err(|e| anyhow::anyhow!("{key}: {e}")),
-                Some(other) => anyhow::bail!("{key}: expected bytes like \"50G\", got {other}"),
+                Some(toml::Value::String(s)) => {
+                    parse_bytes(&s).map(Some).map_err(|e| bad!("{key}: {e}"))
+                }
+                Some(other) => Err(bad!("{key}: expected bytes like \"50G\", got {other}")),
             }
         };
         let capacity = bytes("capacity", raw.capacity)?;
@@ -127,7 +137,7 @@ impl NodeSettings {
             .metrics
             .map(|s| {
                 s.parse::<SocketAddr>()
-                    .map_err(|e| anyhow::anyhow!("metrics: {s:?} is not an IP:PORT address ({e})"))
+                    .map_err(|e| bad!("metrics: {s:?} is not an IP:PORT address ({e})"))
             })
             .transpose()?;
         let manager_peers = raw
@@ -136,10 +146,10 @@ impl NodeSettings {
             .iter()
             .map(|s| {
                 s.parse::<libp2p::PeerId>()
-                    .map_err(|e| anyhow::anyhow!("manager-peers: {s:?} is not a peer id ({e})"))
+                    .map_err(|e| bad!("manager-peers: {s:?} is not a peer id ({e})"))
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let balance = BalanceArgs {
+            .collect::<Result<Vec<_>>>()?;
+        let balance = BalanceSettings {
             swarm: raw.swarm,
             zone: raw.zone,
             report_interval: duration("report-interval", raw.report_interval)?,
@@ -200,7 +210,7 @@ impl NodeSettings {
             autonat_server: top.autonat_server.or(self.autonat_server),
             swarm_key: top.swarm_key.or(self.swarm_key),
             metrics: top.metrics.or(self.metrics),
-            balance: BalanceArgs {
+            balance: BalanceSettings {
                 swarm: top.balance.swarm.or(self.balance.swarm),
                 zone: top.balance.zone.or(self.balance.zone),
                 report_interval: top.balance.report_interval.or(self.balance.report_interval),
@@ -214,7 +224,7 @@ impl NodeSettings {
 
     /// The node these settings describe, over the defaults of [`NodeConfig::new`]. Reads the
     /// swarm key file.
-    pub fn into_config(self, default_data_dir: PathBuf) -> anyhow::Result<NodeConfig> {
+    pub fn into_config(self, default_data_dir: PathBuf) -> Result<NodeConfig> {
         let mut bootstrap = Vec::new();
         for entry in &self.bootstrap {
             match entry.trim().parse::<Multiaddr>() {
@@ -224,7 +234,12 @@ impl NodeSettings {
                 }
             }
         }
-        let swarm_key = self.swarm_key.as_deref().map(read_swarm_key).transpose()?;
+        let swarm_key = self
+            .swarm_key
+            .as_deref()
+            .map(read_swarm_key)
+            .transpose()
+            .map_err(|e| bad!("{e}"))?;
         let mut config = NodeConfig::new(self.data_dir.unwrap_or(default_data_dir))
             .bootstrap(bootstrap)
             .external_addrs(self.external_addr)
@@ -267,6 +282,83 @@ impl NodeSettings {
             config = config.autonat_server(m);
         }
         Ok(self.balance.apply(config))
+    }
+}
+
+/// Load reports, manager election and balancing. Unset flags fall to the config file, then
+/// to the defaults (swarm "main", T = 2s, bandwidth 100M, hold 60s, planner on).
+#[derive(Args, Debug, Clone, Default, PartialEq)]
+pub struct BalanceSettings {
+    /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions} [default: main]
+    #[arg(
+        long,
+        env = "SWARMSTORE_SWARM",
+        value_name = "NAME",
+        help_heading = "Balancing"
+    )]
+    pub swarm: Option<String>,
+    /// Zone label shown in status.
+    #[arg(
+        long,
+        env = "SWARMSTORE_ZONE",
+        value_name = "NAME",
+        help_heading = "Balancing"
+    )]
+    pub zone: Option<String>,
+    /// How often load is measured and reported (T); the election's clock [default: 2s]
+    #[arg(long, env = "SWARMSTORE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub report_interval: Option<Duration>,
+    /// Serving capacity per second, the planner's yardstick for "hot" [default: 100M]
+    #[arg(long, env = "SWARMSTORE_BANDWIDTH", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
+    pub bandwidth: Option<u64>,
+    /// Only these peers may become manager (comma-separated peer ids) [default: every node]
+    #[arg(
+        long,
+        env = "SWARMSTORE_MANAGER_PEERS",
+        value_delimiter = ',',
+        value_name = "PEER,...",
+        help_heading = "Balancing"
+    )]
+    pub manager_peers: Vec<libp2p::PeerId>,
+    /// Minimum time before a balancing decision on the same object may be reversed [default: 60s]
+    #[arg(long, env = "SWARMSTORE_BALANCE_HOLD", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
+    pub balance_hold: Option<Duration>,
+    /// Report and elect, but publish no balancing decisions as manager.
+    #[arg(long, env = "SWARMSTORE_NO_PLANNER", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Balancing")]
+    pub no_planner: Option<bool>,
+}
+
+impl BalanceSettings {
+    /// Applies the flags that were given; the others keep what `config` has.
+    pub fn apply(&self, mut config: NodeConfig) -> NodeConfig {
+        if let Some(s) = &self.swarm {
+            config = config.swarm_name(s.clone());
+        }
+        if self.zone.is_some() {
+            config = config.zone(self.zone.clone());
+        }
+        if let Some(t) = self.report_interval {
+            config = config.report_interval(t);
+        }
+        if let Some(b) = self.bandwidth {
+            config = config.bandwidth(b);
+        }
+        if !self.manager_peers.is_empty() {
+            config = config.manager_peers(self.manager_peers.clone());
+        }
+        if let Some(h) = self.balance_hold {
+            config = config.balance_hold(h);
+        }
+        if let Some(off) = self.no_planner {
+            config = config.planner(!off);
+        }
+        config
+    }
+
+    /// These flags over the built-in defaults.
+    pub fn effective(&self) -> BalanceConfig {
+        self.apply(NodeConfig::new(".")).balance
     }
 }
 

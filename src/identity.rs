@@ -5,22 +5,43 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use libp2p::identity::Keypair;
 
+/// Why an identity key could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{path} is not a valid identity key: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError {
+    let path = path.display().to_string();
+    move |source| IdentityError::Io { what, path, source }
+}
+
 /// Loads the keypair at `path`, or creates one there (mode 0600) if the file does not exist.
-pub fn load_or_create(path: &Path) -> anyhow::Result<Keypair> {
+pub fn load_or_create(path: &Path) -> Result<Keypair, IdentityError> {
     match fs::read(path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
-            .with_context(|| format!("{} is not a valid identity key", path.display())),
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key
                 .to_protobuf_encoding()
-                .context("cannot encode the new identity key")?;
+                .map_err(|e| IdentityError::Invalid {
+                    path: path.display().to_string(),
+                    reason: format!("cannot encode the new key: {e}"),
+                })?;
             if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                fs::create_dir_all(dir).map_err(io_error("create", dir))?;
             }
             let tmp = path.with_extension("key.tmp");
             {
@@ -31,16 +52,14 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<Keypair> {
                     use std::os::unix::fs::OpenOptionsExt;
                     opts.mode(0o600);
                 }
-                let mut f = opts
-                    .open(&tmp)
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
+                let mut f = opts.open(&tmp).map_err(io_error("write", &tmp))?;
+                f.write_all(&bytes).map_err(io_error("write", &tmp))?;
+                f.sync_all().map_err(io_error("write", &tmp))?;
             }
-            fs::rename(&tmp, path)?;
+            fs::rename(&tmp, path).map_err(io_error("write", path))?;
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => Err(io_error("read", path)(e)),
     }
 }
 

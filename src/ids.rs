@@ -108,6 +108,21 @@ impl FileKey {
     }
 }
 
+/// Hashes a block on a blocking thread (1 MiB of SHA-256 would stall the executor for about
+/// half a millisecond) and hands the bytes back.
+pub async fn hash_block(data: Vec<u8>) -> (BlockId, Vec<u8>) {
+    let data = std::sync::Arc::new(data);
+    let shared = data.clone();
+    // Fails only when the runtime is shutting down: then hash here.
+    let id = match tokio::task::spawn_blocking(move || BlockId::of(&shared)).await {
+        Ok(id) => id,
+        Err(_) => BlockId::of(&data),
+    };
+    // The blocking task has dropped its clone by the time it completes.
+    let data = std::sync::Arc::try_unwrap(data).unwrap_or_else(|shared| shared.to_vec());
+    (id, data)
+}
+
 /// SHA-256 of arbitrary bytes as a key-space point (what `KBucketKey::new` computes).
 pub fn kad_point(preimage: &[u8]) -> [u8; 32] {
     Sha256::digest(preimage).into()

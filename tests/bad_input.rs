@@ -14,7 +14,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, PeerId, StreamProtocol, Swarm};
 use swarmstore::ids::BlockId;
-use swarmstore::node::behaviour::{rr, BlockRR, MetaRR};
+use swarmstore::net::{rr, BlockRR, MetaRR};
 use swarmstore::protocol::block::{self, BlockRequest, BlockResponse};
 use swarmstore::protocol::meta::{self, MetaRequest, MetaResponse};
 use swarmstore::record::{BlockEntry, FileRecord, RecordError};

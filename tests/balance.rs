@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, random_bytes, TestSwarm, Tune};
 use libp2p::PeerId;
-use swarmstore::balance::plan::{Decision, Policy};
-use swarmstore::balance::wire::{self, DecisionBatch, Item, ManagerMsg};
+use swarmstore::balance::plan::Policy;
+use swarmstore::ids::{BlockId, FileKey};
+use swarmstore::protocol::gossip::{self as wire, Decision, DecisionBatch, Item, ManagerMsg};
 use swarmstore::{Node, NodeConfig};
 
 const T: Duration = Duration::from_millis(300);
@@ -112,8 +113,8 @@ async fn manager_messages_from_others_are_ignored_and_counted() {
         now_ms: swarmstore::record::now_ms(),
         items: vec![Item {
             decision: Decision::Replicate {
-                block: entry.id.0,
-                file: info.key.0,
+                block: entry.id,
+                file: info.key,
                 from: entry.holders[0],
                 to: outsider,
             },
@@ -343,7 +344,7 @@ async fn decisions_naming_unknown_things_are_skipped_and_reported() {
         .into_iter()
         .find(|p| *p != m)
         .expect("a non-manager");
-    let ghost = swarmstore::ids::FileKey::for_name("no-such-file");
+    let ghost = FileKey::for_name("no-such-file");
     let batch = DecisionBatch {
         term,
         seq: 0,
@@ -351,8 +352,8 @@ async fn decisions_naming_unknown_things_are_skipped_and_reported() {
         items: vec![
             Item {
                 decision: Decision::Replicate {
-                    block: [7; 32],
-                    file: ghost.0,
+                    block: BlockId([7; 32]),
+                    file: ghost,
                     from: m,
                     to: target,
                 },
@@ -360,8 +361,8 @@ async fn decisions_naming_unknown_things_are_skipped_and_reported() {
             },
             Item {
                 decision: Decision::Drop {
-                    block: [8; 32],
-                    file: ghost.0,
+                    block: BlockId([8; 32]),
+                    file: ghost,
                     at: target,
                 },
                 name: "no-such-file".into(),

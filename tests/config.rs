@@ -20,7 +20,7 @@ fn config_file_env_and_flags_describe_the_same_node() {
     let d = dir.path().display().to_string();
     std::fs::write(
         dir.path().join("swarm.key"),
-        swarmstore::node::transport::new_swarm_key(),
+        swarmstore::net::new_swarm_key(),
     )
     .expect("key");
     let file = dir.path().join("node.toml");

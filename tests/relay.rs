@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use swarmstore::node::nat::ServeMode;
-use swarmstore::node::transport::is_relayed;
+use swarmstore::net::is_relayed;
+use swarmstore::node::ServeMode;
 use swarmstore::{Client, Node, NodeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -203,7 +203,7 @@ async fn relay_only_path_is_reported_plainly() {
 /// observed for it; only then does it advertise that address (and, in auto mode, relay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn autonat_confirms_a_reachable_address() {
-    use swarmstore::node::nat::Reachability;
+    use swarmstore::node::Reachability;
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     // On loopback nothing is "public", so this server answers by operator choice.

@@ -1,12 +1,11 @@
-//! Balancing settings of a node ([`BalanceConfig`]) and the [`NodeConfig`] builder methods that
-//! set them, kept here so the node's own config file stays small.
+//! Balancing settings of a node ([`BalanceConfig`]): plain data the node hands to the
+//! balancer core (its builder methods on `NodeConfig` live with the node).
 
 use std::time::Duration;
 
 use libp2p::PeerId;
 
 use super::plan::Policy;
-use crate::node::NodeConfig;
 
 /// Work units charged for one record read: the same figure the simulator uses, so the
 /// planner's bands mean the same thing in both places.
@@ -53,48 +52,5 @@ impl Default for BalanceConfig {
 impl BalanceConfig {
     pub fn topic(&self, kind: &str) -> String {
         format!("swarmstore/{}/{kind}", self.swarm)
-    }
-}
-
-impl NodeConfig {
-    pub fn swarm_name(mut self, name: impl Into<String>) -> Self {
-        self.balance.swarm = name.into();
-        self
-    }
-
-    pub fn report_interval(mut self, every: Duration) -> Self {
-        self.balance.report_interval = every.max(Duration::from_millis(50));
-        self
-    }
-
-    pub fn bandwidth(mut self, bytes_per_sec: u64) -> Self {
-        self.balance.bandwidth = bytes_per_sec.max(1);
-        self
-    }
-
-    pub fn manager_peers(mut self, peers: Vec<PeerId>) -> Self {
-        self.balance.manager_peers = peers;
-        self
-    }
-
-    pub fn zone(mut self, zone: Option<String>) -> Self {
-        self.balance.zone = zone;
-        self
-    }
-
-    pub fn planner(mut self, on: bool) -> Self {
-        self.balance.planner = on;
-        self
-    }
-
-    pub fn balance_policy(mut self, policy: Policy) -> Self {
-        self.balance.policy = policy;
-        self
-    }
-
-    /// Minimum time before a balancing decision on the same object may be reversed.
-    pub fn balance_hold(mut self, hold: Duration) -> Self {
-        self.balance.policy.hold_ms = hold.as_millis() as u64;
-        self
     }
 }

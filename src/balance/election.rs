@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use super::wire::{ManagerMsg, RoleTag};
+use crate::protocol::gossip::{ManagerMsg, RoleTag};
 
 /// Why a message was not acted upon (each is counted and visible in `status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

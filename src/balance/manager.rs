@@ -1,112 +1,174 @@
 //! The manager's round: turn the view into the planner's input, run the pure planner, and
-//! keep out of its output what the swarm already refused.
+//! keep out of its output what the swarm already refused. Also the conversions between the
+//! planner's generic decisions and their wire form.
 //!
 //! Planning is the planner's business ([`super::plan::plan`]); this file only adapts. A
 //! decision whose object recently came back skipped or failed (unknown block, dead peer, no
-//! source) is not re-issued for a while, so nothing is retried forever.
+//! source) is not re-issued for a while, so nothing is retried forever. What only the node
+//! knows (who is live, which peer is a file's root) comes in as closures.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
 
-use super::plan::{plan, Decision};
-use super::service::State;
-use super::wire::{DecisionState, Item};
-use crate::ids::FileKey;
-use crate::node::Ctx;
-use crate::placement;
+use super::plan::{self, plan, Policy};
+use super::view::SwarmView;
+use crate::ids::{BlockId, FileKey};
+use crate::protocol::gossip::{Decision, DecisionState, Item};
 
 /// Rounds during which a refused decision is not re-issued.
 const REFUSED_ROUNDS: u32 = 10;
 
+/// What one manager round needs besides the view.
+pub struct RoundInput<'a> {
+    pub policy: &'a Policy,
+    pub replication: usize,
+    /// The report interval T.
+    pub round: Duration,
+    /// Unix ms.
+    pub now_ms: u64,
+}
+
 /// The decisions of this round, with the file names appliers need.
-pub fn plan_round(ctx: &Arc<Ctx>, st: &State, now_ms: u64) -> Vec<Item> {
-    let local = ctx.local;
-    let live = |p: &PeerId| *p == local || ctx.peers.is_live(p);
-    let candidates = ctx.peers.candidates(ctx.local_free(), true);
-    let root_of = |k: &FileKey| {
-        placement::closest(&k.0, candidates.clone(), 1)
-            .first()
-            .map(|c| c.peer)
-    };
-    let (view, names) = st
-        .view
-        .cluster_view(now_ms, ctx.config.replication, live, root_of);
-    let decisions = plan(&view, &ctx.balance.config.policy, &st.view.history);
+pub fn plan_round(
+    view: &SwarmView,
+    input: RoundInput<'_>,
+    live: impl Fn(&PeerId) -> bool,
+    root_of: impl Fn(&FileKey) -> Option<PeerId>,
+) -> Vec<Item> {
+    let (cluster, names) = view.cluster_view(input.now_ms, input.replication, live, root_of);
+    let decisions = plan(&cluster, input.policy, &view.history);
     tracing::debug!(
-        nodes = view.nodes.len(),
-        blocks = view.blocks.len(),
-        files = view.files.len(),
-        loads = ?view.nodes.iter().map(|n| (n.load / n.serve_capacity.max(1.0) * 100.0).round() / 100.0).collect::<Vec<_>>(),
-        hot = ?view.blocks.iter().map(|b| (b.heat.round(), b.holders.len(), b.extra.len())).collect::<Vec<_>>(),
+        nodes = cluster.nodes.len(),
+        blocks = cluster.blocks.len(),
+        files = cluster.files.len(),
+        loads = ?cluster.nodes.iter().map(|n| (n.load / n.serve_capacity.max(1.0) * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        hot = ?cluster.blocks.iter().map(|b| (b.heat.round(), b.holders.len(), b.extra.len())).collect::<Vec<_>>(),
         decisions = decisions.len(),
         "planned"
     );
-    let round = ctx.balance.config.report_interval;
     let mut out = Vec::with_capacity(decisions.len());
     for d in decisions {
-        if refused_recently(st, &d, round * REFUSED_ROUNDS) {
+        let decision = Decision::from(d);
+        if refused_recently(view, &decision, input.round * REFUSED_ROUNDS) {
             continue;
         }
-        let Some(name) = names.get(file_of(&d)).cloned() else {
+        let Some(name) = names.get(&decision.file().0).cloned() else {
             continue;
         };
-        out.push(Item { decision: d, name });
+        out.push(Item { decision, name });
     }
     out
 }
 
-fn file_of(d: &Decision<PeerId>) -> &[u8; 32] {
-    match d {
-        Decision::Replicate { file, .. }
-        | Decision::Delegate { file, .. }
-        | Decision::Move { file, .. }
-        | Decision::Drop { file, .. }
-        | Decision::EndDelegation { file, .. } => file,
-    }
-}
-
 /// Same kind, object and target as a decision that came back skipped or failed lately.
-fn refused_recently(st: &State, d: &Decision<PeerId>, within: Duration) -> bool {
-    st.view.decisions().rev().any(|t| {
+fn refused_recently(view: &SwarmView, d: &Decision, within: Duration) -> bool {
+    view.decisions().rev().any(|t| {
         matches!(
             t.state,
             DecisionState::Skipped(_) | DecisionState::Failed(_)
         ) && t.at.elapsed() < within
-            && same_object(&t.item.decision, d)
+            && t.item.decision.same_object(d)
     })
 }
 
-pub fn same_object(a: &Decision<PeerId>, b: &Decision<PeerId>) -> bool {
-    use Decision::*;
-    match (a, b) {
-        (
-            Replicate {
-                block: x, to: t, ..
+impl From<plan::Decision<PeerId>> for Decision {
+    fn from(d: plan::Decision<PeerId>) -> Self {
+        match d {
+            plan::Decision::Replicate {
+                block,
+                file,
+                from,
+                to,
+            } => Decision::Replicate {
+                block: BlockId(block),
+                file: FileKey(file),
+                from,
+                to,
             },
-            Replicate {
-                block: y, to: u, ..
+            plan::Decision::Delegate {
+                file,
+                root,
+                to,
+                expires_at,
+            } => Decision::Delegate {
+                file: FileKey(file),
+                root,
+                to,
+                expires_at,
             },
-        ) => x == y && t == u,
-        (
-            Move {
-                block: x, to: t, ..
+            plan::Decision::Move {
+                block,
+                file,
+                from,
+                to,
+                bytes,
+            } => Decision::Move {
+                block: BlockId(block),
+                file: FileKey(file),
+                from,
+                to,
+                bytes,
             },
-            Move {
-                block: y, to: u, ..
+            plan::Decision::Drop { block, file, at } => Decision::Drop {
+                block: BlockId(block),
+                file: FileKey(file),
+                at,
             },
-        ) => x == y && t == u,
-        (
-            Drop {
-                block: x, at: t, ..
+            plan::Decision::EndDelegation { file, at } => Decision::EndDelegation {
+                file: FileKey(file),
+                at,
             },
-            Drop {
-                block: y, at: u, ..
+        }
+    }
+}
+
+impl From<&Decision> for plan::Decision<PeerId> {
+    fn from(d: &Decision) -> Self {
+        match *d {
+            Decision::Replicate {
+                block,
+                file,
+                from,
+                to,
+            } => plan::Decision::Replicate {
+                block: block.0,
+                file: file.0,
+                from,
+                to,
             },
-        ) => x == y && t == u,
-        (Delegate { file: x, to: t, .. }, Delegate { file: y, to: u, .. }) => x == y && t == u,
-        (EndDelegation { file: x, at: t }, EndDelegation { file: y, at: u }) => x == y && t == u,
-        _ => false,
+            Decision::Delegate {
+                file,
+                root,
+                to,
+                expires_at,
+            } => plan::Decision::Delegate {
+                file: file.0,
+                root,
+                to,
+                expires_at,
+            },
+            Decision::Move {
+                block,
+                file,
+                from,
+                to,
+                bytes,
+            } => plan::Decision::Move {
+                block: block.0,
+                file: file.0,
+                from,
+                to,
+                bytes,
+            },
+            Decision::Drop { block, file, at } => plan::Decision::Drop {
+                block: block.0,
+                file: file.0,
+                at,
+            },
+            Decision::EndDelegation { file, at } => {
+                plan::Decision::EndDelegation { file: file.0, at }
+            }
+        }
     }
 }

@@ -1,22 +1,18 @@
-//! Load balancing, the patent's core: the pure planner ([`plan`]) that the manager runs each
-//! round, and the simulator ([`sim`]) that runs the very same planner over 10^3..10^5 nodes
-//! beside baseline strategies.
+//! Load balancing, the patent's core, as pure code that knows nothing of the node: the
+//! planner ([`plan`]) the manager runs each round, the view every node keeps of the swarm
+//! ([`view`]), the manager election ([`election`]), the load meter ([`load`]), the manager's
+//! round as a function of the view ([`manager`]), and the simulator ([`sim`]) that runs the
+//! very same planner over 10^3..10^5 nodes beside baseline strategies.
 //!
-//! On a node: [`load`] measures, [`wire`] is what goes over gossipsub, [`election`] picks the
-//! manager, [`view`] is the published state every node keeps, [`manager`] plans from it,
-//! [`apply`] carries decisions out, and [`service`] runs it all once per report interval.
+//! The gossip messages these exchange are wire types (`crate::protocol::gossip`). The node runs
+//! the core (`crate::node::balancing`): the core never calls back into it.
 
-pub mod apply;
 pub mod config;
 pub mod election;
 pub mod load;
 pub mod manager;
 pub mod plan;
-pub mod service;
 pub mod sim;
 pub mod view;
-pub mod wire;
-pub mod workload;
 
 pub use config::BalanceConfig;
-pub use service::{Balance, BalanceStatus};

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-use super::plan::{BlockView, ClusterView, Decision, FileView, History, NodeView};
-use super::wire::{DecisionBatch, DecisionId, DecisionState, Item, LoadReport};
+use super::plan::{self, BlockView, ClusterView, FileView, History, NodeView};
 use crate::ids::{BlockId, FileKey};
+use crate::protocol::gossip::{
+    Decision, DecisionBatch, DecisionId, DecisionState, Item, LoadReport,
+};
 
 /// Decisions remembered for status and for the planner's pending-work view.
 const KEEP_DECISIONS: usize = 512;
@@ -146,8 +148,8 @@ impl SwarmView {
         if self.seen_batches.len() > 1024 {
             self.seen_batches.pop_front();
         }
-        let decisions: Vec<Decision<PeerId>> =
-            batch.items.iter().map(|i| i.decision.clone()).collect();
+        let decisions: Vec<plan::Decision<PeerId>> =
+            batch.items.iter().map(|i| (&i.decision).into()).collect();
         self.history.record(&decisions, batch.now_ms);
         let now = Instant::now();
         for (idx, item) in batch.items.iter().enumerate() {
@@ -302,7 +304,7 @@ impl SwarmView {
         }
         for t in self.decisions.iter().filter(|t| self.pending(t)) {
             if let Decision::Replicate { block, to, .. } = t.item.decision {
-                blocks.entry(BlockId(block)).or_default().1.insert(to);
+                blocks.entry(block).or_default().1.insert(to);
             }
         }
         let mut block_views = Vec::with_capacity(blocks.len());
@@ -362,15 +364,15 @@ impl SwarmView {
                     },
                     DecisionState::Published,
                 ) if self.pending(t) && *expires_at > now_ms => {
-                    delegates.insert(FileKey(*file), (*to, *expires_at));
+                    delegates.insert(*file, (*to, *expires_at));
                     files
-                        .entry(FileKey(*file))
+                        .entry(*file)
                         .or_insert((0.0, None, t.item.name.clone()));
                 }
                 (Decision::EndDelegation { file, .. }, DecisionState::Published)
                     if self.pending(t) =>
                 {
-                    delegates.remove(&FileKey(*file));
+                    delegates.remove(file);
                 }
                 _ => {}
             }
@@ -381,7 +383,7 @@ impl SwarmView {
                     .decisions
                     .iter()
                     .rev()
-                    .find(|t| matches!(t.item.decision, Decision::Delegate { file, .. } if file == k.0))
+                    .find(|t| matches!(t.item.decision, Decision::Delegate { file, .. } if file == *k))
                     .map(|t| t.item.name.clone())
                 {
                     files.insert(*k, (0.0, None, name));
@@ -421,7 +423,7 @@ fn util(r: &LoadReport) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::wire::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
+    use crate::protocol::gossip::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
 
     fn report(seq: u64, load: f64) -> LoadReport {
         LoadReport {
@@ -495,8 +497,8 @@ mod tests {
                 now_ms: 5,
                 items: vec![Item {
                     decision: Decision::Replicate {
-                        block: block.0,
-                        file: key.0,
+                        block,
+                        file: key,
                         from: a,
                         to: d,
                     },

@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::Args;
 use libp2p::Multiaddr;
 
-use super::output::{human_bytes, print_json, progress_bar};
+use super::output::{print_json, progress_bar};
 use super::AccessArgs;
 use crate::client::{Client, FileInfo};
 use crate::identity;
+use crate::units::human_bytes;
 
 #[derive(Args, Debug)]
 pub struct PutArgs {
@@ -108,7 +109,7 @@ pub async fn connect(args: &AccessArgs) -> anyhow::Result<Client> {
     let swarm_key = args
         .swarm_key
         .as_deref()
-        .map(crate::node::transport::read_swarm_key)
+        .map(crate::net::read_swarm_key)
         .transpose()?;
     Ok(Client::connect_with(addr, key, swarm_key).await?)
 }
@@ -404,7 +405,7 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_balance(b: &crate::balance::BalanceStatus) {
+fn print_balance(b: &crate::protocol::status::BalanceStatus) {
     match &b.manager {
         Some(m) => println!(
             "manager   {} (term {}); this node: {}",

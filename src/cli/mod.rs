@@ -4,8 +4,7 @@
 
 mod files;
 mod node;
-pub use node::BalanceArgs;
-pub(crate) mod output;
+mod output;
 
 use std::path::PathBuf;
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 use clap::Args;
 use libp2p::Multiaddr;
 
-use super::output::{human_bytes, parse_bytes, parse_duration, print_json};
-use crate::balance::workload::{self, parse_workload, BenchConfig};
-use crate::config::NodeSettings;
+use super::output::print_json;
+use crate::config::{BalanceSettings, NodeSettings};
 use crate::identity;
-use crate::node::nat::ServeMode;
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, ServeMode};
 use crate::store::Store;
+use crate::units::{human_bytes, parse_bytes, parse_duration};
+use crate::workload::{self, parse_workload, BenchConfig};
 
 /// `swarmstore node`. Each setting can also come from the config file (`--config`, same key
 /// names) or from `SWARMSTORE_<NAME>`; flags beat the environment, which beats the file.
@@ -128,7 +128,7 @@ pub struct NodeArgs {
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Durability")]
     pub drain: Option<bool>,
     #[command(flatten)]
-    pub balance: BalanceArgs,
+    pub balance: BalanceSettings,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -171,84 +171,7 @@ impl NodeArgs {
 
     /// The node to run: defaults, then the config file, then environment and flags.
     pub fn node_config(&self) -> anyhow::Result<NodeConfig> {
-        self.merged()?.into_config(identity::default_data_dir())
-    }
-}
-
-/// Load reports, manager election and balancing. Unset flags fall to the config file, then
-/// to the defaults (swarm "main", T = 2s, bandwidth 100M, hold 60s, planner on).
-#[derive(Args, Debug, Clone, Default, PartialEq)]
-pub struct BalanceArgs {
-    /// Swarm name: gossip topics are swarmstore/<NAME>/{load,manager,decisions} [default: main]
-    #[arg(
-        long,
-        env = "SWARMSTORE_SWARM",
-        value_name = "NAME",
-        help_heading = "Balancing"
-    )]
-    pub swarm: Option<String>,
-    /// Zone label shown in status.
-    #[arg(
-        long,
-        env = "SWARMSTORE_ZONE",
-        value_name = "NAME",
-        help_heading = "Balancing"
-    )]
-    pub zone: Option<String>,
-    /// How often load is measured and reported (T); the election's clock [default: 2s]
-    #[arg(long, env = "SWARMSTORE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
-    pub report_interval: Option<Duration>,
-    /// Serving capacity per second, the planner's yardstick for "hot" [default: 100M]
-    #[arg(long, env = "SWARMSTORE_BANDWIDTH", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
-    pub bandwidth: Option<u64>,
-    /// Only these peers may become manager (comma-separated peer ids) [default: every node]
-    #[arg(
-        long,
-        env = "SWARMSTORE_MANAGER_PEERS",
-        value_delimiter = ',',
-        value_name = "PEER,...",
-        help_heading = "Balancing"
-    )]
-    pub manager_peers: Vec<libp2p::PeerId>,
-    /// Minimum time before a balancing decision on the same object may be reversed [default: 60s]
-    #[arg(long, env = "SWARMSTORE_BALANCE_HOLD", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
-    pub balance_hold: Option<Duration>,
-    /// Report and elect, but publish no balancing decisions as manager.
-    #[arg(long, env = "SWARMSTORE_NO_PLANNER", num_args = 0..=1, default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", help_heading = "Balancing")]
-    pub no_planner: Option<bool>,
-}
-
-impl BalanceArgs {
-    /// Applies the flags that were given; the others keep what `config` has.
-    pub fn apply(&self, mut config: NodeConfig) -> NodeConfig {
-        if let Some(s) = &self.swarm {
-            config = config.swarm_name(s.clone());
-        }
-        if self.zone.is_some() {
-            config = config.zone(self.zone.clone());
-        }
-        if let Some(t) = self.report_interval {
-            config = config.report_interval(t);
-        }
-        if let Some(b) = self.bandwidth {
-            config = config.bandwidth(b);
-        }
-        if !self.manager_peers.is_empty() {
-            config = config.manager_peers(self.manager_peers.clone());
-        }
-        if let Some(h) = self.balance_hold {
-            config = config.balance_hold(h);
-        }
-        if let Some(off) = self.no_planner {
-            config = config.planner(!off);
-        }
-        config
-    }
-
-    /// These flags over the built-in defaults.
-    pub fn effective(&self) -> crate::balance::BalanceConfig {
-        self.apply(NodeConfig::new(".")).balance
+        Ok(self.merged()?.into_config(identity::default_data_dir())?)
     }
 }
 
@@ -283,7 +206,7 @@ pub struct DevnetArgs {
     #[arg(long, help_heading = "Workload")]
     pub compare: bool,
     #[command(flatten)]
-    pub balance: BalanceArgs,
+    pub balance: BalanceSettings,
 }
 
 pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
@@ -515,7 +438,7 @@ pub struct SwarmKeyArgs {
 
 /// Prints (or writes) a fresh pre-shared key for a private swarm.
 pub fn run_swarm_key(args: SwarmKeyArgs) -> anyhow::Result<()> {
-    let key = crate::node::transport::new_swarm_key();
+    let key = crate::net::new_swarm_key();
     match args.out {
         None => print!("{key}"),
         Some(path) => {

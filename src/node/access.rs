@@ -9,11 +9,13 @@ use std::sync::Arc;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
-use super::Ctx;
-use crate::ids::{validate_name, BlockId, FileKey};
+use super::balancing::delegate;
+use super::{Ctx, NodeError};
+use crate::ids::{hash_block, validate_name, BlockId, FileKey};
 use crate::protocol::block::{BlockRequest, BlockResponse};
-use crate::protocol::client::{ClientRequest, ClientResponse, NodeStatus, PeerStatus};
+use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::protocol::status::{NodeStatus, PeerStatus};
 use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
@@ -27,7 +29,7 @@ pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> Clien
             fetch(ctx, &name, download.then_some(client)).await
         }
         ClientRequest::GetBlock { id, holders } => get_block(ctx, id, holders).await,
-        ClientRequest::Status => ClientResponse::Status(status(ctx).await),
+        ClientRequest::Status => ClientResponse::Status(Box::new(status(ctx).await)),
         ClientRequest::Peers => ClientResponse::Peers {
             replication: ctx.config.replication,
             candidates: ctx
@@ -54,14 +56,6 @@ fn error(message: impl Into<String>) -> ClientResponse {
     }
 }
 
-/// Hashes on a blocking thread: 1 MiB of SHA-256 would stall the executor for ~0.5 ms.
-pub async fn hash(data: Vec<u8>) -> (BlockId, Vec<u8>) {
-    match tokio::task::spawn_blocking(move || (BlockId::of(&data), data)).await {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 async fn put_block(ctx: &Arc<Ctx>, id: BlockId, file: String, data: Vec<u8>) -> ClientResponse {
     if let Err(e) = validate_name(&file) {
         return error(e);
@@ -72,7 +66,7 @@ async fn put_block(ctx: &Arc<Ctx>, id: BlockId, file: String, data: Vec<u8>) -> 
             data.len()
         ));
     }
-    let (actual, data) = hash(data).await;
+    let (actual, data) = hash_block(data).await;
     if actual != id {
         return error(format!(
             "block hash mismatch: named {id}, content is {actual}"
@@ -182,7 +176,7 @@ pub async fn read_state_detailed(
     ctx: &Arc<Ctx>,
     name: &str,
     reader: Option<PeerId>,
-) -> Result<ReadOutcome, String> {
+) -> Result<ReadOutcome, NodeError> {
     let key = FileKey::for_name(name);
     let set = ctx.replica_set(name).await;
     let mut replies: FuturesUnordered<_> = set
@@ -238,10 +232,10 @@ pub async fn read_state_detailed(
         }
     }
     if answered == 0 && !failures.is_empty() {
-        return Err(format!(
-            "no replica of {name:?} answered: {}",
-            failures.join("; ")
-        ));
+        return Err(NodeError::NoReplica {
+            name: name.to_string(),
+            failures: failures.join("; "),
+        });
     }
     let best = best.map(|(_, state)| {
         let head = state.head().map(|h| h.version).unwrap_or(0);
@@ -265,7 +259,7 @@ pub async fn read_state(
     ctx: &Arc<Ctx>,
     name: &str,
     reader: Option<PeerId>,
-) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, String> {
+) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, NodeError> {
     read_state_detailed(ctx, name, reader).await.map(|r| r.best)
 }
 
@@ -273,7 +267,7 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
     if let Err(e) = validate_name(name) {
         return error(e);
     }
-    if let Some(resp) = crate::balance::apply::read_via_delegate(ctx, name, reader).await {
+    if let Some(resp) = delegate::read_via_delegate(ctx, name, reader).await {
         return resp;
     }
     match read_state(ctx, name, reader).await {
@@ -283,7 +277,7 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
         Ok(None) => ClientResponse::NotFound {
             name: name.to_string(),
         },
-        Err(message) => error(message),
+        Err(e) => error(e.to_string()),
     }
 }
 
@@ -356,7 +350,7 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
         });
         match reply {
             Ok(BlockResponse::Data { data }) => {
-                let (actual, data) = hash(data).await;
+                let (actual, data) = hash_block(data).await;
                 if actual == id {
                     ctx.balance.note_dispatch(peer, data.len() as u64);
                     return ClientResponse::Block { data };
@@ -380,12 +374,13 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
 }
 
 async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
-    let store = ctx.store.clone();
-    let records = tokio::task::spawn_blocking(move || store.records.heads().map(|h| h.len()))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
+    let records = match ctx.store.run(|s| s.records.heads().map(|h| h.len())).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("status: cannot count records: {e}");
+            0
+        }
+    };
     let mut peers: Vec<PeerStatus> = ctx
         .peers
         .snapshot()
@@ -408,6 +403,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         records,
         peers,
         repair: ctx.repair.snapshot(),
-        balance: Box::new(ctx.balance.status()),
+        balance: ctx.balance.status(),
     }
 }

@@ -7,19 +7,15 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::ProtocolSupport;
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
 use libp2p::{allow_block_list, autonat, dcutr, gossipsub, identify, mdns, ping, relay};
 
 use super::nat::{self, Admit, ServeMode};
 use super::NodeConfig;
-use crate::protocol::{self, block, client, meta, CborCodec};
-
-pub type ClientRR =
-    request_response::Behaviour<CborCodec<client::ClientRequest, client::ClientResponse>>;
-pub type MetaRR = request_response::Behaviour<CborCodec<meta::MetaRequest, meta::MetaResponse>>;
-pub type BlockRR =
-    request_response::Behaviour<CborCodec<block::BlockRequest, block::BlockResponse>>;
+use crate::net::protocols::{identify_config, ping_behaviour, rr, BlockRR, ClientRR, MetaRR};
+use crate::net::{TransportError, BLOCK_TIMEOUT, CLIENT_TIMEOUT, META_TIMEOUT};
+use crate::protocol::{self, block, client, meta};
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -40,55 +36,12 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
 }
 
-/// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
-/// to fsync, a `Publish` for a majority of the replica set.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-pub const META_TIMEOUT: Duration = Duration::from_secs(60);
-pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub fn identify_config(key: &Keypair) -> identify::Config {
-    identify::Config::new(protocol::IDENTIFY_VERSION.to_string(), key.public())
-        .with_agent_version(format!("swarmstore/{}", env!("CARGO_PKG_VERSION")))
-        .with_push_listen_addr_updates(true)
-}
-
-/// Pings often enough that two misses in a row fit in `liveness`: a dead peer is noticed
-/// within that bound even when no connection error tells us sooner.
-pub fn ping_behaviour(liveness: Duration) -> ping::Behaviour {
-    let interval = (liveness / 5).max(Duration::from_millis(100));
-    let timeout = (liveness * 2 / 5).max(Duration::from_millis(200));
-    ping::Behaviour::new(
-        ping::Config::new()
-            .with_interval(interval)
-            .with_timeout(timeout),
-    )
-}
-
-pub fn rr<Req, Resp>(
-    proto: libp2p::StreamProtocol,
-    support: ProtocolSupport,
-    limit: usize,
-    timeout: Duration,
-) -> request_response::Behaviour<CborCodec<Req, Resp>>
-where
-    Req: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
-    Resp: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
-{
-    request_response::Behaviour::with_codec(
-        CborCodec::new(limit, limit),
-        [(proto, support)],
-        request_response::Config::default()
-            .with_request_timeout(timeout)
-            .with_max_concurrent_streams(256),
-    )
-}
-
 impl Behaviour {
     pub fn new(
         key: &Keypair,
         config: &NodeConfig,
         relay_client: relay::client::Behaviour,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, TransportError> {
         let mdns_on = config.mdns;
         let liveness = config.liveness;
         let local = key.public().to_peer_id();
@@ -103,7 +56,10 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
 
         let mdns = if mdns_on {
-            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                    .map_err(|e| TransportError::setup("mDNS", e))?,
+            )
         } else {
             None
         };
@@ -112,7 +68,7 @@ impl Behaviour {
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config()?,
         )
-        .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
+        .map_err(|e| TransportError::setup("gossipsub", e))?;
         Ok(Self {
             kad,
             identify: identify::Behaviour::new(identify_config(key)),
@@ -165,7 +121,7 @@ fn relay_server(local: libp2p::PeerId, mode: ServeMode) -> Option<relay::Behavio
 
 /// A small mesh suits swarms of a handful of nodes and still works for large ones; publishing
 /// floods to every subscribed peer we know, so reports reach the manager in one hop.
-fn gossip_config() -> anyhow::Result<gossipsub::Config> {
+fn gossip_config() -> Result<gossipsub::Config, TransportError> {
     gossipsub::ConfigBuilder::default()
         .mesh_n(4)
         .mesh_n_low(2)
@@ -175,5 +131,5 @@ fn gossip_config() -> anyhow::Result<gossipsub::Config> {
         .max_transmit_size(64 * 1024)
         .validation_mode(gossipsub::ValidationMode::Strict)
         .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))
+        .map_err(|e| TransportError::setup("gossipsub", e))
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::{access, Ctx};
+use super::{access, Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
@@ -36,18 +36,20 @@ pub async fn drain(ctx: &Arc<Ctx>) -> DrainReport {
     let mut handed: HashMap<FileKey, u64> = HashMap::new();
     hand_records(ctx, &mut handed, &mut report).await;
 
-    let store = ctx.store.clone();
-    let refs = tokio::task::spawn_blocking(move || store.records.block_refs())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let refs = match ctx.store.block_refs().await {
+        Ok(refs) => refs,
+        Err(e) => {
+            // Records are handed over; block copies stay for repair to find elsewhere.
+            report.failures.push(format!("cannot list block refs: {e}"));
+            Vec::new()
+        }
+    };
     let jobs: Vec<(crate::ids::BlockId, String)> = refs
         .into_iter()
         .filter(|(id, _)| ctx.store.blocks.contains(id))
         .flat_map(|(id, r)| r.files.into_iter().map(move |f| (id, f)))
         .collect();
-    let results: Vec<Option<Result<(), String>>> = stream::iter(jobs)
+    let results: Vec<Option<Result<(), NodeError>>> = stream::iter(jobs)
         .map(|(id, file)| async move { hand_over(ctx, id, &file).await })
         .buffer_unordered(4)
         .collect()
@@ -56,7 +58,7 @@ pub async fn drain(ctx: &Arc<Ctx>) -> DrainReport {
         report.blocks += 1;
         match r {
             Ok(()) => report.blocks_handed += 1,
-            Err(e) => report.failures.push(e),
+            Err(e) => report.failures.push(e.to_string()),
         }
     }
     // Versions that reached us meanwhile (late replicas) go too.
@@ -73,12 +75,13 @@ async fn hand_records(
     report: &mut DrainReport,
 ) {
     for _ in 0..4 {
-        let store = ctx.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.records.all())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let records = match ctx.store.states().await {
+            Ok(records) => records,
+            Err(e) => {
+                report.failures.push(format!("cannot list records: {e}"));
+                return;
+            }
+        };
         let fresh: Vec<(FileKey, FileState)> = records
             .into_iter()
             // Only newer versions: our copy of a handed version may already be stale (the new
@@ -100,7 +103,7 @@ async fn hand_records(
             match hand_record(ctx, key, &state).await {
                 Ok(()) if first => report.records_handed += 1,
                 Ok(()) => {}
-                Err(e) => report.failures.push(e),
+                Err(e) => report.failures.push(e.to_string()),
             }
             handed.insert(key, state.position().version);
         }
@@ -119,7 +122,7 @@ pub async fn forward_record(ctx: &Arc<Ctx>, key: FileKey) {
 
 /// Copies one record to every member of its new replica set, a few tries each: a majority
 /// would keep it readable, but with repair slow a missing copy would stay missing.
-async fn hand_record(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) -> Result<(), String> {
+async fn hand_record(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) -> Result<(), NodeError> {
     let Some(name) = state.head().map(|h| h.name.clone()) else {
         return Ok(());
     };
@@ -160,12 +163,12 @@ async fn hand_record(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) -> Result<
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(NodeError::Refused(format!(
             "record {name:?}: {} of {} copies ({})",
             set.len() - missing.len(),
             set.len(),
             errors.join("; ")
-        ))
+        )))
     }
 }
 
@@ -175,7 +178,7 @@ async fn hand_over(
     ctx: &Arc<Ctx>,
     id: crate::ids::BlockId,
     file: &str,
-) -> Option<Result<(), String>> {
+) -> Option<Result<(), NodeError>> {
     let (root, _, state) = access::read_state(ctx, file, None).await.ok()??;
     let listed: Vec<libp2p::PeerId> = state
         .versions
@@ -209,10 +212,12 @@ async fn hand_over(
         };
         return Some(match ctx.meta_to(root, set).await {
             Ok(MetaResponse::HoldersSet) => Ok(()),
-            other => Err(format!(
+            other => Err(NodeError::Refused(format!(
                 "block {id}: root did not take the new holder: {other:?}"
-            )),
+            ))),
         });
     }
-    Some(Err(format!("block {id} of {file:?}: no peer took it")))
+    Some(Err(NodeError::Refused(format!(
+        "block {id} of {file:?}: no peer took it"
+    ))))
 }

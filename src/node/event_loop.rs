@@ -13,21 +13,21 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::metrics::Recorder;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::net::Command;
+use super::command::{Command, Lookup};
 use super::{access, holder, root, Ctx};
 use crate::error::{Error, Result};
-use crate::metrics::{block_kind, client_kind, meta_kind};
+use crate::net::is_loopback;
 use crate::protocol::{self, block::BlockResponse, meta::MetaResponse};
 
 type Pending<T> = HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<T>>)>;
-type LookupReply = oneshot::Sender<super::net::Lookup>;
+type LookupReply = oneshot::Sender<Lookup>;
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -41,6 +41,9 @@ pub struct EventLoop {
     /// libp2p's own metrics (connections, kad, identify, ping, relay, DCUtR).
     p2p_metrics: Option<libp2p::metrics::Metrics>,
     reach: reach::Reach,
+    /// Inbound request handlers: owned here, so they stop with the loop (a dropped node
+    /// leaves no handler behind holding its store).
+    handlers: JoinSet<()>,
 }
 
 impl EventLoop {
@@ -60,6 +63,7 @@ impl EventLoop {
             last_pong: HashMap::new(),
             p2p_metrics: None,
             reach: reach::Reach::new(&bootstrap),
+            handlers: JoinSet::new(),
         }
     }
 
@@ -97,6 +101,13 @@ impl EventLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
+                    if let Err(e) = done {
+                        if e.is_panic() {
+                            tracing::error!("a request handler panicked: {e}");
+                        }
+                    }
+                }
                 _ = liveness_tick.tick() => self.check_liveness(),
                 _ = tick.tick() => {
                     ticks += 1;
@@ -174,7 +185,7 @@ impl EventLoop {
             Command::Publish { topic, data, reply } => {
                 let topic = gossipsub::IdentTopic::new(topic);
                 let r = self.swarm.behaviour_mut().gossipsub.publish(topic, data);
-                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                let _ = reply.send(r.map(|_| ()));
             }
             Command::SetBlocked { peer, blocked } => {
                 let list = &mut self.swarm.behaviour_mut().blocked;
@@ -330,8 +341,8 @@ impl EventLoop {
                 } = event
                 {
                     let ctx = self.ctx.clone();
-                    tokio::spawn(async move {
-                        let kind = client_kind(&request);
+                    self.handlers.spawn(async move {
+                        let kind = request.kind();
                         let started = Instant::now();
                         let resp = access::handle(&ctx, peer, request).await;
                         ctx.metrics.served("client", kind);
@@ -348,8 +359,8 @@ impl EventLoop {
                         request, channel, ..
                     } => {
                         let ctx = self.ctx.clone();
-                        tokio::spawn(async move {
-                            ctx.metrics.served("meta", meta_kind(&request));
+                        self.handlers.spawn(async move {
+                            ctx.metrics.served("meta", request.kind());
                             let resp = root::handle(&ctx, peer, request).await;
                             let _ = ctx.net.send(Command::RespondMeta { channel, resp }).await;
                         });
@@ -382,8 +393,8 @@ impl EventLoop {
                         request, channel, ..
                     } => {
                         let ctx = self.ctx.clone();
-                        tokio::spawn(async move {
-                            let kind = block_kind(&request);
+                        self.handlers.spawn(async move {
+                            let kind = request.kind();
                             ctx.metrics.served("block", kind);
                             let started = std::time::Instant::now();
                             let resp = holder::handle(&ctx, peer, request).await;
@@ -462,7 +473,7 @@ impl EventLoop {
                 }
                 if step.last {
                     if let Some(tx) = self.pending_lookups.remove(&id) {
-                        let _ = tx.send(super::net::Lookup {
+                        let _ = tx.send(Lookup {
                             peers: found,
                             requests: stats.num_requests(),
                             duration: stats.duration(),
@@ -484,23 +495,4 @@ fn log_rr_failure<Req, Resp>(what: &str, event: &request_response::Event<Req, Re
         // Malformed or oversized frames land here: the stream is dropped, the node serves on.
         tracing::debug!(%peer, "inbound {what} request failed: {error}");
     }
-}
-
-pub fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
-}
-
-/// The address a local CLI should use: loopback TCP if we listen on it, else any TCP, else any.
-pub fn preferred_addr(addrs: &[Multiaddr]) -> Option<Multiaddr> {
-    let is_tcp = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
-    addrs
-        .iter()
-        .find(|a| is_tcp(a) && is_loopback(a))
-        .or_else(|| addrs.iter().find(|a| is_tcp(a)))
-        .or_else(|| addrs.first())
-        .cloned()
 }

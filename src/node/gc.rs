@@ -42,17 +42,16 @@ pub async fn run(ctx: Arc<Ctx>) {
 pub async fn sweep(ctx: &Arc<Ctx>) {
     let grace_ms = ctx.config.gc_grace.as_millis() as u64;
     let now = now_ms();
-    let store = ctx.store.clone();
-    let refs = match tokio::task::spawn_blocking(move || store.records.block_refs()).await {
-        Ok(Ok(refs)) => refs,
-        Ok(Err(e)) => return tracing::warn!("gc: cannot list block refs: {e}"),
-        Err(e) => return tracing::warn!("gc: {e}"),
+    let refs = match ctx.store.block_refs().await {
+        Ok(refs) => refs,
+        Err(e) => return tracing::warn!("gc: cannot list block refs: {e}"),
     };
     let mut candidates: Vec<(BlockId, BlockRefs)> = Vec::new();
     for (id, r) in refs {
         if !ctx.store.blocks.contains(&id) {
-            let store = ctx.store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.records.remove_block_refs(&id)).await;
+            if let Err(e) = ctx.store.remove_block_refs(id).await {
+                tracing::warn!(block = %id, "gc: cannot drop the refs of a block gone: {e}");
+            }
             continue;
         }
         if now.saturating_sub(r.stored_ms) >= grace_ms && !r.files.is_empty() {
@@ -86,34 +85,28 @@ pub async fn sweep(ctx: &Arc<Ctx>) {
             Some(Referenced::Blocks(set)) => set.contains(&id),
             Some(Referenced::Unknown) | None => true,
         });
-        let store = ctx.store.clone();
         if referenced {
             if r.unreferenced_since.take().is_some() {
-                let _ = tokio::task::spawn_blocking(move || store.records.set_block_refs(&id, &r))
-                    .await;
+                if let Err(e) = ctx.store.set_block_refs(id, r).await {
+                    tracing::warn!(block = %id, "gc: cannot clear its mark: {e}");
+                }
             }
             continue;
         }
         match r.unreferenced_since {
             None => {
                 r.unreferenced_since = Some(now);
-                let _ = tokio::task::spawn_blocking(move || store.records.set_block_refs(&id, &r))
-                    .await;
+                if let Err(e) = ctx.store.set_block_refs(id, r).await {
+                    tracing::warn!(block = %id, "gc: cannot mark it unreferenced: {e}");
+                }
             }
             Some(since) if now.saturating_sub(since) >= grace_ms => {
                 let files = r.files.join(", ");
-                let removed = tokio::task::spawn_blocking(move || {
-                    let removed = store.blocks.remove(&id);
-                    let _ = store.records.remove_block_refs(&id);
-                    removed
-                })
-                .await;
-                match removed {
-                    Ok(Ok(_)) => {
+                match ctx.store.remove_block(id).await {
+                    Ok(_) => {
                         tracing::info!(block = %id, %files, "gc: collected unreferenced block")
                     }
-                    Ok(Err(e)) => tracing::warn!(block = %id, "gc: cannot remove block: {e}"),
-                    Err(e) => tracing::warn!(block = %id, "gc: {e}"),
+                    Err(e) => tracing::warn!(block = %id, "gc: cannot remove block: {e}"),
                 }
             }
             Some(_) => {}

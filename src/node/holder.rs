@@ -9,10 +9,10 @@ use std::sync::Arc;
 use libp2p::PeerId;
 
 use super::Ctx;
-use crate::ids::BlockId;
+use crate::ids::{hash_block, BlockId};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::record::now_ms;
-use crate::store::BlockError;
+use crate::store::{BlockError, StoreError};
 
 pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockResponse {
     match req {
@@ -40,17 +40,20 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
 /// with wrong bytes or nothing is skipped (and logged): it does not really hold the block.
 async fn pull(ctx: &Arc<Ctx>, id: BlockId, file: &str, sources: Vec<PeerId>) -> BlockResponse {
     if ctx.store.blocks.contains(&id) {
-        let store = ctx.store.clone();
-        let (file, now) = (file.to_string(), now_ms());
-        let _ =
-            tokio::task::spawn_blocking(move || store.records.add_block_ref(&id, &file, now)).await;
+        if let Err(e) = ctx
+            .store
+            .add_block_ref(id, file.to_string(), now_ms())
+            .await
+        {
+            tracing::warn!(block = %id, "cannot note block ref: {e}");
+        }
         return BlockResponse::Stored;
     }
     let mut failures = Vec::new();
     for source in sources.into_iter().filter(|s| *s != ctx.local) {
         match ctx.net.block(source, BlockRequest::Get { id }).await {
             Ok(BlockResponse::Data { data }) => {
-                let (actual, data) = super::access::hash(data).await;
+                let (actual, data) = hash_block(data).await;
                 if actual != id {
                     tracing::warn!(peer = %source, block = %id, "source returned wrong bytes");
                     failures.push(format!("{source}: wrong bytes"));
@@ -87,50 +90,41 @@ async fn put(
             };
         }
     }
-    let store = ctx.store.clone();
-    let file = file.to_string();
-    let result = tokio::task::spawn_blocking(move || store.blocks.put(&id, &data)).await;
-    if matches!(result, Ok(Ok(()))) {
+    let result = ctx.store.put_block(id, data).await;
+    if result.is_ok() {
         // Off the answer path: the ref only tells GC which files to ask about, and a block
         // without one is kept (a leak after a crash, never a loss).
-        let store = ctx.store.clone();
+        let ctx = ctx.clone();
         let file = file.to_string();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.records.add_block_ref(&id, &file, now_ms()) {
+        tokio::spawn(async move {
+            if let Err(e) = ctx.store.add_block_ref(id, file, now_ms()).await {
                 tracing::warn!(block = %id, "cannot note block ref: {e}");
             }
         });
     }
     match result {
-        Ok(Ok(())) => BlockResponse::Stored,
-        Ok(Err(e @ BlockError::WrongHash(..))) => {
+        Ok(()) => BlockResponse::Stored,
+        Err(e @ StoreError::Blocks(BlockError::WrongHash(..))) => {
             tracing::warn!(peer = %from, "rejected block: {e}");
             BlockResponse::Error {
                 message: e.to_string(),
             }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::error!(block = %id, "cannot store block: {e}");
             BlockResponse::Error {
                 message: e.to_string(),
             }
         }
-        Err(e) => BlockResponse::Error {
-            message: format!("store task failed: {e}"),
-        },
     }
 }
 
 async fn get(ctx: &Arc<Ctx>, id: BlockId) -> BlockResponse {
-    let store = ctx.store.clone();
-    match tokio::task::spawn_blocking(move || store.blocks.get(&id)).await {
-        Ok(Ok(Some(data))) => BlockResponse::Data { data },
-        Ok(Ok(None)) => BlockResponse::NotFound,
-        Ok(Err(e)) => BlockResponse::Error {
-            message: e.to_string(),
-        },
+    match ctx.store.get_block(id).await {
+        Ok(Some(data)) => BlockResponse::Data { data },
+        Ok(None) => BlockResponse::NotFound,
         Err(e) => BlockResponse::Error {
-            message: format!("store task failed: {e}"),
+            message: e.to_string(),
         },
     }
 }

@@ -25,7 +25,7 @@ use libp2p::swarm::{
 };
 use libp2p::{relay, Multiaddr, PeerId};
 
-use super::transport::is_relayed;
+use crate::net::{is_relayed, RELAY_CIRCUIT_BYTES};
 
 /// Whether this node offers a service (relay hop, AutoNAT dial-back) to others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -60,11 +60,6 @@ impl std::fmt::Display for ServeMode {
     }
 }
 
-/// Relay circuits carry at most this many bytes each way (libp2p's default is 128 KiB).
-/// Enough for metadata traffic between nodes (records are at most a few MiB) and for a client
-/// that can only reach its access node through a relay to read or write small files. Blocks
-/// between nodes never ride a relay: they wait for a direct connection instead.
-pub const RELAY_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
 /// A relay circuit lasts at most this long (libp2p's default is 2 minutes); a new one is
 /// opened on demand after it ends.
 pub const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId};
 
@@ -41,10 +41,6 @@ impl PeerTable {
             local_point: peer_point(&local),
             inner: RwLock::new(HashMap::new()),
         }
-    }
-
-    pub fn local(&self) -> PeerId {
-        self.local
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PeerId, PeerState>> {
@@ -184,15 +180,6 @@ impl PeerTable {
             });
         }
         out
-    }
-
-    /// Peers down for longer than `grace` (for repair decisions).
-    pub fn down_longer_than(&self, grace: Duration) -> Vec<PeerId> {
-        self.read()
-            .iter()
-            .filter(|(_, s)| s.down_since.is_some_and(|t| t.elapsed() >= grace))
-            .map(|(p, _)| *p)
-            .collect()
     }
 
     pub fn snapshot(&self) -> Vec<(PeerId, PeerState)> {

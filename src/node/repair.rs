@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use libp2p::PeerId;
-use serde::Serialize;
 
 use super::root::{apply_holder_changes, HolderChange};
 use super::Ctx;
 use crate::ids::BlockId;
 use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::status::RepairStatus;
 
 /// Repair counters, shown by `status`.
 #[derive(Default)]
@@ -31,19 +31,6 @@ pub struct RepairStats {
     pub repaired_blocks: AtomicU64,
     pub repaired_bytes: AtomicU64,
     pub rounds: AtomicU64,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
-pub struct RepairStatus {
-    /// Blocks below R good holders at the last round.
-    pub under_replicated: usize,
-    /// Copies still to make in the current round.
-    pub queue: usize,
-    /// Blocks with no good holder left at the last round.
-    pub lost: usize,
-    pub repaired_blocks: u64,
-    pub repaired_bytes: u64,
-    pub rounds: u64,
 }
 
 impl RepairStats {
@@ -103,10 +90,9 @@ struct Tracked {
 
 async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
     let stats = &ctx.repair;
-    let store = ctx.store.clone();
-    let all = match tokio::task::spawn_blocking(move || store.records.all()).await {
-        Ok(Ok(all)) => all,
-        _ => return,
+    let all = match ctx.store.states().await {
+        Ok(all) => all,
+        Err(e) => return tracing::warn!("repair: cannot list records: {e}"),
     };
     // Blocks of every retained, live version of the files we are root for.
     let mut blocks: BTreeMap<(String, BlockId), Tracked> = BTreeMap::new();

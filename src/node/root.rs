@@ -12,7 +12,8 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
-use super::Ctx;
+use super::balancing::delegate;
+use super::{drain, Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
@@ -37,7 +38,7 @@ pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, M
                 remove,
             } => set_holders(ctx, from, &name, block, add, remove).await,
             MetaRequest::DelegateState { key, state } => {
-                crate::balance::apply::on_delegate_state(ctx, key, state)
+                delegate::on_delegate_state(ctx, key, state)
             }
         }
     })
@@ -60,19 +61,16 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
     let keep = ctx.config.keep_versions;
     // A root that just joined the replica set (or was down) may lack the history this version
     // follows: catch up from the rest of the set before judging it.
-    let store = ctx.store.clone();
-    let held = tokio::task::spawn_blocking(move || store.records.positions(&[key]))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .and_then(|v| v.first().map(|(_, p)| p.version))
-        .unwrap_or(0);
+    let held = match ctx.store.positions(vec![key]).await {
+        Ok(positions) => positions.first().map(|(_, p)| p.version).unwrap_or(0),
+        Err(e) => return internal(e),
+    };
     if held + 1 < version {
         catch_up(ctx, &name, key).await;
     }
-    let store = ctx.store.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        store.records.update(&key, true, |current| {
+    let stored = ctx
+        .store
+        .update(key, true, move |current| {
             let mut state = current.unwrap_or(FileState {
                 versions: Vec::new(),
                 users: Vec::new(),
@@ -86,15 +84,13 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
                 }
             }
         })
-    })
-    .await;
+        .await;
     let state = match stored {
-        Ok(Ok(Ok(state))) => state,
-        Ok(Ok(Err(error))) => {
+        Ok(Ok(state)) => state,
+        Ok(Err(error)) => {
             tracing::info!(%name, "publish refused: {error}");
             return MetaResponse::Rejected { error };
         }
-        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
 
@@ -139,7 +135,7 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
         };
     }
     // A delegated file's delegate must see the version before the writer is told it is stored.
-    crate::balance::apply::push_to_delegate(ctx, key, &state).await;
+    delegate::push_to_delegate(ctx, key, &state).await;
     tracing::info!(%name, version, replicas = acked.len(), ?set, "published");
     MetaResponse::Published {
         version,
@@ -174,9 +170,9 @@ async fn replicate_in(
         tracing::warn!(peer = %from, %key, "rejected replica: {error}");
         return MetaResponse::Rejected { error };
     }
-    let store = ctx.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        store.records.update(&key, true, |current| {
+    let result = ctx
+        .store
+        .update(key, true, move |current| {
             let incoming = state.head().map(|h| h.version).unwrap_or(0);
             match current {
                 None => Ok(Change::Write(state, ())),
@@ -200,18 +196,16 @@ async fn replicate_in(
                 }
             }
         })
-    })
-    .await;
+        .await;
     match result {
-        Ok(Ok(Ok(()))) => {
+        Ok(Ok(())) => {
             if ctx.is_leaving() {
                 // Arrived after drain took its snapshot: pass it on before we go.
-                crate::node::drain::forward_record(ctx, key).await;
+                drain::forward_record(ctx, key).await;
             }
             MetaResponse::Replicated
         }
-        Ok(Ok(Err(error))) => MetaResponse::Rejected { error },
-        Ok(Err(e)) => internal(e),
+        Ok(Err(error)) => MetaResponse::Rejected { error },
         Err(e) => internal(e),
     }
 }
@@ -223,28 +217,29 @@ async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResp
     if let Some(state) = ctx.balance.delegated_state(&key) {
         return MetaResponse::State { state: Some(state) };
     }
-    let store = ctx.store.clone();
-    let state = match tokio::task::spawn_blocking(move || store.records.get(&key)).await {
-        Ok(Ok(state)) => state,
-        Ok(Err(e)) => return internal(e),
+    let state = match ctx.store.state(key).await {
+        Ok(state) => state,
         Err(e) => return internal(e),
     };
     if let (Some(reader), Some(_)) = (reader, &state) {
         // Off the response path: recording a download never slows or fails it.
-        let store = ctx.store.clone();
+        let ctx = ctx.clone();
         let limit = ctx.config.max_users;
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             let at = now_ms();
-            let r = store.records.update(&key, false, |current| {
-                Ok::<_, RecordError>(match current {
-                    Some(mut s) => {
-                        s.note_user(reader, at, limit);
-                        Change::Write(s, ())
-                    }
-                    None => Change::Keep(()),
+            let noted = ctx
+                .store
+                .update(key, false, move |current| {
+                    Ok::<_, RecordError>(match current {
+                        Some(mut s) => {
+                            s.note_user(reader, at, limit);
+                            Change::Write(s, ())
+                        }
+                        None => Change::Keep(()),
+                    })
                 })
-            });
-            if let Err(e) = r {
+                .await;
+            if let Err(e) = noted {
                 tracing::warn!(%key, "cannot record downloader: {e}");
             }
         });
@@ -253,11 +248,9 @@ async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResp
 }
 
 async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, Position)>) -> MetaResponse {
-    let store = ctx.store.clone();
     let keys: Vec<FileKey> = entries.into_iter().map(|(k, _)| k).collect();
-    match tokio::task::spawn_blocking(move || store.records.positions(&keys)).await {
-        Ok(Ok(entries)) => MetaResponse::Digest { entries },
-        Ok(Err(e)) => internal(e),
+    match ctx.store.positions(keys).await {
+        Ok(entries) => MetaResponse::Digest { entries },
         Err(e) => internal(e),
     }
 }
@@ -295,13 +288,13 @@ pub async fn apply_holder_changes(
     ctx: &Arc<Ctx>,
     name: &str,
     changes: Vec<HolderChange>,
-) -> Result<bool, String> {
+) -> Result<bool, NodeError> {
     let key = FileKey::for_name(name);
-    let store = ctx.store.clone();
-    let updated = tokio::task::spawn_blocking(move || {
-        store.records.update(&key, true, |current| {
+    let updated = ctx
+        .store
+        .update(key, true, move |current| {
             let Some(mut state) = current else {
-                return Ok::<_, RecordError>(Change::Keep(None));
+                return Ok(Change::Keep(None));
             };
             let mut changed = false;
             for version in &mut state.versions {
@@ -318,7 +311,7 @@ pub async fn apply_holder_changes(
                     }
                 }
             }
-            Ok(if changed {
+            Ok::<_, std::convert::Infallible>(if changed {
                 // A hybrid clock, not a counter: a new root (after hand-over) starts from the
                 // old root's revision, and its later change must still count as later.
                 state.rev = (state.rev + 1).max(now_ms());
@@ -327,15 +320,12 @@ pub async fn apply_holder_changes(
                 Change::Keep(None)
             })
         })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+        .await?;
+    let Ok(updated) = updated;
     let Some(state) = updated else {
         return Ok(false);
     };
-    crate::balance::apply::push_to_delegate(ctx, key, &state).await;
+    delegate::push_to_delegate(ctx, key, &state).await;
     let set = ctx.replica_set(name).await;
     for peer in set.into_iter().filter(|p| *p != ctx.local) {
         let ctx = ctx.clone();

@@ -33,11 +33,9 @@ pub async fn run(ctx: Arc<Ctx>) {
 
 /// One anti-entropy round over every record this node holds.
 pub async fn round(ctx: &Arc<Ctx>) {
-    let store = ctx.store.clone();
-    let all = match tokio::task::spawn_blocking(move || store.records.all()).await {
-        Ok(Ok(all)) => all,
-        Ok(Err(e)) => return tracing::warn!("sync: cannot list records: {e}"),
-        Err(e) => return tracing::warn!("sync: {e}"),
+    let all = match ctx.store.states().await {
+        Ok(all) => all,
+        Err(e) => return tracing::warn!("sync: cannot list records: {e}"),
     };
     let mut per_peer: HashMap<PeerId, Vec<(FileKey, Position)>> = HashMap::new();
     let mut states: HashMap<FileKey, FileState> = HashMap::new();
@@ -80,10 +78,11 @@ pub async fn round(ctx: &Arc<Ctx>) {
     }
     for (key, (version, set_len)) in outside {
         if counts.get(&key).copied().unwrap_or(0) >= set_len {
-            let store = ctx.store.clone();
-            let removed = tokio::task::spawn_blocking(move || store.records.remove(&key)).await;
-            if matches!(removed, Ok(Ok(()))) {
-                tracing::info!(%key, version, "handed record over to its new replica set");
+            match ctx.store.remove_state(key).await {
+                Ok(()) => {
+                    tracing::info!(%key, version, "handed record over to its new replica set")
+                }
+                Err(e) => tracing::warn!(%key, "sync: cannot drop a handed-over record: {e}"),
             }
         }
     }

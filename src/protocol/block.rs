@@ -35,6 +35,21 @@ pub enum BlockRequest {
     },
 }
 
+impl BlockRequest {
+    /// The request's kind, as metrics and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlockRequest::Put { .. } => "put",
+            BlockRequest::Get { .. } => "get",
+            BlockRequest::Has { .. } => "has",
+            BlockRequest::Pull { .. } => "pull",
+        }
+    }
+
+    /// Every kind [`BlockRequest::kind`] returns.
+    pub const KINDS: &'static [&'static str] = &["put", "get", "has", "pull"];
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BlockResponse {
     Stored,

@@ -7,6 +7,7 @@
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
+use super::status::NodeStatus;
 use crate::ids::{BlockId, FileKey};
 use crate::record::{FileRecord, FileState, RecordError};
 
@@ -35,6 +36,30 @@ pub enum ClientRequest {
     Peers,
 }
 
+impl ClientRequest {
+    /// The request's kind, as metrics and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientRequest::PutBlock { .. } => "put_block",
+            ClientRequest::Publish { .. } => "publish",
+            ClientRequest::Fetch { .. } => "fetch",
+            ClientRequest::GetBlock { .. } => "get_block",
+            ClientRequest::Status => "status",
+            ClientRequest::Peers => "peers",
+        }
+    }
+
+    /// Every kind [`ClientRequest::kind`] returns.
+    pub const KINDS: &'static [&'static str] = &[
+        "put_block",
+        "publish",
+        "fetch",
+        "get_block",
+        "status",
+        "peers",
+    ];
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClientResponse {
     BlockStored {
@@ -58,7 +83,7 @@ pub enum ClientResponse {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    Status(NodeStatus),
+    Status(Box<NodeStatus>),
     Peers {
         replication: usize,
         candidates: Vec<Candidate>,
@@ -72,31 +97,6 @@ pub enum ClientResponse {
     Error {
         message: String,
     },
-}
-
-/// What `swarmstore status` shows about the access node and the peers it sees.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub peer: PeerId,
-    pub addrs: Vec<libp2p::Multiaddr>,
-    pub replication: usize,
-    pub blocks: usize,
-    pub used: u64,
-    pub capacity: Option<u64>,
-    pub records: usize,
-    pub peers: Vec<PeerStatus>,
-    /// Block repair as this node (a root) sees it.
-    pub repair: crate::node::repair::RepairStatus,
-    /// Load balancing: manager and term, per-node load, recent decisions.
-    #[serde(default)]
-    pub balance: Box<crate::balance::BalanceStatus>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerStatus {
-    pub peer: PeerId,
-    pub connected: bool,
-    pub live: bool,
 }
 
 /// A storage peer a client may place blocks on.

@@ -41,6 +41,30 @@ pub enum MetaRequest {
     DelegateState { key: FileKey, state: FileState },
 }
 
+impl MetaRequest {
+    /// The request's kind, as metrics and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MetaRequest::Publish { .. } => "publish",
+            MetaRequest::Replicate { .. } => "replicate",
+            MetaRequest::Digest { .. } => "digest",
+            MetaRequest::SetHolders { .. } => "set_holders",
+            MetaRequest::Fetch { .. } => "fetch",
+            MetaRequest::DelegateState { .. } => "delegate_state",
+        }
+    }
+
+    /// Every kind [`MetaRequest::kind`] returns.
+    pub const KINDS: &'static [&'static str] = &[
+        "publish",
+        "replicate",
+        "digest",
+        "set_holders",
+        "fetch",
+        "delegate_state",
+    ];
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaResponse {
     Published { version: u64, replicas: Vec<PeerId> },

@@ -1,10 +1,15 @@
-//! Wire types and codecs, one file per protocol. Names are stable; a breaking change bumps the
-//! protocol's version.
+//! Every type that crosses the wire, one file per protocol: `/swarmstore/client/1`
+//! ([`client`]), `/swarmstore/meta/1` ([`meta`]), `/swarmstore/block/1` ([`block`]), the
+//! gossip topics ([`gossip`]), the status replies ([`status`]) and the frame codec
+//! ([`codec`]). Imports only ids and records, so client, node and other implementations share
+//! one definition. Names are stable; a breaking change bumps the protocol's version.
 
 pub mod block;
 pub mod client;
 pub mod codec;
+pub mod gossip;
 pub mod meta;
+pub mod status;
 
 pub use codec::CborCodec;
 

@@ -1,12 +1,15 @@
 //! A node's data on disk: content-addressed block files ([`blocks`]) and file records in an
-//! embedded transactional store ([`records`]), under one data directory.
+//! embedded transactional store ([`records`]), under one data directory. Async code calls it
+//! through [`offload`], which runs each call on the blocking pool.
 
 pub mod blocks;
+pub mod offload;
 pub mod records;
 
 use std::path::{Path, PathBuf};
 
 pub use blocks::{BlockError, BlockStore};
+pub use offload::StoreError;
 pub use records::{BlockRefs, Change, RecordStore, RecordStoreError};
 
 pub struct Store {
@@ -32,7 +35,7 @@ impl CheckReport {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let blocks = BlockStore::open(&dir.join("blocks"))?;
         let records = RecordStore::open(&dir.join("records.redb"))?;
@@ -47,7 +50,7 @@ impl Store {
     /// unreadable records are listed as problems, and so is any record that names `local` as
     /// holder of a block this store does not have (a holder acknowledges only after fsync, so
     /// after any crash this must never happen).
-    pub fn check(&self, local: Option<libp2p::PeerId>) -> anyhow::Result<CheckReport> {
+    pub fn check(&self, local: Option<libp2p::PeerId>) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport {
             corrupt_blocks: self
                 .blocks

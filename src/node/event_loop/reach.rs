@@ -18,9 +18,9 @@ use tokio::sync::oneshot;
 
 use super::super::behaviour::BehaviourEvent;
 use super::super::nat::{NatState, Reachability, ServeMode};
-use super::super::transport::is_relayed;
 use super::EventLoop;
 use crate::error::{Error, Result};
+use crate::net::is_relayed;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 
 /// How long a block request waits for a direct connection to a peer reached only through a
@@ -230,7 +230,7 @@ impl EventLoop {
             .retain(|_, at| now.duration_since(*at) < NO_DIRECT_MEMORY);
         // Block requests that never reached a connection (request-response has no timer
         // while it waits for a dial; a relayed connection never admits the block protocol).
-        let limit = super::super::behaviour::BLOCK_TIMEOUT + DIRECT_WAIT;
+        let limit = crate::net::BLOCK_TIMEOUT + DIRECT_WAIT;
         let stale: Vec<OutboundRequestId> = self
             .reach
             .block_sent

@@ -18,6 +18,8 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{noise, quic, relay, tcp, yamux, Swarm};
 
+use super::TransportError;
+
 /// How long a TCP connection may take from socket to multiplexer. Also how long a dial to a
 /// peer with another swarm key takes to fail: pnet has no key check of its own, the two sides
 /// just read each other's scrambled bytes until this runs out.
@@ -31,10 +33,10 @@ pub fn build_swarm<B, F>(
     registry: &mut Registry,
     idle_timeout: Duration,
     make: F,
-) -> anyhow::Result<Swarm<B>>
+) -> Result<Swarm<B>, TransportError>
 where
     B: NetworkBehaviour,
-    F: FnOnce(&Keypair, relay::client::Behaviour) -> anyhow::Result<B>,
+    F: FnOnce(&Keypair, relay::client::Behaviour) -> Result<B, TransportError>,
 {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -59,7 +61,7 @@ where
                 )
             },
         )
-        .map_err(|e| anyhow::anyhow!("cannot set up TCP: {e}"))?
+        .map_err(|e| TransportError::setup("TCP", e))?
         .with_other_transport(|key| {
             let quic = quic::tokio::Transport::new(quic::Config::new(key))
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
@@ -69,12 +71,14 @@ where
                 OptionalTransport::some(quic)
             }
         })
-        .map_err(|e| anyhow::anyhow!("cannot set up QUIC: {e}"))?
-        .with_dns()?
-        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .map_err(|e| TransportError::setup("QUIC", e))?
+        .with_dns()
+        .map_err(|e| TransportError::setup("DNS", e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| TransportError::setup("the relay client", e))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay| make(key, relay).map_err(Into::into))
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(|e| TransportError::setup("the behaviour", e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
@@ -82,14 +86,16 @@ where
 
 /// Reads a swarm key file in the standard `/key/swarm/psk/1.0.0/` format (as written by
 /// `ipfs-swarm-key-gen` and `swarmstore swarm-key`).
-pub fn read_swarm_key(path: &std::path::Path) -> anyhow::Result<PreSharedKey> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read swarm key {}: {e}", path.display()))?;
+pub fn read_swarm_key(path: &std::path::Path) -> Result<PreSharedKey, TransportError> {
+    let bad = |reason: String| TransportError::SwarmKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     text.parse::<PreSharedKey>().map_err(|e| {
-        anyhow::anyhow!(
-            "{} is not a swarm key ({e}); expected three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits",
-            path.display()
-        )
+        bad(format!(
+            "not a swarm key ({e}); expected three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits"
+        ))
     })
 }
 
@@ -99,20 +105,4 @@ pub fn new_swarm_key() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     PreSharedKey::new(bytes).to_key_file()
-}
-
-/// Whether an address goes through a relay (`/p2p-circuit`).
-pub fn is_relayed(addr: &libp2p::Multiaddr) -> bool {
-    addr.iter()
-        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
-}
-
-/// Whether an address is QUIC (unusable in a private swarm).
-pub fn is_quic(addr: &libp2p::Multiaddr) -> bool {
-    addr.iter().any(|p| {
-        matches!(
-            p,
-            libp2p::multiaddr::Protocol::QuicV1 | libp2p::multiaddr::Protocol::Quic
-        )
-    })
 }

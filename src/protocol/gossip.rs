@@ -1,4 +1,5 @@
-//! What balancing says over gossipsub: load reports, election messages and decision batches.
+//! Gossipsub topics `swarmstore/<swarm>/{load,manager,decisions}`: load reports, election
+//! messages and the manager's decision batches.
 //!
 //! Every message is one CBOR value, signed by its author through gossipsub's strict signing;
 //! the author is `message.source`, never a field of the payload, so a node cannot speak for
@@ -9,7 +10,6 @@
 use libp2p::PeerId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::plan::Decision;
 use crate::ids::{BlockId, FileKey};
 
 /// Our ceiling for one gossip message, comfortably under gossipsub's 64 KiB.
@@ -148,11 +148,136 @@ pub enum ManagerMsg {
     Heartbeat { term: u64, beat: u64 },
 }
 
+/// One instruction of the manager, as published. The planner's own type
+/// (`balance::plan::Decision`) is generic over node ids for the simulator; this is its wire
+/// form, with ids as 32-byte byte strings like everywhere else on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Decision {
+    /// Extra copy of a hot block beyond R, pulled by `to` from `from` (or another holder).
+    Replicate {
+        block: BlockId,
+        file: FileKey,
+        from: PeerId,
+        to: PeerId,
+    },
+    /// A hot file's record reads go to `to` until `expires_at` (unix ms); re-issued to renew.
+    Delegate {
+        file: FileKey,
+        root: PeerId,
+        to: PeerId,
+        expires_at: u64,
+    },
+    /// The base copy on `from` moves to `to`.
+    Move {
+        block: BlockId,
+        file: FileKey,
+        from: PeerId,
+        to: PeerId,
+        bytes: u64,
+    },
+    /// An extra replica at `at` is no longer needed.
+    Drop {
+        block: BlockId,
+        file: FileKey,
+        at: PeerId,
+    },
+    /// The delegate at `at` hands record reads back to the root.
+    EndDelegation { file: FileKey, at: PeerId },
+}
+
+impl Decision {
+    /// The decision's kind, as status, metrics and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Replicate { .. } => "replicate",
+            Decision::Delegate { .. } => "delegate",
+            Decision::Move { .. } => "move",
+            Decision::Drop { .. } => "drop",
+            Decision::EndDelegation { .. } => "end-delegation",
+        }
+    }
+
+    /// Every kind, in the order of [`Decision::kind`].
+    pub const KINDS: [&'static str; 5] =
+        ["replicate", "delegate", "move", "drop", "end-delegation"];
+
+    /// The file the decision is about.
+    pub fn file(&self) -> FileKey {
+        match self {
+            Decision::Replicate { file, .. }
+            | Decision::Delegate { file, .. }
+            | Decision::Move { file, .. }
+            | Decision::Drop { file, .. }
+            | Decision::EndDelegation { file, .. } => *file,
+        }
+    }
+
+    /// The object (block id or file key, hex), the peer it starts from, and its target.
+    pub fn parts(&self) -> (String, Option<PeerId>, Option<PeerId>) {
+        match self {
+            Decision::Replicate {
+                block, from, to, ..
+            }
+            | Decision::Move {
+                block, from, to, ..
+            } => (block.to_hex(), Some(*from), Some(*to)),
+            Decision::Delegate { file, root, to, .. } => (file.to_hex(), Some(*root), Some(*to)),
+            Decision::Drop { block, at, .. } => (block.to_hex(), Some(*at), None),
+            Decision::EndDelegation { file, at } => (file.to_hex(), Some(*at), None),
+        }
+    }
+
+    /// Whether this node has work to do for the decision.
+    pub fn involves(&self, me: PeerId) -> bool {
+        match self {
+            Decision::Replicate { to, .. } | Decision::Delegate { to, .. } => *to == me,
+            Decision::Move { from, to, .. } => *from == me || *to == me,
+            Decision::Drop { at, .. } | Decision::EndDelegation { at, .. } => *at == me,
+        }
+    }
+
+    /// Same kind, object and target: a re-issue of the same instruction.
+    pub fn same_object(&self, other: &Decision) -> bool {
+        use Decision::*;
+        match (self, other) {
+            (
+                Replicate {
+                    block: x, to: t, ..
+                },
+                Replicate {
+                    block: y, to: u, ..
+                },
+            )
+            | (
+                Move {
+                    block: x, to: t, ..
+                },
+                Move {
+                    block: y, to: u, ..
+                },
+            )
+            | (
+                Drop {
+                    block: x, at: t, ..
+                },
+                Drop {
+                    block: y, at: u, ..
+                },
+            ) => x == y && t == u,
+            (Delegate { file: x, to: t, .. }, Delegate { file: y, to: u, .. })
+            | (EndDelegation { file: x, at: t }, EndDelegation { file: y, at: u }) => {
+                x == y && t == u
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One decision as published: the planner's decision plus the file name the appliers need
 /// (the planner only knows file keys).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Item {
-    pub decision: Decision<PeerId>,
+    pub decision: Decision,
     pub name: String,
 }
 
@@ -334,8 +459,8 @@ mod tests {
         let items: Vec<Item> = (0..70u8)
             .map(|i| Item {
                 decision: Decision::Replicate {
-                    block: [i; 32],
-                    file: [i; 32],
+                    block: BlockId([i; 32]),
+                    file: FileKey([i; 32]),
                     from: p,
                     to: p,
                 },

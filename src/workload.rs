@@ -16,10 +16,9 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use super::config::META_COST;
-use super::load::Served;
+use crate::balance::config::META_COST;
 use crate::client::Client;
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, Served};
 
 /// Zipf(s) over `n` ranks (0 = most popular), by inverse CDF.
 #[derive(Clone, Debug)]

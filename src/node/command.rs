@@ -47,9 +47,10 @@ pub enum Command {
     Publish {
         topic: String,
         data: Vec<u8>,
-        reply: oneshot::Sender<std::result::Result<(), String>>,
+        reply: oneshot::Sender<std::result::Result<(), libp2p::gossipsub::PublishError>>,
     },
-    /// Refuse (or allow again) every connection with a peer.
+    /// Refuse (or allow again) every connection with a peer (a test hook).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     SetBlocked {
         peer: PeerId,
         blocked: bool,
@@ -91,7 +92,7 @@ impl Net {
         self.tx.send(cmd).await.map_err(|_| stopped())
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+    pub async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| stopped())

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::protocol::block::BlockRequest;
 use crate::protocol::client::ClientRequest;
+use crate::protocol::gossip::Decision;
 use crate::protocol::meta::MetaRequest;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,15 +110,10 @@ impl Default for Metrics {
 
 /// Label values created up front, so every series shows (at 0) before its first event.
 const REQUEST_KINDS: &[(&str, &[&str])] = &[
-    (
-        "client",
-        &["put_block", "publish", "fetch", "get_block", "status"],
-    ),
-    ("meta", &["publish", "replicate", "digest", "fetch"]),
-    ("block", &["put", "get"]),
+    ("client", ClientRequest::KINDS),
+    ("meta", MetaRequest::KINDS),
+    ("block", BlockRequest::KINDS),
 ];
-/// The planner's decision kinds (`balance::plan::Decision`), in snake case.
-pub const DECISION_KINDS: &[&str] = &["replicate", "delegate", "move", "drop", "end_delegation"];
 
 impl Metrics {
     /// Registers every metric under the `swarmstore_` prefix.
@@ -133,7 +129,7 @@ impl Metrics {
             let _ = self.put_latency.get_or_create(&StageLabels { stage });
             let _ = self.get_latency.get_or_create(&StageLabels { stage });
         }
-        for kind in DECISION_KINDS {
+        for kind in Decision::KINDS {
             let _ = self.decisions_applied.get_or_create(&KindLabels {
                 kind: kind.to_string(),
             });
@@ -246,37 +242,6 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
-    }
-}
-
-pub fn client_kind(req: &ClientRequest) -> &'static str {
-    match req {
-        ClientRequest::PutBlock { .. } => "put_block",
-        ClientRequest::Publish { .. } => "publish",
-        ClientRequest::Fetch { .. } => "fetch",
-        ClientRequest::GetBlock { .. } => "get_block",
-        ClientRequest::Status => "status",
-        ClientRequest::Peers => "peers",
-    }
-}
-
-pub fn meta_kind(req: &MetaRequest) -> &'static str {
-    match req {
-        MetaRequest::Publish { .. } => "publish",
-        MetaRequest::Replicate { .. } => "replicate",
-        MetaRequest::Digest { .. } => "digest",
-        MetaRequest::Fetch { .. } => "fetch",
-        #[allow(unreachable_patterns)]
-        _ => "other",
-    }
-}
-
-pub fn block_kind(req: &BlockRequest) -> &'static str {
-    match req {
-        BlockRequest::Put { .. } => "put",
-        BlockRequest::Get { .. } => "get",
-        #[allow(unreachable_patterns)]
-        _ => "other",
     }
 }
 

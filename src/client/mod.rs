@@ -1,0 +1,263 @@
+//! The client library: an identity of its own, one connection to an access node, and the
+//! put / get / stat operations the CLI is built on.
+//!
+//! A client is not a DHT server. It streams a file as fixed-size blocks with a bounded window
+//! in flight (constant memory for any file size), signs the record, and reads files back block
+//! by block, verifying every hash before a byte reaches the caller. [`session`] is the
+//! connection, [`write`] the put / update / rm path, [`read`] the get path. Like any other
+//! implementation, it speaks only the wire types of `crate::protocol`.
+
+mod read;
+mod session;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use libp2p::identity::Keypair;
+use libp2p::pnet::PreSharedKey;
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ids::{validate_name, FileKey};
+use crate::net::is_relayed;
+use crate::protocol::client::{self, ClientRequest, ClientResponse};
+use crate::protocol::status::NodeStatus;
+use crate::record::{
+    BlockEntry, FileState, UserEntry, UserRole, DEFAULT_BLOCK_SIZE, INLINE_MAX, MAX_BLOCK_SIZE,
+};
+use session::Session;
+
+/// Progress callback: called with the number of bytes just transferred.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What a successful put or update reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutOutcome {
+    pub name: String,
+    pub key: FileKey,
+    pub root: PeerId,
+    pub replicas: Vec<PeerId>,
+    pub version: u64,
+    pub size: u64,
+    pub blocks: usize,
+    /// Blocks uploaded in this operation.
+    pub new_blocks: usize,
+    /// Blocks already stored by an earlier version and reused.
+    pub reused_blocks: usize,
+    /// Blocks that reached fewer than R holders (repair will top them up).
+    pub under_replicated: usize,
+}
+
+/// What a get reports once every byte is verified and written.
+#[derive(Debug, Clone, Serialize)]
+pub struct GetOutcome {
+    pub name: String,
+    pub version: u64,
+    pub size: u64,
+    pub blocks: usize,
+}
+
+/// One user-list entry as shown by `stat`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub peer: PeerId,
+    pub role: UserRole,
+    /// Last access, Unix milliseconds.
+    pub at: u64,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// A file's record as `stat` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub key: FileKey,
+    pub root: PeerId,
+    pub replicas: Vec<PeerId>,
+    pub version: u64,
+    pub size: u64,
+    pub block_size: u32,
+    /// The blocks with their holders (an inline file's block is listed without its bytes).
+    pub blocks: Vec<BlockEntry>,
+    /// The file's bytes travel inside its record: its R copies are the record's replicas.
+    pub inline: bool,
+    pub owner: PeerId,
+    pub users: Vec<UserView>,
+    pub versions: Vec<u64>,
+    pub deleted: bool,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+}
+
+impl FileInfo {
+    fn new(key: FileKey, root: PeerId, replicas: Vec<PeerId>, state: &FileState) -> Option<Self> {
+        let head = state.head()?;
+        Some(Self {
+            name: head.name.clone(),
+            key,
+            root,
+            replicas,
+            version: head.version,
+            size: head.size,
+            block_size: head.block_size,
+            blocks: head
+                .blocks
+                .iter()
+                .map(|b| BlockEntry::held(b.id, b.len, b.holders.clone()))
+                .collect(),
+            inline: head.blocks.iter().any(|b| b.is_inline()),
+            owner: head.owner,
+            users: state.users.iter().map(user_view).collect(),
+            versions: state.versions.iter().map(|r| r.version).collect(),
+            deleted: head.tombstone,
+            created_ms: head.created_ms,
+            modified_ms: head.modified_ms,
+        })
+    }
+}
+
+fn user_view(u: &UserEntry) -> UserView {
+    UserView {
+        peer: u.peer,
+        role: u.role,
+        at: u.last_ms,
+        first: u.first_ms,
+        count: u.count,
+    }
+}
+/// A connection to an access node.
+pub struct Client {
+    session: Session,
+    key: Keypair,
+    block_size: u32,
+    /// Holder addresses learned from the access node, for direct block reads.
+    holder_addrs: std::sync::Mutex<HashMap<PeerId, Vec<Multiaddr>>>,
+    /// Read and write blocks straight from and to holders (default), or only through the
+    /// access node.
+    direct_reads: bool,
+    /// Files up to this size go inside their record (0: every file as blocks on holders).
+    inline_max: u32,
+    /// Placement candidates from the access node, refreshed every few seconds.
+    placement: tokio::sync::Mutex<Option<(std::time::Instant, usize, Vec<client::Candidate>)>>,
+}
+
+impl Client {
+    /// Connects to the access node at `addr` (which should end in `/p2p/<peer id>`).
+    /// Fails within 10 s with [`Error::Unreachable`] if the node cannot be reached.
+    pub async fn connect(addr: Multiaddr, key: Keypair) -> Result<Client> {
+        Self::connect_with(addr, key, None).await
+    }
+
+    /// Like [`Client::connect`], into a private swarm whose pre-shared key is `swarm_key`.
+    pub async fn connect_with(
+        addr: Multiaddr,
+        key: Keypair,
+        swarm_key: Option<PreSharedKey>,
+    ) -> Result<Client> {
+        let session = Session::connect(addr, key.clone(), swarm_key).await?;
+        Ok(Client {
+            session,
+            key,
+            block_size: DEFAULT_BLOCK_SIZE,
+            holder_addrs: std::sync::Mutex::new(HashMap::new()),
+            direct_reads: true,
+            inline_max: INLINE_MAX,
+            placement: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Sets the block size for puts (default 1 MiB).
+    pub fn with_block_size(mut self, size: u32) -> Self {
+        self.block_size = size.clamp(1, MAX_BLOCK_SIZE);
+        self
+    }
+
+    /// Files up to `max` bytes (at most [`INLINE_MAX`]) travel inside their record; 0 stores
+    /// every file as blocks on holders.
+    pub fn with_inline_max(mut self, max: u32) -> Self {
+        self.inline_max = max.min(INLINE_MAX);
+        self
+    }
+
+    /// Reads and writes blocks only through the access node (for clients that cannot dial
+    /// holders, e.g. behind a NAT that only lets them reach their access node).
+    pub fn with_direct_reads(mut self, on: bool) -> Self {
+        self.direct_reads = on;
+        self
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.key.public().to_peer_id()
+    }
+
+    pub fn access_peer(&self) -> PeerId {
+        self.session.access
+    }
+
+    async fn request(&self, req: ClientRequest) -> Result<ClientResponse> {
+        self.session.request(req).await
+    }
+
+    /// Reads a file's record set (and its root and replicas) without downloading it.
+    pub(super) async fn fetch_state(
+        &self,
+        name: &str,
+        download: bool,
+    ) -> Result<Option<(FileKey, PeerId, Vec<PeerId>, FileState)>> {
+        validate_name(name).map_err(Error::Invalid)?;
+        let req = ClientRequest::Fetch {
+            name: name.to_string(),
+            download,
+        };
+        match self.request(req).await? {
+            ClientResponse::File {
+                key,
+                root,
+                replicas,
+                state,
+                addrs,
+            } => {
+                let mut known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
+                for (peer, a) in addrs {
+                    // Blocks never ride relays: only direct addresses are worth dialling.
+                    let direct: Vec<Multiaddr> = a.into_iter().filter(|x| !is_relayed(x)).collect();
+                    if !direct.is_empty() {
+                        known.insert(peer, direct);
+                    }
+                }
+                Ok(Some((key, root, replicas, state)))
+            }
+            ClientResponse::NotFound { .. } => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The access node's view of itself and the swarm.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        match self.request(ClientRequest::Status).await? {
+            ClientResponse::Status(s) => Ok(*s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The file's record: version, size, blocks and holders, root, replicas, users.
+    pub async fn stat(&self, name: &str) -> Result<FileInfo> {
+        let (key, root, replicas, state) = self
+            .fetch_state(name, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        FileInfo::new(key, root, replicas, &state).ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+}
+
+pub(super) fn unexpected(resp: ClientResponse) -> Error {
+    match resp {
+        ClientResponse::NotFound { name } => Error::NotFound(name),
+        ClientResponse::Rejected { error } => Error::Rejected(error),
+        ClientResponse::Error { message } => Error::Network(message),
+        other => Error::Network(format!("unexpected reply from the access node: {other:?}")),
+    }
+}

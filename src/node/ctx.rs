@@ -1,0 +1,176 @@
+//! What every request handler and background task of a node shares ([`Ctx`]): identity,
+//! config, the store, the peer table, the command channel into the event loop, metrics and the
+//! balancing state; plus the placement questions they all ask (replica sets, block targets).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::Notify;
+
+use super::balancing::Balance;
+use super::command::Net;
+use super::config::NodeConfig;
+use super::metrics::Metrics;
+use super::peers::PeerTable;
+use super::{holder, nat, repair, root};
+use crate::error::Result;
+use crate::ids::{BlockId, FileKey};
+use crate::net::preferred_addr;
+use crate::placement::{self, Candidate};
+use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::FileState;
+use crate::store::Store;
+
+/// What every request handler of a node shares.
+pub struct Ctx {
+    pub local: PeerId,
+    pub config: NodeConfig,
+    pub store: Arc<Store>,
+    pub peers: PeerTable,
+    pub net: Net,
+    /// Counters and gauges every part of the node may update (see [`super::metrics`]).
+    pub metrics: Arc<Metrics>,
+    /// Direct connections and AutoNAT's verdict (see [`nat`]).
+    pub reach: nat::ReachView,
+    pub(super) listen: RwLock<Vec<Multiaddr>>,
+    pub(super) listen_changed: Notify,
+    pub(super) lookups: Mutex<HashMap<FileKey, (Instant, Vec<PeerId>)>>,
+    pub repair: repair::RepairStats,
+    pub balance: Balance,
+    /// Set while draining before a graceful leave: we take no new data.
+    pub leaving: AtomicBool,
+    pub(super) started: Instant,
+}
+
+/// How long a Kademlia lookup result is reused before walking the DHT again.
+const LOOKUP_CACHE: Duration = Duration::from_secs(30);
+/// How long after start a node may serve reads without seeing R-1 peers.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+impl Ctx {
+    pub(super) fn add_listen_addr(&self, addr: Multiaddr) {
+        let preferred = {
+            let mut list = self.listen.write().unwrap_or_else(|p| p.into_inner());
+            if !list.contains(&addr) {
+                list.push(addr);
+            }
+            preferred_addr(&list)
+        };
+        if let Some(addr) = preferred {
+            if let Err(e) = write_addr_file(&self.config.data_dir, &addr) {
+                tracing::warn!("cannot write node.addr: {e}");
+            }
+        }
+        self.listen_changed.notify_waiters();
+    }
+
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A restarted node must not answer reads from its own possibly stale copy before it has
+    /// rejoined: wait until it sees a replica set's worth of peers (or a few seconds passed,
+    /// for a node that is alone on purpose).
+    pub async fn wait_ready(&self) {
+        let want = self.config.replication.saturating_sub(1);
+        while self.peers.live_peers().len() < want && self.started.elapsed() < JOIN_GRACE {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// The state held for `key`; `None` if absent or unreadable (callers treat both as
+    /// "nothing to do"; an unreadable one is logged).
+    pub async fn stored_state(&self, key: FileKey) -> Option<FileState> {
+        match self.store.state(key).await {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(%key, "cannot read the stored record: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn local_free(&self) -> Option<u64> {
+        self.config
+            .capacity
+            .map(|cap| cap.saturating_sub(self.store.blocks.used_bytes()))
+    }
+
+    /// Sends a meta request, answering it locally when `peer` is this node.
+    pub async fn meta_to(self: &Arc<Self>, peer: PeerId, req: MetaRequest) -> Result<MetaResponse> {
+        if peer == self.local {
+            Ok(root::handle(self, peer, req).await)
+        } else {
+            self.net.meta(peer, req).await
+        }
+    }
+
+    /// Sends a block request, answering it locally when `peer` is this node.
+    pub async fn block_to(
+        self: &Arc<Self>,
+        peer: PeerId,
+        req: BlockRequest,
+    ) -> Result<BlockResponse> {
+        if peer == self.local {
+            Ok(holder::handle(self, peer, req).await)
+        } else {
+            self.net.block(peer, req).await
+        }
+    }
+
+    /// The replica set of a file: the R live storage peers closest to its key, root first.
+    /// Small swarms are fully known locally; larger ones walk the DHT (cached for a while).
+    pub async fn replica_set(&self, name: &str) -> Vec<PeerId> {
+        let key = FileKey::for_name(name);
+        let n = self.config.replication;
+        if self.peers.live_peers().len() + 1 >= libp2p::kad::K_VALUE.get() {
+            let cached = {
+                let cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+                cache
+                    .get(&key)
+                    .filter(|(at, _)| at.elapsed() < LOOKUP_CACHE)
+                    .map(|(_, peers)| peers.clone())
+            };
+            if cached.is_none() {
+                if let Ok(found) = self.net.lookup(FileKey::preimage(name)).await {
+                    let peers: Vec<PeerId> = found.peers.into_iter().map(|(p, _)| p).collect();
+                    let mut cache = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() > 10_000 {
+                        cache.clear();
+                    }
+                    cache.insert(key, (Instant::now(), peers));
+                }
+            }
+        }
+        let candidates = self.peers.candidates(self.local_free(), !self.is_leaving());
+        placement::closest(&key.0, candidates, n)
+            .into_iter()
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    /// Peers to place a block on, best first (the first R are the intended holders, the rest
+    /// are fallbacks if some fail).
+    pub fn block_targets(&self, id: &BlockId, len: u64) -> Vec<PeerId> {
+        let candidates: Vec<Candidate> =
+            self.peers.candidates(self.local_free(), !self.is_leaving());
+        placement::holder_order(&id.kad_point(), candidates, len)
+    }
+}
+
+fn write_addr_file(dir: &std::path::Path, addr: &Multiaddr) -> std::io::Result<()> {
+    let tmp = dir.join("node.addr.tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(tmp, dir.join("node.addr"))
+}

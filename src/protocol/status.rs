@@ -1,0 +1,94 @@
+//! Status replies: what an access node says about itself, its store, repair and balancing
+//! (`ClientRequest::Status`, `swarmstore status`). Plain data, so a client decodes a status
+//! without linking any node code.
+
+use std::collections::BTreeMap;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// What `swarmstore status` shows about the access node and the peers it sees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub peer: PeerId,
+    pub addrs: Vec<libp2p::Multiaddr>,
+    pub replication: usize,
+    pub blocks: usize,
+    pub used: u64,
+    pub capacity: Option<u64>,
+    pub records: usize,
+    pub peers: Vec<PeerStatus>,
+    /// Block repair as this node (a root) sees it.
+    pub repair: RepairStatus,
+    /// Load balancing: manager and term, per-node load, recent decisions.
+    #[serde(default)]
+    pub balance: BalanceStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub peer: PeerId,
+    pub connected: bool,
+    pub live: bool,
+}
+
+/// Block repair as a root sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RepairStatus {
+    /// Blocks below R good holders at the last round.
+    pub under_replicated: usize,
+    /// Copies still to make in the current round.
+    pub queue: usize,
+    /// Blocks with no good holder left at the last round.
+    pub lost: usize,
+    pub repaired_blocks: u64,
+    pub repaired_bytes: u64,
+    pub rounds: u64,
+}
+
+/// What `status` shows about balancing.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct BalanceStatus {
+    pub manager: Option<ManagerInfo>,
+    pub role: String,
+    pub term: u64,
+    pub nodes: Vec<NodeRow>,
+    pub decisions: Vec<DecisionRow>,
+    /// Messages ignored, by reason (bad input is counted, never applied).
+    pub ignored: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagerInfo {
+    pub peer: PeerId,
+    pub term: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub peer: PeerId,
+    /// Smoothed work units (bytes) served per second.
+    pub load: f64,
+    pub used: u64,
+    pub capacity: u64,
+    /// load / bandwidth.
+    pub util: f64,
+    pub zone: Option<String>,
+    pub role: String,
+    pub served_blocks: u64,
+    pub extras: usize,
+    pub delegations: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionRow {
+    pub kind: String,
+    /// Block id or file key (hex).
+    pub object: String,
+    pub from: Option<PeerId>,
+    pub to: Option<PeerId>,
+    pub state: String,
+    pub term: u64,
+    pub seq: u64,
+    pub file: String,
+}
