@@ -1,11 +1,9 @@
 //! Core network acceptance: five nodes in one process over TCP on 127.0.0.1.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use swarmstore::ids::FileKey;
 use swarmstore::Error;
 

@@ -2,12 +2,10 @@
 //! records, sent by a hand-built peer straight to a node. Each is refused, nothing is stored,
 //! and the node keeps serving.
 
-mod common;
-
 use std::io;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::prelude::*;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};

@@ -4,9 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::procs::{NodeProc, BIN};
+use crate::common::procs::{NodeProc, BIN};
 
 fn cli(args: &[&str], identity: &Path) -> Output {
     Command::new(BIN)

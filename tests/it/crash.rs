@@ -2,12 +2,10 @@
 //! instants. After each crash the store checks clean (no torn block, no record naming the node
 //! for a block it lacks), and after restart every file is either complete or absent.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::procs::{NodeProc, BIN};
+use crate::common::procs::{NodeProc, BIN};
 use rand::{Rng, SeedableRng};
 
 const ARGS: &[&str] = &[
@@ -24,7 +22,7 @@ fn sigkill_during_put_leaves_complete_or_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let id = tmp.path().join("client.key");
     let src = tmp.path().join("big.bin");
-    let data = common::random_bytes(64 << 20, 77);
+    let data = crate::common::random_bytes(64 << 20, 77);
     std::fs::write(&src, &data).unwrap();
 
     let mut nodes = vec![NodeProc::start(&tmp.path().join("n0"), &[], ARGS)];
