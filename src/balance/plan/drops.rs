@@ -4,8 +4,7 @@
 //! Never below R live holders, never within the hold time of an extra's
 //! creation, never pushing a remaining holder above the settled utilisation.
 
-use super::holders::Holders;
-use super::state::Planner;
+use super::state::{Holders, Planner};
 use super::{Decision, NodeKey};
 
 impl<'a, N: NodeKey> Planner<'a, N> {

@@ -3,8 +3,7 @@
 //! bring it under the lower band. Hottest blocks go first, so the light
 //! capacity of the round goes where it relieves most.
 
-use super::holders::Holder;
-use super::state::Planner;
+use super::state::{Holder, Planner};
 use super::{Decision, NodeKey};
 
 impl<'a, N: NodeKey> Planner<'a, N> {

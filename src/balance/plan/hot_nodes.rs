@@ -6,8 +6,7 @@
 //! one relief replica (`grow_one`), until the node is predicted below the
 //! lower band.
 
-use super::holders::Holder;
-use super::state::Planner;
+use super::state::{Holder, Planner};
 use super::{Decision, NodeKey};
 
 /// Relief of one overloaded node moves on after this many of its blocks in

@@ -47,8 +47,7 @@
 //! Layout: this file holds the public input and output types and [`plan`],
 //! which runs the steps in order. [`History`] (the hold rule) is in
 //! `history.rs`. The planner's working copy of a view is built in
-//! `state.rs` (with `holders.rs` and `id_hash.rs` for its compact parts);
-//! the load model it predicts with is `predict.rs`, and `targets.rs` picks
+//! `state.rs`; the load model it predicts with is `predict.rs`, and `targets.rs` picks
 //! light nodes for new copies. Each step has its own file:
 //! `delegation.rs` (delegations and their end), `hot_blocks.rs`,
 //! `hot_nodes.rs`, `storage.rs` (the storage band) and `drops.rs`.
@@ -56,10 +55,8 @@
 mod delegation;
 mod drops;
 mod history;
-mod holders;
 mod hot_blocks;
 mod hot_nodes;
-mod id_hash;
 mod predict;
 mod state;
 mod storage;

@@ -4,8 +4,7 @@
 //! water-filling), and how a change of a block's holder set moves its holders'
 //! committed and observed loads (`reshare`).
 
-use super::holders::Holders;
-use super::state::Planner;
+use super::state::{Holders, Planner};
 use super::NodeKey;
 
 impl<'a, N: NodeKey> Planner<'a, N> {

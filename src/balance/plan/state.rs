@@ -7,9 +7,8 @@
 //! decisions, so later decisions in the round see the predicted effect of
 //! earlier ones.
 
-use super::holders::{Holder, Holders};
-use super::id_hash::IdHashState;
 use super::{ClusterView, Decision, History, NodeKey, Policy};
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -31,6 +30,21 @@ impl WNode {
         self.load.max(self.committed)
     }
 }
+
+/// One live holder of a block: its node index, and whether its copy is an
+/// extra replica (only extras are ever dropped).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Holder {
+    pub(super) node: u32,
+    pub(super) extra: bool,
+}
+
+/// Holders stored inline: R + 1 covers almost every block of a view.
+const INLINE_HOLDERS: usize = 4;
+
+/// A block's live holders: a few inline, more on the heap. A view holds
+/// millions of blocks at 10^5 nodes; only the few with extras allocate.
+pub(super) type Holders = SmallVec<[Holder; INLINE_HOLDERS]>;
 
 /// Node count beyond which the per-round heap-pop budget stops growing.
 const SCAN_NODES: usize = 4096;
@@ -146,9 +160,12 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 alive: v.alive && cap > 0.0,
             });
         }
-        // Lookups only; never iterated, so hash order cannot leak.
-        let mut index: HashMap<N, u32, IdHashState> =
-            HashMap::with_capacity_and_hasher(ids.len(), IdHashState::new());
+        // Lookups only; never iterated, so hash order cannot leak. foldhash
+        // is several times faster than SipHash on the millions of holder
+        // lookups of a large view, and keyed per map, so crafted node ids
+        // cannot force collisions.
+        let mut index: HashMap<N, u32, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(ids.len(), Default::default());
         index.extend(ids.iter().enumerate().map(|(i, id)| (*id, i as u32)));
         let alive: Vec<bool> = nodes.iter().map(|n| n.alive).collect();
         let live = |n: &N| -> Option<u32> { index.get(n).copied().filter(|&i| alive[i as usize]) };
