@@ -22,6 +22,9 @@
 //! The simulator's SVG plot needs the `plot` feature (on by default); a program that only
 //! embeds the client can turn default features off.
 
+// Command-line help texts come from doc comments and name placeholders like `<peer id>`.
+#![allow(rustdoc::invalid_html_tags)]
+
 pub mod balance;
 #[doc(hidden)]
 pub mod cli;

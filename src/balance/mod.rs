@@ -10,9 +10,9 @@
 pub mod config;
 pub mod election;
 pub mod load;
-pub mod manager;
+pub(crate) mod manager;
 pub mod plan;
 pub mod sim;
-pub mod view;
+pub(crate) mod view;
 
 pub use config::BalanceConfig;

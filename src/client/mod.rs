@@ -3,8 +3,8 @@
 //!
 //! A client is not a DHT server. It streams a file as fixed-size blocks with a bounded window
 //! in flight (constant memory for any file size), signs the record, and reads files back block
-//! by block, verifying every hash before a byte reaches the caller. [`session`] is the
-//! connection, [`write`] the put / update / rm path, [`read`] the get path. Like any other
+//! by block, verifying every hash before a byte reaches the caller. `session` is the
+//! connection, `write` the put / update / rm path, `read` the get path. Like any other
 //! implementation, it speaks only the wire types of `crate::protocol`.
 
 mod read;

@@ -47,7 +47,7 @@ pub struct NodeConfig {
     /// Answer other peers' AutoNAT reachability tests.
     pub autonat_server: ServeMode,
     /// Private swarm: only peers with this pre-shared key can connect (TCP only; see
-    /// [`transport`]).
+    /// `crate::net::transport`).
     pub swarm_key: Option<PreSharedKey>,
     /// Serve Prometheus metrics and `/health` on this address.
     pub metrics: Option<SocketAddr>,

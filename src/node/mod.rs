@@ -1,10 +1,10 @@
-//! A storage node: the [`Node`] handle and how it starts and stops.
+//! A storage node: the `Node` handle and how it starts and stops.
 //!
-//! Layout, after rust-libp2p's file-sharing example: [`behaviour`] composes the protocols,
-//! [`event_loop`] owns the `Swarm`, [`command`] is the channel into it, and [`ctx`] is what
-//! every handler shares. One module per role handles inbound requests: [`access`] (clients),
-//! [`root`] (file records), [`holder`] (blocks). Background work: [`sync`] (record
-//! anti-entropy), [`repair`] (blocks), [`gc`], [`drain`] (graceful leave) and [`balancing`]
+//! Layout, after rust-libp2p's file-sharing example: `behaviour` composes the protocols,
+//! `event_loop` owns the `Swarm`, `command` is the channel into it, and `ctx` is what
+//! every handler shares. One module per role handles inbound requests: `access` (clients),
+//! `root` (file records), `holder` (blocks). Background work: `sync` (record
+//! anti-entropy), `repair` (blocks), `gc`, `drain` (graceful leave) and `balancing`
 //! (load reports, election and decisions, running the pure core in `crate::balance`).
 
 pub(crate) mod access;

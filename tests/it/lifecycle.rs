@@ -8,7 +8,7 @@ use crate::common::*;
 use libp2p::identity::Keypair;
 use swarmstore::ids::FileKey;
 use swarmstore::record::RecordError;
-use swarmstore::Error;
+use swarmstore::{Client, Error};
 
 const MIB: usize = 1024 * 1024;
 
@@ -268,4 +268,42 @@ async fn user_list_records_downloaders() {
     assert_eq!(info.users.len(), 4, "owner + three downloaders");
     assert_eq!(info.users[0].peer, owner.peer_id());
     swarm.shutdown().await;
+}
+
+/// A node dropped without `shutdown` stops: it no longer answers, and its data dir (whose store
+/// it held locked) opens again for a new node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_node_stops_and_frees_its_store() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = swarmstore::NodeConfig::local(dir.path().join("node"));
+    let node = swarmstore::Node::start(config.clone())
+        .await
+        .expect("starts");
+    let addr = node.addr();
+    let client = Client::connect(addr.clone(), Keypair::generate_ed25519())
+        .await
+        .expect("connects");
+    client.put_bytes("x", b"hello").await.expect("put");
+    drop(client);
+    drop(node);
+    let gone = eventually(Duration::from_secs(10), || {
+        let addr = addr.clone();
+        async move {
+            Client::connect(addr, Keypair::generate_ed25519())
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    assert!(gone, "a dropped node still answers");
+    let reopened = eventually(Duration::from_secs(10), || {
+        let config = config.clone();
+        async move { swarmstore::Node::start(config).await.is_ok() }
+    })
+    .await;
+    assert!(
+        reopened,
+        "the data dir stays locked after the node was dropped"
+    );
 }

@@ -41,7 +41,7 @@
 //! moves and hand-offs are only made to targets whose load, plus that
 //! inflow padded by [`Policy::load_margin`] for report noise, stays inside
 //! the band. Predictions are updated as decisions are emitted within the
-//! round. The simulator (`sim.rs`) checks them: it counts targets found over
+//! round. The simulator (`balance::sim`) checks them: it counts targets found over
 //! capacity the round after.
 //!
 //! Layout: this file holds the public input and output types and [`plan`],
