@@ -3,9 +3,16 @@
 //! It turns [`Command`]s into network actions, routes responses back to their oneshot senders
 //! by request or query id, keeps the [`PeerTable`](super::peers::PeerTable) current, and hands
 //! every inbound request to a spawned handler so no request ever blocks the loop. Bootstrap,
-//! NAT traversal and the direct-only rule for blocks are in [`reach`].
+//! NAT traversal and the direct-only rule for blocks are in [`reach`], which drives the
+//! I/O-free state machines in [`bootstrap`], [`conns`], [`parked`] and [`relays`] (and
+//! words its log lines with [`diagnose`]).
 
+mod bootstrap;
+mod conns;
+mod diagnose;
+mod parked;
 mod reach;
+mod relays;
 
 use std::collections::HashMap;
 use std::sync::Arc;
