@@ -1,9 +1,11 @@
 //! Core network acceptance: five nodes in one process over TCP on 127.0.0.1.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use swarmstore::ids::FileKey;
 use swarmstore::Error;
 

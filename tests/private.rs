@@ -1,10 +1,12 @@
 //! Private swarms: nodes with the same pre-shared key connect; a node or client with another
 //! key, or none, is refused at connection time, and the node says why in its log.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 use swarmstore::{Client, Node, NodeConfig};

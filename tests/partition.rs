@@ -5,10 +5,12 @@
 //! accepting updates; after healing, every copy of a record converges to the newest signed
 //! version and no block is lost. Skips (with a message) where namespaces cannot be created.
 
+mod common;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::procs::{NodeProc, BIN};
+use common::procs::{NodeProc, BIN};
 use libp2p::PeerId;
 use swarmstore::ids::FileKey;
 
@@ -193,7 +195,7 @@ fn partition_minority_reads_and_heal_converges() {
     for f in 0..12 {
         let name = format!("part-{f}");
         let path = tmp.path().join(&name);
-        let data = crate::common::random_bytes(100_000 + f * 1000, 300 + f as u64);
+        let data = common::random_bytes(100_000 + f * 1000, 300 + f as u64);
         std::fs::write(&path, &data).unwrap();
         let out = cli(
             &lab,
@@ -270,7 +272,7 @@ fn partition_minority_reads_and_heal_converges() {
     // The majority updates a file the minority also holds.
     let (target, _) = readable_on_minority[0].clone();
     let newer = tmp.path().join("newer");
-    let new_data = crate::common::random_bytes(150_000, 999);
+    let new_data = common::random_bytes(150_000, 999);
     std::fs::write(&newer, &new_data).unwrap();
     let out = cli(
         &lab,

@@ -1,10 +1,12 @@
 //! File lifecycle: signed ownership, versioned updates, deletion with garbage collection, the
 //! user list, and replica convergence.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use libp2p::identity::Keypair;
 use swarmstore::ids::FileKey;
 use swarmstore::record::RecordError;

@@ -1,10 +1,12 @@
 //! The built binary, as separate processes: three `swarmstore node`s and the client commands.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::procs::{NodeProc, BIN};
+use common::procs::{NodeProc, BIN};
 
 fn cli(args: &[&str], identity: &Path) -> Output {
     Command::new(BIN)

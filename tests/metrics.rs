@@ -1,11 +1,13 @@
 //! `/metrics` over HTTP: our counters and libp2p's are there, ours move after a put and a get,
 //! `/health` answers, and a stuck scraper does not hold up another.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {

@@ -1,11 +1,13 @@
 //! Durability under churn, in one process: repair after node loss, handover on join, graceful
 //! drain, and a stale node catching up before it serves.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use swarmstore::ids::FileKey;

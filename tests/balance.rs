@@ -5,12 +5,14 @@
 //! (one manager, its term, who served what), never about wall-clock speed; elapsed times are
 //! printed for the record.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{eventually, random_bytes, TestSwarm, Tune};
+use common::{eventually, random_bytes, TestSwarm, Tune};
 use libp2p::PeerId;
 use swarmstore::balance::plan::Policy;
 use swarmstore::ids::{BlockId, FileKey};

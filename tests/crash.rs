@@ -2,10 +2,12 @@
 //! instants. After each crash the store checks clean (no torn block, no record naming the node
 //! for a block it lacks), and after restart every file is either complete or absent.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::procs::{NodeProc, BIN};
+use common::procs::{NodeProc, BIN};
 use rand::{Rng, SeedableRng};
 
 const ARGS: &[&str] = &[
@@ -22,7 +24,7 @@ fn sigkill_during_put_leaves_complete_or_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let id = tmp.path().join("client.key");
     let src = tmp.path().join("big.bin");
-    let data = crate::common::random_bytes(64 << 20, 77);
+    let data = common::random_bytes(64 << 20, 77);
     std::fs::write(&src, &data).unwrap();
 
     let mut nodes = vec![NodeProc::start(&tmp.path().join("n0"), &[], ARGS)];

@@ -2,11 +2,13 @@
 //! more, then add three: every file always reads back byte-identical, replication comes back
 //! by itself, and records move to the peers that join closer to their keys.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::common::procs::NodeProc;
-use crate::common::random_bytes;
+use common::procs::NodeProc;
+use common::random_bytes;
 use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use rand::seq::SliceRandom;
@@ -153,7 +155,7 @@ async fn chaos_ten_processes_lose_nothing() {
         cluster.add_node(tmp.path());
     }
     let c0 = cluster.client(0).await;
-    let ok = crate::common::eventually(Duration::from_secs(30), || async {
+    let ok = common::eventually(Duration::from_secs(30), || async {
         c0.status()
             .await
             .map(|s| s.peers.iter().filter(|p| p.live).count() >= 9)
@@ -235,14 +237,14 @@ async fn chaos_ten_processes_lose_nothing() {
     let live: Vec<PeerId> = cluster.live().iter().map(|i| cluster.peers[*i]).collect();
     let mut expect: HashMap<String, PeerId> = HashMap::new();
     for (name, _) in &files {
-        let root = crate::common::closest_to(&swarmstore::ids::FileKey::for_name(name).0, &live)[0];
+        let root = common::closest_to(&swarmstore::ids::FileKey::for_name(name).0, &live)[0];
         if newcomers.contains(&root) {
             expect.insert(name.clone(), root);
         }
     }
     eprintln!("{} of 50 records now belong to a newcomer", expect.len());
     let t = Instant::now();
-    let moved = crate::common::eventually(Duration::from_secs(90), || async {
+    let moved = common::eventually(Duration::from_secs(90), || async {
         for (name, root) in &expect {
             match c0.stat(name).await {
                 Ok(info) if info.root == *root => {}

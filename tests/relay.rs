@@ -3,9 +3,11 @@
 //! one (DCUtR, or a direct dial once identify told A where B listens), blocks move only on
 //! direct connections, and a client reading through A (over the relay) gets the bytes back.
 
+mod common;
+
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use swarmstore::net::is_relayed;

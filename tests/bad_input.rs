@@ -2,10 +2,12 @@
 //! records, sent by a hand-built peer straight to a node. Each is refused, nothing is stored,
 //! and the node keeps serving.
 
+mod common;
+
 use std::io;
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use futures::prelude::*;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
