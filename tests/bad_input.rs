@@ -217,8 +217,7 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
             key: forged.key(),
             state: swarmstore::record::FileState {
                 versions: vec![forged.clone()],
-                users: vec![],
-                rev: 0,
+                ..swarmstore::record::FileState::empty()
             },
         },
     );

@@ -72,20 +72,30 @@ async fn put_through_one_get_through_another() {
     let holders: HashSet<_> = info.blocks[0].holders.iter().collect();
     assert_eq!((info.blocks[0].holders.len(), holders.len()), (3, 3));
 
-    // The root recorded the reading client in the user list, the owner first.
+    // The root recorded the reading client in the user list, the owner first; only the
+    // owner sees who downloaded.
     let info = reader.stat("file-1").await.expect("stat");
     assert_eq!(info.owner, writer.peer_id());
     assert_eq!(info.users[0].peer, writer.peer_id());
     assert!(
         eventually(Duration::from_secs(5), || async {
-            reader
+            writer
                 .stat("file-1")
                 .await
                 .map(|i| i.users.iter().any(|u| u.peer == reader.peer_id()))
                 .unwrap_or(false)
         })
         .await,
-        "the downloader is in the user list"
+        "the downloader is in the user list the owner sees"
+    );
+    let seen_by_reader = reader.stat("file-1").await.expect("stat");
+    assert!(
+        seen_by_reader
+            .users
+            .iter()
+            .all(|u| u.peer == writer.peer_id()),
+        "a stranger sees no downloaders: {:?}",
+        seen_by_reader.users
     );
 
     match reader.get_bytes("no-such-file").await {

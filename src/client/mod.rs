@@ -25,8 +25,12 @@ use crate::net::is_relayed;
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
 use crate::protocol::status::NodeStatus;
 use crate::record::{
-    BlockEntry, FileState, UserEntry, UserRole, DEFAULT_BLOCK_SIZE, INLINE_MAX, MAX_BLOCK_SIZE,
+    check_state, now_ms, BlockEntry, DownloadNote, FileState, UserEntry, UserRole,
+    DEFAULT_BLOCK_SIZE, INLINE_MAX, MAX_BLOCK_SIZE,
 };
+
+/// Files whose newest version a client remembers (for monotonic reads); cleared when full.
+const MAX_SEEN: usize = 100_000;
 use session::Session;
 
 /// Progress callback: called with the number of bytes just transferred.
@@ -111,7 +115,14 @@ impl FileInfo {
             inline: head.blocks.iter().any(|b| b.is_inline()),
             owner: head.owner,
             users: state.users.iter().map(user_view).collect(),
-            versions: state.versions.iter().map(|r| r.version).collect(),
+            // A fresh history after a tombstone keeps the tombstone only as the proof of the
+            // name's release: it is not a version of this file.
+            versions: state
+                .versions
+                .iter()
+                .filter(|r| !r.tombstone || r.version == head.version)
+                .map(|r| r.version)
+                .collect(),
             deleted: head.tombstone,
             created_ms: head.created_ms,
             modified_ms: head.modified_ms,
@@ -142,6 +153,11 @@ pub struct Client {
     inline_max: u32,
     /// Placement candidates from the access node, refreshed every few seconds.
     placement: tokio::sync::Mutex<Option<(std::time::Instant, usize, Vec<client::Candidate>)>>,
+    /// The newest version this client saw of each file: an access node serving an older one
+    /// is caught.
+    seen: std::sync::Mutex<HashMap<FileKey, u64>>,
+    /// Time of this client's last download note.
+    last_note: std::sync::Mutex<u64>,
 }
 
 impl Client {
@@ -166,6 +182,8 @@ impl Client {
             direct_reads: true,
             inline_max: INLINE_MAX,
             placement: tokio::sync::Mutex::new(None),
+            seen: std::sync::Mutex::new(HashMap::new()),
+            last_note: std::sync::Mutex::new(0),
         })
     }
 
@@ -208,9 +226,11 @@ impl Client {
         download: bool,
     ) -> Result<Option<(FileKey, PeerId, Vec<PeerId>, FileState)>> {
         validate_name(name).map_err(Error::Invalid)?;
+        let file = FileKey::for_name(name);
+        let note = download.then(|| DownloadNote::sign(file, &self.key, self.note_time()));
         let req = ClientRequest::Fetch {
             name: name.to_string(),
-            download,
+            note,
         };
         match self.request(req).await? {
             ClientResponse::File {
@@ -220,6 +240,14 @@ impl Client {
                 state,
                 addrs,
             } => {
+                // The access node is trusted to answer, not to be right: every version must be
+                // the owner's, for this name, in one chain, and no older than what this client
+                // has seen (root-kept fields were checked by the access node; holders are
+                // re-checked by hashing every block read).
+                check_state(&file, &state).map_err(|e| {
+                    Error::Integrity(format!("the access node returned an invalid record: {e}"))
+                })?;
+                self.note_seen(name, &state)?;
                 let mut known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
                 for (peer, a) in addrs {
                     // Blocks never ride relays: only direct addresses are worth dialling.
@@ -233,6 +261,42 @@ impl Client {
             ClientResponse::NotFound { .. } => Ok(None),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A download note's time: the clock, but strictly later than this client's last note, so
+    /// two downloads in one millisecond are two (a root counts a note only if it is newer than
+    /// the reader's last one, which is what stops replays).
+    fn note_time(&self) -> u64 {
+        let mut last = self.last_note.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now_ms().max(last.saturating_add(1));
+        *last
+    }
+
+    /// Refuses a state older than one this client already saw for `name`; remembers this one.
+    fn note_seen(&self, name: &str, state: &FileState) -> Result<()> {
+        let version = state.head().map(|h| h.version).unwrap_or(0);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = FileKey::for_name(name);
+        if let Some(&v) = seen.get(&key) {
+            if version < v {
+                return Err(Error::Integrity(format!(
+                    "the access node returned version {version} of {name:?}, older than version \
+                     {v} this client already saw"
+                )));
+            }
+        }
+        if seen.len() >= MAX_SEEN {
+            seen.clear();
+        }
+        seen.insert(key, version);
+        Ok(())
+    }
+
+    /// Remembers a version this client published.
+    pub(super) fn published(&self, name: &str, version: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let e = seen.entry(FileKey::for_name(name)).or_insert(0);
+        *e = (*e).max(version);
     }
 
     /// The access node's view of itself and the swarm.

@@ -57,7 +57,7 @@ impl Client {
                         name: name.to_string(),
                         version: h.version,
                     }),
-                    Some(h) => Ok((h.version + 1, None)),
+                    Some(h) => Ok((next_version(name, h.version)?, None)),
                     None => Ok((1, None)),
                 },
                 None => Ok((1, None)),
@@ -135,7 +135,7 @@ impl Client {
         for b in head.blocks.iter().filter(|b| !b.is_inline()) {
             known.insert(b.id, b.holders.clone());
         }
-        let next = (head.version + 1, Some(head.created_ms));
+        let next = (next_version(name, head.version)?, Some(head.created_ms));
         self.publish_from(name, async move { Ok(next) }, reader, &known, progress)
             .await
     }
@@ -150,7 +150,7 @@ impl Client {
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let mut record = FileRecord {
             name: name.to_string(),
-            version: head.version + 1,
+            version: next_version(name, head.version)?,
             size: 0,
             block_size: head.block_size,
             blocks: Vec::new(),
@@ -163,7 +163,10 @@ impl Client {
         };
         record.sign(&self.key)?;
         match self.request(ClientRequest::Publish { record }).await? {
-            ClientResponse::Published { version, .. } => Ok(version),
+            ClientResponse::Published { version, .. } => {
+                self.published(name, version);
+                Ok(version)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -278,18 +281,21 @@ impl Client {
                 version,
                 root,
                 replicas,
-            } => Ok(PutOutcome {
-                name: name.to_string(),
-                key,
-                root,
-                replicas,
-                version,
-                size,
-                blocks: block_count,
-                new_blocks,
-                reused_blocks,
-                under_replicated: under,
-            }),
+            } => {
+                self.published(name, version);
+                Ok(PutOutcome {
+                    name: name.to_string(),
+                    key,
+                    root,
+                    replicas,
+                    version,
+                    size,
+                    blocks: block_count,
+                    new_blocks,
+                    reused_blocks,
+                    under_replicated: under,
+                })
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -405,6 +411,13 @@ impl Client {
         }
         Ok(holders)
     }
+}
+
+/// The version after `v`, refused at the top of the range instead of wrapping.
+fn next_version(name: &str, v: u64) -> Result<u64> {
+    v.checked_add(1)
+        .filter(|n| *n <= crate::record::MAX_VERSION)
+        .ok_or_else(|| Error::Invalid(format!("{name:?} is at the highest version ({v})")))
 }
 
 /// Fills up to `max` bytes from `reader`; shorter only at end of input.

@@ -10,13 +10,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
 use super::balancing::delegate;
-use super::{Ctx, NodeError};
+use super::{quorum, Ctx};
 use crate::ids::{hash_block, validate_name, BlockId, FileKey};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::protocol::status::{NodeStatus, PeerStatus};
-use crate::record::{FileRecord, FileState, MAX_BLOCK_SIZE};
+use crate::record::{DownloadNote, FileRecord, FileState, UserRole, MAX_BLOCK_SIZE};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
     if !matches!(req, ClientRequest::Status) {
@@ -25,9 +25,7 @@ pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> Clien
     match req {
         ClientRequest::PutBlock { id, file, data } => put_block(ctx, id, file, data).await,
         ClientRequest::Publish { record } => publish(ctx, record).await,
-        ClientRequest::Fetch { name, download } => {
-            fetch(ctx, &name, download.then_some(client)).await
-        }
+        ClientRequest::Fetch { name, note } => fetch(ctx, client, &name, note).await,
         ClientRequest::GetBlock { id, holders } => get_block(ctx, id, holders).await,
         ClientRequest::Status => ClientResponse::Status(Box::new(status(ctx).await)),
         ClientRequest::Peers => ClientResponse::Peers {
@@ -148,132 +146,35 @@ async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
     ))
 }
 
-/// How long a read waits for the rest of the replica set once a majority has answered.
-const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 /// Longest wait for one holder's copy of a block before trying the next holder.
 const HOLDER_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// What a read of a file's replica set found.
-pub struct ReadOutcome {
-    /// The root (closest member holding the newest version), the members holding that
-    /// version, and the state itself.
-    pub best: Option<(PeerId, Vec<PeerId>, FileState)>,
-    /// Members that answered.
-    pub answered: usize,
-    pub set_size: usize,
-}
-
-impl ReadOutcome {
-    /// A "no such file" is trustworthy only when a majority of the replica set said so.
-    pub fn is_authoritative(&self) -> bool {
-        self.answered >= crate::placement::majority(self.set_size.max(1))
-    }
-}
-
-/// Reads a file's state from every member of its replica set and keeps the highest version;
-/// equal versions are broken toward the root, which alone keeps the user list current.
-pub async fn read_state_detailed(
+async fn fetch(
     ctx: &Arc<Ctx>,
+    client: PeerId,
     name: &str,
-    reader: Option<PeerId>,
-) -> Result<ReadOutcome, NodeError> {
-    let key = FileKey::for_name(name);
-    let set = ctx.replica_set(name).await;
-    let mut replies: FuturesUnordered<_> = set
-        .iter()
-        .enumerate()
-        .map(|(i, peer)| {
-            let ctx = ctx.clone();
-            let peer = *peer;
-            // Only the root keeps the user list.
-            let reader = if i == 0 { reader } else { None };
-            async move {
-                (
-                    peer,
-                    ctx.meta_to(peer, MetaRequest::Fetch { key, reader }).await,
-                )
-            }
-        })
-        .collect();
-    let mut best: Option<(usize, FileState)> = None;
-    let mut holding: Vec<(PeerId, u64)> = Vec::new();
-    let mut failures = Vec::new();
-    let mut answered = 0;
-    let needed = crate::placement::majority(set.len().max(1));
-    loop {
-        // Once a majority answered, a silent member gets one more second, not a full timeout.
-        let next = if answered >= needed {
-            match tokio::time::timeout(STRAGGLER_GRACE, replies.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            }
-        } else {
-            replies.next().await
-        };
-        let Some((peer, reply)) = next else { break };
-        match reply {
-            Ok(MetaResponse::State { state }) => {
-                answered += 1;
-                if let Some(state) = state {
-                    let v = state.head().map(|h| h.version).unwrap_or(0);
-                    let pos = set.iter().position(|p| *p == peer).unwrap_or(usize::MAX);
-                    holding.push((peer, v));
-                    let better = best.as_ref().is_none_or(|(bpos, b)| {
-                        let bv = b.head().map(|h| h.version).unwrap_or(0);
-                        v > bv || (v == bv && pos < *bpos)
-                    });
-                    if better {
-                        best = Some((pos, state));
-                    }
-                }
-            }
-            Ok(other) => failures.push(format!("{peer}: {other:?}")),
-            Err(e) => failures.push(format!("{peer}: {e}")),
-        }
-    }
-    if answered == 0 && !failures.is_empty() {
-        return Err(NodeError::NoReplica {
-            name: name.to_string(),
-            failures: failures.join("; "),
-        });
-    }
-    let best = best.map(|(_, state)| {
-        let head = state.head().map(|h| h.version).unwrap_or(0);
-        let replicas: Vec<PeerId> = set
-            .iter()
-            .filter(|p| holding.iter().any(|(h, v)| h == *p && *v == head))
-            .copied()
-            .collect();
-        let root = replicas.first().copied().unwrap_or(ctx.local);
-        (root, replicas, state)
-    });
-    Ok(ReadOutcome {
-        best,
-        answered,
-        set_size: set.len(),
-    })
-}
-
-/// The newest state of a file across its replica set, with its root and replicas.
-pub async fn read_state(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    reader: Option<PeerId>,
-) -> Result<Option<(PeerId, Vec<PeerId>, FileState)>, NodeError> {
-    read_state_detailed(ctx, name, reader).await.map(|r| r.best)
-}
-
-async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResponse {
+    note: Option<DownloadNote>,
+) -> ClientResponse {
     if let Err(e) = validate_name(name) {
         return error(e);
     }
-    if let Some(resp) = delegate::read_via_delegate(ctx, name, reader).await {
+    if let Some(n) = &note {
+        // A note names its signer: a client cannot note someone else's download.
+        if n.reader != client {
+            ctx.refusals
+                .refuse("download note of another peer", Some(client), n.reader);
+            return error("the download note is not signed by this client");
+        }
+    }
+    let view = View {
+        client,
+        download: note.is_some(),
+    };
+    if let Some(resp) = delegate::read_via_delegate(ctx, name, note.clone(), view).await {
         return resp;
     }
-    match read_state(ctx, name, reader).await {
-        Ok(Some((root, replicas, state))) => {
-            file_response(ctx, name, root, replicas, state, reader.is_some())
-        }
+    match quorum::read_state(ctx, name, note).await {
+        Ok(Some((root, replicas, state))) => file_response(ctx, name, root, replicas, state, view),
         Ok(None) => ClientResponse::NotFound {
             name: name.to_string(),
         },
@@ -281,20 +182,32 @@ async fn fetch(ctx: &Arc<Ctx>, name: &str, reader: Option<PeerId>) -> ClientResp
     }
 }
 
+/// Who reads a state through this access node, and for what.
+#[derive(Clone, Copy)]
+pub struct View {
+    pub client: PeerId,
+    /// A get (rank holders for reading), not a stat.
+    pub download: bool,
+}
+
 /// A file's state for a client, with the addresses of its block holders so the client can
 /// read blocks straight from them. For a download, each block's holders are ranked for
 /// reading: least loaded first by the published view, extra replicas included, our own copy
-/// first unless we are busier. Holder lists are root-maintained (unsigned), so ranking them
-/// does not touch what the owner signed.
+/// first unless we are busier. Holder lists are root-maintained, so ranking them does not
+/// touch what the owner signed. Downloaders are shown to the file's owner only.
 pub fn file_response(
     ctx: &Arc<Ctx>,
     name: &str,
     root: PeerId,
     replicas: Vec<PeerId>,
     mut state: FileState,
-    download: bool,
+    view: View,
 ) -> ClientResponse {
-    if download {
+    let owner = state.head().map(|h| h.owner);
+    if owner != Some(view.client) {
+        state.users.retain(|u| u.role == UserRole::Owner);
+    }
+    if view.download {
         for version in &mut state.versions {
             for b in &mut version.blocks {
                 let local_has = b.holders.contains(&ctx.local) && ctx.store.blocks.contains(&b.id);
@@ -404,5 +317,6 @@ async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         peers,
         repair: ctx.repair.snapshot(),
         balance: ctx.balance.status(),
+        refused: ctx.refusals.counts(),
     }
 }

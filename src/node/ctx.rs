@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::Notify;
 
@@ -15,6 +16,7 @@ use super::command::Net;
 use super::config::NodeConfig;
 use super::metrics::Metrics;
 use super::peers::PeerTable;
+use super::refusals::Refusals;
 use super::{holder, nat, repair, root};
 use crate::error::Result;
 use crate::ids::{BlockId, FileKey};
@@ -28,6 +30,8 @@ use crate::store::Store;
 /// What every request handler of a node shares.
 pub struct Ctx {
     pub local: PeerId,
+    /// The node's identity: signs attestations of the root-kept fields it changes.
+    pub key: Keypair,
     pub config: NodeConfig,
     pub store: Arc<Store>,
     pub peers: PeerTable,
@@ -43,8 +47,15 @@ pub struct Ctx {
     pub balance: Balance,
     /// Set while draining before a graceful leave: we take no new data.
     pub leaving: AtomicBool,
+    /// Refused input, counted by cause and logged at a bounded rate.
+    pub refusals: Refusals,
     pub(super) started: Instant,
 }
+
+/// Beyond the R closest peers of a key, how many more may still speak for it (sign its
+/// root-kept fields, hold its record): views of the closest peers differ while peers come and
+/// go, and a root that just died must still count for the states it signed.
+pub const WINDOW_SLACK: usize = 3;
 
 /// How long a Kademlia lookup result is reused before walking the DHT again.
 const LOOKUP_CACHE: Duration = Duration::from_secs(30);
@@ -158,6 +169,37 @@ impl Ctx {
             .into_iter()
             .map(|c| c.peer)
             .collect()
+    }
+
+    /// The peers that may speak for a file's key: the closest R + [`WINDOW_SLACK`] live
+    /// storage peers (this node included), and the closest R of every storage peer this node
+    /// knows, live or down (so a root that just died still counts for what it signed).
+    pub fn key_window(&self, key: &FileKey) -> Vec<PeerId> {
+        let me = Candidate {
+            peer: self.local,
+            point: crate::ids::peer_point(&self.local),
+            free: None,
+        };
+        let r = self.config.replication;
+        let mut live = self.peers.candidates(None, false);
+        live.push(me.clone());
+        let mut known = self.peers.known_storage();
+        known.push(me);
+        let mut window: Vec<PeerId> = placement::closest(&key.0, live, r + WINDOW_SLACK)
+            .into_iter()
+            .map(|c| c.peer)
+            .collect();
+        for c in placement::closest(&key.0, known, r) {
+            if !window.contains(&c.peer) {
+                window.push(c.peer);
+            }
+        }
+        window
+    }
+
+    /// Whether `peer` is in the key's window (see [`Ctx::key_window`]).
+    pub fn in_key_window(&self, key: &FileKey, peer: &PeerId) -> bool {
+        self.key_window(key).contains(peer)
     }
 
     /// Peers to place a block on, best first (the first R are the intended holders, the rest

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::{access, Ctx, NodeError};
+use super::{quorum, root, Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
@@ -139,7 +139,7 @@ async fn hand_record(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) -> Result<
         let replies = futures::future::join_all(missing.iter().map(|peer| {
             let req = MetaRequest::Replicate {
                 key,
-                state: state.clone(),
+                state: root::vouched(ctx, &key, state),
             };
             async move { (*peer, ctx.net.meta(*peer, req).await) }
         }))
@@ -179,7 +179,7 @@ async fn hand_over(
     id: crate::ids::BlockId,
     file: &str,
 ) -> Option<Result<(), NodeError>> {
-    let (root, _, state) = access::read_state(ctx, file, None).await.ok()??;
+    let (root, _, state) = quorum::read_state(ctx, file, None).await.ok()??;
     let listed: Vec<libp2p::PeerId> = state
         .versions
         .iter()

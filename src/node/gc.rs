@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
-use super::{access, Ctx};
+use super::{quorum, Ctx};
 use crate::ids::BlockId;
 use crate::record::now_ms;
 use crate::store::BlockRefs;
@@ -67,7 +67,7 @@ pub async fn sweep(ctx: &Arc<Ctx>) {
         .collect();
     let verdicts: HashMap<String, Referenced> = stream::iter(files)
         .map(|name| async move {
-            let verdict = match access::read_state_detailed(ctx, &name, None).await {
+            let verdict = match quorum::read_state_detailed(ctx, &name, None).await {
                 Ok(read) => match read.best {
                     Some((_, _, state)) => Referenced::Blocks(state.referenced_blocks()),
                     None if read.is_authoritative() => Referenced::Blocks(BTreeSet::new()),

@@ -9,12 +9,21 @@ use std::sync::Arc;
 use libp2p::PeerId;
 
 use super::Ctx;
-use crate::ids::{hash_block, BlockId};
+use crate::ids::{hash_block, validate_name, BlockId};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::record::now_ms;
 use crate::store::{BlockError, StoreError};
 
+/// Most ids one `Has` may ask about, and most sources one `Pull` may name.
+pub const MAX_HAS: usize = 8192;
+pub const MAX_SOURCES: usize = 16;
+
 pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockResponse {
+    if let Err(message) = check_request(&req) {
+        ctx.refusals
+            .refuse("invalid block request", Some(from), &message);
+        return BlockResponse::Error { message };
+    }
     match req {
         BlockRequest::Put { id, file, data } => put(ctx, from, id, &file, data).await,
         BlockRequest::Get { id } => {
@@ -33,6 +42,25 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
                 .collect(),
         },
         BlockRequest::Pull { id, file, sources } => pull(ctx, id, &file, sources).await,
+    }
+}
+
+/// Bounds on what a block request may carry: a valid file name for the block's ref (names are
+/// stored), and short id and source lists.
+fn check_request(req: &BlockRequest) -> Result<(), String> {
+    match req {
+        BlockRequest::Put { file, .. } => validate_name(file),
+        BlockRequest::Pull { file, sources, .. } => {
+            validate_name(file)?;
+            if sources.len() > MAX_SOURCES {
+                return Err(format!("{} sources; at most {MAX_SOURCES}", sources.len()));
+            }
+            Ok(())
+        }
+        BlockRequest::Has { ids } if ids.len() > MAX_HAS => {
+            Err(format!("{} ids in one Has; at most {MAX_HAS}", ids.len()))
+        }
+        _ => Ok(()),
     }
 }
 

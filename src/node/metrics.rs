@@ -82,6 +82,8 @@ pub struct Metrics {
     pub manager_term: Gauge,
     /// Balancer decisions this node applied, by kind. Incremented by the balancer.
     pub decisions_applied: Family<KindLabels, Counter>,
+    /// Input refused (forged, oversized, unauthorized, ...), by cause.
+    pub refused: Family<KindLabels, Counter>,
     /// Live storage peers this node sees.
     pub live_peers: Gauge,
     /// What AutoNAT found: 0 unknown, 1 private (reachable only through relays), 2 public.
@@ -102,6 +104,7 @@ impl Default for Metrics {
             load_score: Gauge::default(),
             manager_term: Gauge::default(),
             decisions_applied: Family::default(),
+            refused: Family::default(),
             live_peers: Gauge::default(),
             reachability: Gauge::default(),
         }
@@ -189,6 +192,11 @@ impl Metrics {
             "decisions_applied",
             "Balancer decisions applied, by kind",
             self.decisions_applied.clone(),
+        );
+        r.register(
+            "refused",
+            "Input refused from peers and clients, by cause",
+            self.refused.clone(),
         );
         r.register(
             "live_peers",

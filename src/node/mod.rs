@@ -18,9 +18,12 @@ pub mod error;
 pub(crate) mod event_loop;
 pub(crate) mod gc;
 pub(crate) mod holder;
+pub(crate) mod holders;
 pub(crate) mod metrics;
 pub(crate) mod nat;
 pub(crate) mod peers;
+pub(crate) mod quorum;
+pub(crate) mod refusals;
 pub(crate) mod repair;
 pub(crate) mod root;
 pub(crate) mod sync;
@@ -111,6 +114,7 @@ impl Node {
             Store::open(&config.data_dir).map_err(|source| StartError::Store { dir, source })?,
         );
         let local = key.public().to_peer_id();
+        let node_key = key.clone();
         let mut registry = libp2p::metrics::Registry::default();
         let mut swarm = build_swarm(
             key,
@@ -157,6 +161,7 @@ impl Node {
         let (tx, rx) = mpsc::channel(1024);
         let ctx = Arc::new(Ctx {
             local,
+            key: node_key,
             config: config.clone(),
             store,
             peers: PeerTable::new(local),
@@ -169,6 +174,7 @@ impl Node {
             repair: repair::RepairStats::default(),
             balance: balancing::Balance::new(config.balance.clone(), local),
             leaving: AtomicBool::new(false),
+            refusals: refusals::Refusals::new(metrics.refused.clone()),
             started: Instant::now(),
         });
         // Bound before anything is spawned, so a taken port fails the start cleanly.

@@ -182,6 +182,20 @@ impl PeerTable {
         out
     }
 
+    /// Every storage peer we know, live or down, as placement candidates (the key windows of
+    /// `Ctx::key_window`).
+    pub fn known_storage(&self) -> Vec<Candidate> {
+        self.read()
+            .iter()
+            .filter(|(_, s)| s.storage)
+            .map(|(p, s)| Candidate {
+                peer: *p,
+                point: s.point,
+                free: s.free,
+            })
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<(PeerId, PeerState)> {
         self.read().iter().map(|(p, s)| (*p, s.clone())).collect()
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use libp2p::PeerId;
 
-use super::root::{apply_holder_changes, HolderChange};
+use super::holders::{apply_holder_changes, HolderChange};
 use super::Ctx;
 use crate::ids::BlockId;
 use crate::protocol::block::{BlockRequest, BlockResponse};

@@ -1,26 +1,36 @@
 //! The root and replica roles: serves `/swarmstore/meta/1`.
 //!
-//! A root accepts an owner-signed version only if it verifies and follows the held head
-//! ([`check_successor`]), stores it durably, copies the file state to the rest of the replica
-//! set and acknowledges once a majority of the set holds it. A replica adopts a copied state
-//! only if every version verifies and it is not older than what it holds. Reads return the
-//! state and note the downloader in the user list off the response path.
+//! Every state this node stores passes the one acceptance rule of `record::rules`. A root
+//! takes an owner-signed version only if it follows the held head ([`check_successor`]) and
+//! every block it lists is held by at least one of its listed holders; it signs the state's
+//! root-kept fields (an attestation), stores it durably, copies it to the rest of the replica
+//! set and acknowledges once a majority holds it. A replica takes a copy only if it verifies
+//! on its own, is attested by a peer of the key's window, extends what it holds, and the
+//! replica is itself in the key's window. A copy that conflicts with what is held (another
+//! owner's history, or a different record at a held version) is refused, and the majority of
+//! the replica set settles which history stays ([`settle`]). Reads return the state and note
+//! a downloader (on its signed note) off the response path.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
 use super::balancing::delegate;
-use super::{drain, Ctx, NodeError};
+use super::{drain, holders, quorum, Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::record::{
-    check_successor, now_ms, FileRecord, FileState, Position, RecordError, Succession,
+    accept_copy, check_state, check_successor, compatible, now_ms, Adopt, DownloadNote, FileRecord,
+    FileState, Position, RecordError, Succession,
 };
 use crate::store::Change;
+
+/// Most keys one digest may ask about (twice what our own sync sends).
+pub const MAX_DIGEST: usize = 8192;
 
 /// Boxed with a concrete `Send` type: a root answering its own publish (access node and root
 /// being the same node) reaches this function again through `Ctx::meta_to`.
@@ -29,57 +39,89 @@ pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, M
         match req {
             MetaRequest::Publish { record } => publish(ctx, from, record).await,
             MetaRequest::Replicate { key, state } => replicate_in(ctx, from, key, state).await,
-            MetaRequest::Fetch { key, reader } => fetch(ctx, key, reader).await,
-            MetaRequest::Digest { entries } => digest(ctx, entries).await,
+            MetaRequest::Fetch { key, note } => fetch(ctx, from, key, note).await,
+            MetaRequest::Digest { entries } => digest(ctx, from, entries).await,
             MetaRequest::SetHolders {
                 name,
                 block,
                 add,
                 remove,
-            } => set_holders(ctx, from, &name, block, add, remove).await,
+            } => holders::set_holders(ctx, from, &name, block, add, remove).await,
             MetaRequest::DelegateState { key, state } => {
-                delegate::on_delegate_state(ctx, key, state)
+                delegate::on_delegate_state(ctx, from, key, state)
             }
         }
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> MetaResponse {
+pub(super) fn internal(e: impl std::fmt::Display) -> MetaResponse {
     MetaResponse::Error {
         message: e.to_string(),
     }
 }
 
-async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaResponse {
+/// Refuses with `error`, counted under `cause`.
+pub(super) fn refuse(
+    ctx: &Ctx,
+    cause: &'static str,
+    from: PeerId,
+    error: RecordError,
+) -> MetaResponse {
+    ctx.refusals.refuse(cause, Some(from), &error);
+    MetaResponse::Rejected { error }
+}
+
+/// Moves the revision of the root-kept fields on (a hybrid clock, not a counter: a new root
+/// after a hand-over starts from the old root's revision, and its later change must still
+/// count as later) and signs them as this node.
+pub(super) fn attest_change(ctx: &Ctx, key: &FileKey, state: &mut FileState) {
+    state.rev = state.rev.saturating_add(1).max(now_ms());
+    state.attest(key, &ctx.key);
+}
+
+async fn publish(ctx: &Arc<Ctx>, from: PeerId, mut record: FileRecord) -> MetaResponse {
     if let Err(error) = record.verify() {
-        tracing::warn!(peer = %from, name = %record.name, "rejected record: {error}");
-        return MetaResponse::Rejected { error };
+        return refuse(ctx, "invalid record", from, error);
     }
     let key = record.key();
     let name = record.name.clone();
     let version = record.version;
     let keep = ctx.config.keep_versions;
+    if !ctx.in_key_window(&key, &ctx.local) {
+        return refuse(
+            ctx,
+            "publish outside the replica set",
+            from,
+            RecordError::Unauthorized(format!(
+                "{} is not in the replica set of {name:?}",
+                ctx.local
+            )),
+        );
+    }
     // A root that just joined the replica set (or was down) may lack the history this version
     // follows: catch up from the rest of the set before judging it.
     let held = match ctx.store.positions(vec![key]).await {
         Ok(positions) => positions.first().map(|(_, p)| p.version).unwrap_or(0),
         Err(e) => return internal(e),
     };
-    if held + 1 < version {
+    if held.saturating_add(1) < version {
         catch_up(ctx, &name, key).await;
     }
+    // An acknowledged put must be readable: every block it lists is on one of its holders
+    // now (GC may have taken the blocks of a very slow upload, or a client may lie).
+    if let Err(error) = holders::check_listed(ctx, &mut record).await {
+        return refuse(ctx, "blocks not stored", from, error);
+    }
+    let node = ctx.clone();
     let stored = ctx
         .store
         .update(key, true, move |current| {
-            let mut state = current.unwrap_or(FileState {
-                versions: Vec::new(),
-                users: Vec::new(),
-                rev: 0,
-            });
+            let mut state = current.unwrap_or_else(FileState::empty);
             match check_successor(state.head(), &record)? {
                 Succession::Same => Ok::<_, RecordError>(Change::Keep(state)),
                 Succession::Newer => {
                     state.push(record, keep);
+                    attest_change(&node, &key, &mut state);
                     Ok(Change::Write(state.clone(), state))
                 }
             }
@@ -143,21 +185,33 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, record: FileRecord) -> MetaRespon
     }
 }
 
-/// Why a copied state is refused, if it is.
-fn check_copy(key: &FileKey, state: &FileState) -> Result<(), RecordError> {
-    if state.versions.is_empty() {
-        return Err(RecordError::Invalid("empty file state".into()));
-    }
-    for r in &state.versions {
-        if r.key() != *key {
-            return Err(RecordError::Invalid(format!(
-                "version of {:?} sent under another key",
-                r.name
-            )));
-        }
-        r.verify()?;
+/// Checks a copy of a file's state on its own and its attestation: every version valid and
+/// of `key`, and the root-kept fields signed by a peer of the key's window. The check every
+/// path applies to a state it did not make itself (replicas, sync, drain, reads).
+pub fn check_copy(ctx: &Ctx, key: &FileKey, state: &FileState) -> Result<(), RecordError> {
+    check_state(key, state)?;
+    let signer = state.check_attestation(key, now_ms())?;
+    if !ctx.in_key_window(key, &signer) {
+        return Err(RecordError::Unauthorized(format!(
+            "root-kept fields signed by {signer}, who is not in the replica set"
+        )));
     }
     Ok(())
+}
+
+/// A state as this node forwards it: if whoever last signed its root-kept fields is no
+/// longer in the key's window as this node sees it (a root that left), this node, a member,
+/// signs it anew, so receivers that check the signer against their own view still take it.
+pub fn vouched(ctx: &Ctx, key: &FileKey, state: &FileState) -> FileState {
+    let signer_ok = state
+        .attest
+        .as_ref()
+        .is_some_and(|a| ctx.in_key_window(key, &a.by));
+    let mut out = state.clone();
+    if !signer_ok && ctx.in_key_window(key, &ctx.local) {
+        out.attest(key, &ctx.key);
+    }
+    out
 }
 
 async fn replicate_in(
@@ -166,34 +220,28 @@ async fn replicate_in(
     key: FileKey,
     state: FileState,
 ) -> MetaResponse {
-    if let Err(error) = check_copy(&key, &state) {
-        tracing::warn!(peer = %from, %key, "rejected replica: {error}");
-        return MetaResponse::Rejected { error };
+    if let Err(error) = check_copy(ctx, &key, &state) {
+        return refuse(ctx, "invalid copy", from, error);
     }
+    if !ctx.in_key_window(&key, &ctx.local) {
+        // Only the replica set keeps a file's record: no peer can make us store others.
+        return refuse(
+            ctx,
+            "copy outside the replica set",
+            from,
+            RecordError::Unauthorized(format!(
+                "{} is not in the replica set of this key",
+                ctx.local
+            )),
+        );
+    }
+    let name = state.head().map(|h| h.name.clone()).unwrap_or_default();
     let result = ctx
         .store
         .update(key, true, move |current| {
-            let incoming = state.head().map(|h| h.version).unwrap_or(0);
-            match current {
-                None => Ok(Change::Write(state, ())),
-                Some(mine) => {
-                    let held = mine.head().map(|h| h.version).unwrap_or(0);
-                    let same_head = match (mine.head(), state.head()) {
-                        (Some(a), Some(b)) => a.same_content(b),
-                        _ => false,
-                    };
-                    if incoming > held || (same_head && state.rev > mine.rev) {
-                        // Newer, or the same version with root-maintained fields updated.
-                        Ok(Change::Write(state, ()))
-                    } else if incoming == held && !same_head {
-                        Err(RecordError::Stale {
-                            current: held,
-                            attempted: incoming,
-                        })
-                    } else {
-                        Ok(Change::Keep(()))
-                    }
-                }
+            match accept_copy(current.as_ref(), &state)? {
+                Adopt::Take => Ok::<_, RecordError>(Change::Write(state, ())),
+                Adopt::Keep => Ok(Change::Keep(())),
             }
         })
         .await;
@@ -205,12 +253,22 @@ async fn replicate_in(
             }
             MetaResponse::Replicated
         }
-        Ok(Err(error)) => MetaResponse::Rejected { error },
+        Ok(Err(error @ RecordError::Stale { .. })) => MetaResponse::Rejected { error },
+        Ok(Err(error)) => {
+            // Another history than ours: the replica set's majority decides, never one peer.
+            settle_later(ctx, name);
+            refuse(ctx, "conflicting copy", from, error)
+        }
         Err(e) => internal(e),
     }
 }
 
-async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResponse {
+async fn fetch(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    key: FileKey,
+    note: Option<DownloadNote>,
+) -> MetaResponse {
     let _busy = ctx.balance.meter.begin();
     ctx.balance.meter.record_read(key);
     // A delegate serves the file's record reads from the state its root pushes to it.
@@ -221,33 +279,57 @@ async fn fetch(ctx: &Arc<Ctx>, key: FileKey, reader: Option<PeerId>) -> MetaResp
         Ok(state) => state,
         Err(e) => return internal(e),
     };
-    if let (Some(reader), Some(_)) = (reader, &state) {
-        // Off the response path: recording a download never slows or fails it.
-        let ctx = ctx.clone();
-        let limit = ctx.config.max_users;
-        tokio::spawn(async move {
-            let at = now_ms();
-            let noted = ctx
-                .store
-                .update(key, false, move |current| {
-                    Ok::<_, RecordError>(match current {
-                        Some(mut s) => {
-                            s.note_user(reader, at, limit);
-                            Change::Write(s, ())
-                        }
-                        None => Change::Keep(()),
-                    })
-                })
-                .await;
-            if let Err(e) = noted {
-                tracing::warn!(%key, "cannot record downloader: {e}");
-            }
-        });
+    if let (Some(note), Some(_)) = (note, &state) {
+        if let Err(e) = note.verify(&key, now_ms()) {
+            ctx.refusals.refuse("bad download note", Some(from), e);
+        } else {
+            note_downloader(ctx, key, note);
+        }
     }
     MetaResponse::State { state }
 }
 
-async fn digest(ctx: &Arc<Ctx>, entries: Vec<(FileKey, Position)>) -> MetaResponse {
+/// Adds a verified note's reader to the user list, off the response path: recording a
+/// download never slows or fails it. Only the root keeps the list.
+fn note_downloader(ctx: &Arc<Ctx>, key: FileKey, note: DownloadNote) {
+    let ctx = ctx.clone();
+    let limit = ctx.config.max_users;
+    tokio::spawn(async move {
+        let node = ctx.clone();
+        let noted = ctx
+            .store
+            .update(key, false, move |current| {
+                Ok::<_, RecordError>(match current {
+                    Some(mut s) => {
+                        let before = s.users.clone();
+                        s.note_user(note.reader, note.at_ms, limit);
+                        if s.users == before {
+                            Change::Keep(())
+                        } else {
+                            // Same revision: the list rides along with the next holder
+                            // change; the signature must cover it now.
+                            s.attest(&key, &node.key);
+                            Change::Write(s, ())
+                        }
+                    }
+                    None => Change::Keep(()),
+                })
+            })
+            .await;
+        if let Err(e) = noted {
+            tracing::warn!(%key, "cannot record downloader: {e}");
+        }
+    });
+}
+
+async fn digest(ctx: &Arc<Ctx>, from: PeerId, entries: Vec<(FileKey, Position)>) -> MetaResponse {
+    if entries.len() > MAX_DIGEST {
+        let error = RecordError::Invalid(format!(
+            "a digest of {} keys; at most {MAX_DIGEST}",
+            entries.len()
+        ));
+        return refuse(ctx, "oversized digest", from, error);
+    }
     let keys: Vec<FileKey> = entries.into_iter().map(|(k, _)| k).collect();
     match ctx.store.positions(keys).await {
         Ok(entries) => MetaResponse::Digest { entries },
@@ -266,7 +348,7 @@ pub async fn catch_up(ctx: &Arc<Ctx>, name: &str, key: FileKey) {
     for peer in others {
         if let Ok(MetaResponse::State { state: Some(state) }) = ctx
             .net
-            .meta(peer, MetaRequest::Fetch { key, reader: None })
+            .meta(peer, MetaRequest::Fetch { key, note: None })
             .await
         {
             let _ = replicate_in(ctx, peer, key, state).await;
@@ -274,106 +356,55 @@ pub async fn catch_up(ctx: &Arc<Ctx>, name: &str, key: FileKey) {
     }
 }
 
-/// Changes to one block's holder list.
-pub struct HolderChange {
-    pub block: crate::ids::BlockId,
-    pub add: Vec<PeerId>,
-    pub remove: Vec<PeerId>,
+/// Files whose history is being settled right now (one settle per file at a time, so a peer
+/// sending conflicting copies in a loop costs one quorum read, not one per copy).
+fn settling() -> &'static Mutex<HashSet<String>> {
+    static SETTLING: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    SETTLING.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// Applies holder changes to every retained version of a file, durably, then copies the state
-/// to the rest of the replica set in the background. Holder lists are root-maintained data:
-/// the owner's signature does not cover them.
-pub async fn apply_holder_changes(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    changes: Vec<HolderChange>,
-) -> Result<bool, NodeError> {
-    let key = FileKey::for_name(name);
-    let updated = ctx
-        .store
-        .update(key, true, move |current| {
-            let Some(mut state) = current else {
-                return Ok(Change::Keep(None));
-            };
-            let mut changed = false;
-            for version in &mut state.versions {
-                for entry in &mut version.blocks {
-                    for c in changes.iter().filter(|c| c.block == entry.id) {
-                        let before = entry.holders.clone();
-                        entry.holders.retain(|h| !c.remove.contains(h));
-                        for a in &c.add {
-                            if !entry.holders.contains(a) {
-                                entry.holders.push(*a);
-                            }
-                        }
-                        changed |= entry.holders != before;
-                    }
-                }
-            }
-            Ok::<_, std::convert::Infallible>(if changed {
-                // A hybrid clock, not a counter: a new root (after hand-over) starts from the
-                // old root's revision, and its later change must still count as later.
-                state.rev = (state.rev + 1).max(now_ms());
-                Change::Write(state.clone(), Some(state))
-            } else {
-                Change::Keep(None)
-            })
-        })
-        .await?;
-    let Ok(updated) = updated;
-    let Some(state) = updated else {
-        return Ok(false);
-    };
-    delegate::push_to_delegate(ctx, key, &state).await;
-    let set = ctx.replica_set(name).await;
-    for peer in set.into_iter().filter(|p| *p != ctx.local) {
-        let ctx = ctx.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let _ = ctx
-                .net
-                .meta(peer, MetaRequest::Replicate { key, state })
-                .await;
-        });
+fn settle_later(ctx: &Arc<Ctx>, name: String) {
+    if name.is_empty() {
+        return;
     }
-    Ok(true)
-}
-
-/// Which of `peers` answer that they hold `block`.
-pub async fn holding(ctx: &Arc<Ctx>, block: crate::ids::BlockId, peers: &[PeerId]) -> Vec<PeerId> {
-    use crate::protocol::block::{BlockRequest, BlockResponse};
-    let mut out = Vec::new();
-    for p in peers {
-        let req = BlockRequest::Has { ids: vec![block] };
-        if let Ok(BlockResponse::Have { ids }) = ctx.block_to(*p, req).await {
-            if ids.contains(&block) {
-                out.push(*p);
-            }
+    let fresh = settling()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.clone());
+    if !fresh {
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = settle(&ctx, &name).await {
+            tracing::debug!(%name, "cannot settle the file's history: {e}");
         }
-    }
-    out
+        settling()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+    });
 }
 
-async fn set_holders(
-    ctx: &Arc<Ctx>,
-    from: PeerId,
-    name: &str,
-    block: crate::ids::BlockId,
-    add: Vec<PeerId>,
-    remove: Vec<PeerId>,
-) -> MetaResponse {
-    // Trust, but verify: an added holder must hold the block, and a removed one must be the
-    // sender itself (leaving) or a peer that does not hold it.
-    let add = holding(ctx, block, &add).await;
-    let still = holding(ctx, block, &remove).await;
-    let remove: Vec<PeerId> = remove
-        .into_iter()
-        .filter(|p| *p == from || !still.contains(p))
-        .collect();
-    let change = HolderChange { block, add, remove };
-    match apply_holder_changes(ctx, name, vec![change]).await {
-        Ok(_) => MetaResponse::HoldersSet,
-        Err(e) => internal(e),
+/// Two histories of one file met here: reads the replica set (every answer verified) and, if
+/// the majority's history is not ours, replaces ours with it.
+pub async fn settle(ctx: &Arc<Ctx>, name: &str) -> Result<(), NodeError> {
+    let key = FileKey::for_name(name);
+    let read = quorum::read_state_detailed(ctx, name, None).await?;
+    let Some(winner) = read.signed else {
+        return Ok(());
+    };
+    let ours = ctx.stored_state(key).await;
+    if ours.as_ref().is_some_and(|o| compatible(o, &winner)) {
+        return Ok(());
     }
+    check_copy(ctx, &key, &winner).map_err(|e| NodeError::Refused(e.to_string()))?;
+    ctx.store
+        .update(key, true, move |_| {
+            Ok::<_, RecordError>(Change::Write(winner, ()))
+        })
+        .await?
+        .map_err(|e| NodeError::Refused(e.to_string()))?;
+    tracing::warn!(%name, "replaced a history the replica set's majority does not hold");
+    Ok(())
 }

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use libp2p::PeerId;
 
-use super::{root, Ctx};
+use super::{quorum, root, Ctx};
 use crate::ids::FileKey;
+use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::{FileState, Position};
+use crate::record::{compatible, FileState, Position};
 
 /// Keys per digest message: keeps each frame far below the meta protocol's limit.
 const DIGEST_CHUNK: usize = 4096;
@@ -77,13 +78,38 @@ pub async fn round(ctx: &Arc<Ctx>) {
         *counts.entry(key).or_default() += 1;
     }
     for (key, (version, set_len)) in outside {
-        if counts.get(&key).copied().unwrap_or(0) >= set_len {
-            match ctx.store.remove_state(key).await {
-                Ok(()) => {
-                    tracing::info!(%key, version, "handed record over to its new replica set")
-                }
-                Err(e) => tracing::warn!(%key, "sync: cannot drop a handed-over record: {e}"),
-            }
+        if counts.get(&key).copied().unwrap_or(0) < set_len {
+            continue;
+        }
+        // The members said they have it; before our copy goes, read it back and check it.
+        let Some(state) = states.get(&key) else {
+            continue;
+        };
+        if !handed_over(ctx, state, set_len).await {
+            continue;
+        }
+        match ctx.store.remove_state(key).await {
+            Ok(()) => tracing::info!(%key, version, "handed record over to its new replica set"),
+            Err(e) => tracing::warn!(%key, "sync: cannot drop a handed-over record: {e}"),
+        }
+    }
+}
+
+/// Whether a majority of the new replica set holds, verified, our version of the file or a
+/// newer one of the same history: only then may we drop our copy.
+async fn handed_over(ctx: &Arc<Ctx>, ours: &FileState, set_len: usize) -> bool {
+    let Some(head) = ours.head() else {
+        return false;
+    };
+    match quorum::read_state_detailed(ctx, &head.name, None).await {
+        Ok(read) => read.best.is_some_and(|(_, holding, winner)| {
+            holding.len() >= majority(set_len.max(1))
+                && winner.position().version >= head.version
+                && compatible(ours, &winner)
+        }),
+        Err(e) => {
+            tracing::debug!(name = %head.name, "sync: hand-over not confirmed: {e}");
+            false
         }
     }
 }
@@ -121,7 +147,7 @@ async fn exchange(
             if let Some(state) = states.get(&key) {
                 let req = MetaRequest::Replicate {
                     key,
-                    state: state.clone(),
+                    state: root::vouched(ctx, &key, state),
                 };
                 match ctx.net.meta(peer, req).await {
                     Ok(MetaResponse::Replicated) => {
@@ -135,7 +161,7 @@ async fn exchange(
                 }
             }
         } else if theirs > mine {
-            let req = MetaRequest::Fetch { key, reader: None };
+            let req = MetaRequest::Fetch { key, note: None };
             if let Ok(MetaResponse::State { state: Some(state) }) = ctx.net.meta(peer, req).await {
                 // Through the same checks as any copy a root sends.
                 let reply = root::handle(ctx, peer, MetaRequest::Replicate { key, state }).await;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::NodeStatus;
 use crate::ids::{BlockId, FileKey};
-use crate::record::{FileRecord, FileState, RecordError};
+use crate::record::{DownloadNote, FileRecord, FileState, RecordError};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/client/1");
 /// Requests carry a block or a record; responses carry a block or a file state.
@@ -26,8 +26,12 @@ pub enum ClientRequest {
     },
     /// Publish an owner-signed record whose blocks were stored with `PutBlock`.
     Publish { record: FileRecord },
-    /// Read a file's record set; `download` adds the client to the user list.
-    Fetch { name: String, download: bool },
+    /// Read a file's record set. A download carries the client's signed note, which adds it
+    /// to the file's user list; a `stat` carries none.
+    Fetch {
+        name: String,
+        note: Option<DownloadNote>,
+    },
     /// Read one block from the given holders (the access node fails over between them).
     GetBlock { id: BlockId, holders: Vec<PeerId> },
     /// The access node's view of the swarm.

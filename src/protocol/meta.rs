@@ -7,7 +7,7 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::FileKey;
-use crate::record::{FileRecord, FileState, Position, RecordError};
+use crate::record::{DownloadNote, FileRecord, FileState, Position, RecordError};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/meta/1");
 /// Records of files up to ~100 GiB (1 MiB blocks, 3 holders each) with a few retained versions.
@@ -31,10 +31,10 @@ pub enum MetaRequest {
         add: Vec<PeerId>,
         remove: Vec<PeerId>,
     },
-    /// Read a file's state. `reader` names a downloading client to add to the user list.
+    /// Read a file's state. `note` is a downloading client's signed note, for the user list.
     Fetch {
         key: FileKey,
-        reader: Option<PeerId>,
+        note: Option<DownloadNote>,
     },
     /// Root → delegate (load balancing): the current state of a file whose record reads the
     /// receiver serves. Answered with `Replicated`.

@@ -23,6 +23,9 @@ pub struct NodeStatus {
     /// Load balancing: manager and term, per-node load, recent decisions.
     #[serde(default)]
     pub balance: BalanceStatus,
+    /// Input this node refused (forged, unauthorized, oversized...), by cause.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

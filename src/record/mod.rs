@@ -6,15 +6,26 @@
 //! them without the owner). A [`FileState`] is what a root stores per file key: the retained
 //! versions, newest last, plus the user list (owner and downloaders).
 //!
-//! Validation is pure and lives here so every node (root, replica, joining peer) applies the
-//! same rules: [`FileRecord::verify`] checks a record on its own, [`check_successor`] checks it
-//! against the version currently held.
+//! Validation is pure and lives here so every node (root, replica, joining peer) and the
+//! client apply the same rules: [`FileRecord::verify`] checks a record on its own, [`rules`]
+//! checks states against what is held (the one acceptance rule), and [`attest`] authenticates
+//! the root-kept fields.
+
+pub mod attest;
+pub mod note;
+pub mod rules;
 
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{validate_name, BlockId, FileKey};
+
+pub use attest::{Attestation, MAX_SKEW_MS};
+pub use note::DownloadNote;
+pub use rules::{
+    accept_copy, check_state, check_successor, compatible, Adopt, Succession, MAX_VERSION_JUMP,
+};
 
 /// Largest block a node accepts. Keeps every block message well inside the frame limits.
 pub const MAX_BLOCK_SIZE: u32 = 8 * 1024 * 1024;
@@ -27,6 +38,19 @@ pub const DEFAULT_BLOCK_SIZE: u32 = 1024 * 1024;
 /// Domain separator for record signatures, so a signature can never be replayed as another
 /// kind of signed message.
 const SIGNING_DOMAIN: &str = "swarmstore/record/1";
+
+// Limits on everything a peer can make a node hold. A record of the largest file fits in a
+// meta frame: 65,536 blocks with 8 holders each is under 30 MB.
+/// Highest version number: far above any real history, far below where `+ 1` could wrap.
+pub const MAX_VERSION: u64 = 1 << 53;
+/// Blocks per version: 64 GiB at the default 1 MiB block size, 512 GiB at the largest.
+pub const MAX_BLOCKS: usize = 1 << 16;
+/// Holders listed per block (R plus extra copies).
+pub const MAX_HOLDERS: usize = 8;
+/// Versions one state retains (`keep_versions` is clamped to it).
+pub const MAX_RETAINED: usize = 16;
+/// Entries in a user list.
+pub const MAX_USERS: usize = 4096;
 
 /// One block of a file: its id, its length and the peers that hold a copy, or, for a small
 /// file's only block, the bytes themselves (no holders then).
@@ -115,6 +139,9 @@ pub enum RecordError {
     },
     #[error("stale record: version {attempted} is not newer than the held version {current}")]
     Stale { current: u64, attempted: u64 },
+    /// A change to root-kept fields from a peer that may not make it, or that does not verify.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
 }
 
 impl FileRecord {
@@ -152,10 +179,24 @@ impl FileRecord {
     /// Checks the record on its own: shape, sizes and the owner's signature.
     pub fn verify(&self) -> Result<(), RecordError> {
         validate_name(&self.name).map_err(RecordError::Invalid)?;
-        if self.version == 0 {
-            return Err(RecordError::Invalid(
-                "version 0 (versions start at 1)".into(),
-            ));
+        if !rules::version_in_range(self.version) {
+            return Err(RecordError::Invalid(format!(
+                "version {} outside 1..={MAX_VERSION}",
+                self.version
+            )));
+        }
+        if self.blocks.len() > MAX_BLOCKS {
+            return Err(RecordError::Invalid(format!(
+                "{} blocks; at most {MAX_BLOCKS}",
+                self.blocks.len()
+            )));
+        }
+        if let Some(b) = self.blocks.iter().find(|b| b.holders.len() > MAX_HOLDERS) {
+            return Err(RecordError::Invalid(format!(
+                "block {} lists {} holders; at most {MAX_HOLDERS}",
+                b.id,
+                b.holders.len()
+            )));
         }
         if self.block_size == 0 || self.block_size > MAX_BLOCK_SIZE {
             return Err(RecordError::Invalid(format!(
@@ -220,53 +261,6 @@ impl FileRecord {
     }
 }
 
-/// How a publish relates to the version a root holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Succession {
-    /// A new version to store.
-    Newer,
-    /// The very version already held (a retry): answer success, change nothing.
-    Same,
-}
-
-/// Checks that `new` may follow `head` as an owner's publish (put, update or rm).
-///
-/// Rules: a new name starts at version 1; a live file accepts only version head+1 from its
-/// owner; after a tombstone the name is free and a put continues the numbering at head+1 with
-/// a fresh history, so a replica holding the tombstone can never mistake it for older.
-pub fn check_successor(
-    head: Option<&FileRecord>,
-    new: &FileRecord,
-) -> Result<Succession, RecordError> {
-    let Some(head) = head else {
-        if new.version != 1 {
-            return Err(RecordError::Conflict {
-                name: new.name.clone(),
-                current: 0,
-                attempted: new.version.saturating_sub(1),
-            });
-        }
-        return Ok(Succession::Newer);
-    };
-    if head.same_content(new) {
-        return Ok(Succession::Same);
-    }
-    if !head.tombstone && head.owner != new.owner {
-        return Err(RecordError::PermissionDenied {
-            name: new.name.clone(),
-            owner: head.owner.to_string(),
-        });
-    }
-    if new.version != head.version + 1 {
-        return Err(RecordError::Conflict {
-            name: new.name.clone(),
-            current: head.version,
-            attempted: new.version.saturating_sub(1),
-        });
-    }
-    Ok(Succession::Newer)
-}
-
 /// Who a user-list entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -297,6 +291,10 @@ pub struct FileState {
     /// overwrite a newer one. (The user list rides along; it is not worth a revision.)
     #[serde(default)]
     pub rev: u64,
+    /// The replica-set member that last changed the root-kept fields, and its signature over
+    /// the whole state (see [`attest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attest: Option<Attestation>,
 }
 
 /// How far a copy of a file's state has come: head version, then holder-list revision.
@@ -323,13 +321,28 @@ impl FileState {
         self.versions.iter().find(|r| r.version == v)
     }
 
+    /// An empty state, before its first version.
+    pub fn empty() -> Self {
+        FileState {
+            versions: Vec::new(),
+            users: Vec::new(),
+            rev: 0,
+            attest: None,
+        }
+    }
+
     /// Appends a new head (already checked), drops versions beyond `keep`, and starts a fresh
     /// history after a tombstone. Returns the versions that are no longer retained.
+    ///
+    /// A fresh history keeps the tombstone it follows as its first version: it is the old
+    /// owner's signed release of the name, which lets any replica verify the change of owner.
     pub fn push(&mut self, record: FileRecord, keep: usize) -> Vec<FileRecord> {
         let mut dropped = Vec::new();
         let restart = self.head().is_some_and(|h| h.tombstone) && !record.tombstone;
         if restart {
+            let tomb = self.versions.pop();
             dropped.append(&mut self.versions);
+            self.versions.extend(tomb);
             self.users.clear();
         }
         if self.users.is_empty() || restart {
@@ -346,19 +359,24 @@ impl FileState {
             dropped.append(&mut self.versions);
         }
         self.versions.push(record);
-        let keep = keep.max(1);
-        if self.versions.len() > keep {
-            let excess = self.versions.len() - keep;
-            dropped.extend(self.versions.drain(..excess));
+        // The anchor tombstone of a fresh history stays while later versions need it.
+        let keep = keep.clamp(1, MAX_RETAINED);
+        let anchored = usize::from(restart);
+        if self.versions.len() > keep + anchored {
+            let excess = self.versions.len() - keep - anchored;
+            dropped.extend(self.versions.drain(anchored..anchored + excess));
         }
         dropped
     }
 
     /// Records a download; bounded to `limit` entries, oldest downloader dropped first.
+    /// A note no newer than the user's last one counts nothing (a replayed note).
     pub fn note_user(&mut self, peer: PeerId, at_ms: u64, limit: usize) {
         if let Some(u) = self.users.iter_mut().find(|u| u.peer == peer) {
-            u.last_ms = u.last_ms.max(at_ms);
-            u.count += 1;
+            if at_ms > u.last_ms {
+                u.last_ms = at_ms;
+                u.count = u.count.saturating_add(1);
+            }
             return;
         }
         self.users.push(UserEntry {
@@ -368,7 +386,7 @@ impl FileState {
             last_ms: at_ms,
             count: 1,
         });
-        while self.users.len() > limit.max(1) {
+        while self.users.len() > limit.clamp(1, MAX_USERS) {
             let oldest = self
                 .users
                 .iter()
@@ -402,10 +420,19 @@ pub fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(owner: &Keypair, version: u64, data: &[&[u8]]) -> FileRecord {
+    /// A state of these versions, without root-kept fields.
+    pub(crate) fn state_of(versions: Vec<FileRecord>) -> FileState {
+        FileState {
+            versions,
+            ..FileState::empty()
+        }
+    }
+
+    /// A signed version of file "a", one block per slice.
+    pub(crate) fn record(owner: &Keypair, version: u64, data: &[&[u8]]) -> FileRecord {
         let blocks: Vec<BlockEntry> = data
             .iter()
             .map(|d| BlockEntry::held(BlockId::of(d), d.len() as u32, vec![]))
@@ -480,36 +507,9 @@ mod tests {
     }
 
     #[test]
-    fn succession_rules() {
-        let owner = Keypair::generate_ed25519();
-        let other = Keypair::generate_ed25519();
-        let v1 = record(&owner, 1, &[b"abcd"]);
-        assert_eq!(check_successor(None, &v1), Ok(Succession::Newer));
-        assert!(matches!(
-            check_successor(None, &record(&owner, 2, &[b"x"])),
-            Err(RecordError::Conflict { current: 0, .. })
-        ));
-        assert_eq!(check_successor(Some(&v1), &v1), Ok(Succession::Same));
-        let v2 = record(&owner, 2, &[b"efgh"]);
-        assert_eq!(check_successor(Some(&v1), &v2), Ok(Succession::Newer));
-        assert!(matches!(
-            check_successor(Some(&v2), &record(&owner, 2, &[b"zzzz"])),
-            Err(RecordError::Conflict { current: 2, .. })
-        ));
-        assert!(matches!(
-            check_successor(Some(&v1), &record(&other, 2, &[b"x"])),
-            Err(RecordError::PermissionDenied { .. })
-        ));
-    }
-
-    #[test]
     fn state_keeps_k_versions_and_bounds_users() {
         let owner = Keypair::generate_ed25519();
-        let mut s = FileState {
-            versions: vec![],
-            users: vec![],
-            rev: 0,
-        };
+        let mut s = FileState::empty();
         for v in 1..=5 {
             s.push(record(&owner, v, &[&[v as u8; 4]]), 3);
         }
@@ -527,5 +527,26 @@ mod tests {
             "the owner is never dropped"
         );
         assert_eq!(s.users.iter().map(|u| u.first_ms).max(), Some(109));
+    }
+
+    #[test]
+    fn a_fresh_history_keeps_the_tombstone_it_follows() {
+        let owner = Keypair::generate_ed25519();
+        let next = Keypair::generate_ed25519();
+        let mut s = FileState::empty();
+        s.push(record(&owner, 1, &[b"abcd"]), 1);
+        let mut tomb = record(&owner, 2, &[]);
+        tomb.tombstone = true;
+        tomb.size = 0;
+        tomb.blocks.clear();
+        tomb.sign(&owner).expect("sign");
+        s.push(tomb, 1);
+        s.push(record(&next, 3, &[b"new"]), 1);
+        assert_eq!(
+            s.versions.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [2, 3],
+            "the tombstone anchors the new owner's first version"
+        );
+        rules::check_state(&s.versions[0].key(), &s).expect("one valid chain");
     }
 }

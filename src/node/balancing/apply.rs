@@ -16,7 +16,7 @@ use libp2p::PeerId;
 use super::delegate;
 use super::holdings::MoveOut;
 use crate::ids::BlockId;
-use crate::node::{access, Ctx, NodeError};
+use crate::node::{quorum, Ctx, NodeError};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::gossip::{Decision, DecisionId, DecisionState, ExtraHeld, Item};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
@@ -104,7 +104,7 @@ async fn record_holders(
     name: &str,
     block: &BlockId,
 ) -> Result<Option<Vec<PeerId>>, NodeError> {
-    let state = access::read_state(ctx, name, None).await?;
+    let state = quorum::read_state(ctx, name, None).await?;
     Ok(state.and_then(|(_, _, s)| {
         s.versions
             .iter()

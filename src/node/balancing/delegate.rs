@@ -10,11 +10,13 @@ use libp2p::PeerId;
 use super::apply::short;
 use super::holdings::Delegation;
 use crate::ids::FileKey;
-use crate::node::{access, Ctx};
+use crate::node::access::{self, View};
+use crate::node::root::check_copy;
+use crate::node::{quorum, Ctx};
 use crate::protocol::client::ClientResponse;
 use crate::protocol::gossip::DecisionState;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::{now_ms, FileState};
+use crate::record::{now_ms, DownloadNote, FileState, RecordError};
 
 /// How long the root waits for a delegate to take an update before acknowledging anyway.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,8 +32,11 @@ pub(super) async fn take(ctx: &Arc<Ctx>, key: FileKey, name: &str, expires: u64)
     if expires <= now_ms() {
         return DecisionState::Skipped("lease already expired".into());
     }
-    match access::read_state(ctx, name, None).await {
-        Ok(Some((_, _, state))) => {
+    match quorum::read_state_detailed(ctx, name, None)
+        .await
+        .map(|r| r.signed)
+    {
+        Ok(Some(state)) => {
             ctx.balance.state().holdings.delegated.insert(
                 key,
                 Delegation {
@@ -65,7 +70,8 @@ pub(super) async fn refresh(ctx: &Arc<Ctx>) {
             .collect()
     };
     for (key, name) in stale {
-        if let Ok(Some((_, _, state))) = access::read_state(ctx, &name, None).await {
+        let read = quorum::read_state_detailed(ctx, &name, None).await;
+        if let Ok(Some(state)) = read.map(|r| r.signed) {
             if let Some(d) = ctx.balance.state().holdings.delegated.get_mut(&key) {
                 if newer_or_same(&state, &d.state) {
                     d.state = state;
@@ -104,17 +110,25 @@ pub async fn push_to_delegate(ctx: &Arc<Ctx>, key: FileKey, state: &FileState) {
     }
 }
 
-/// Delegate side: a pushed state replaces ours if it verifies and is not older.
-pub fn on_delegate_state(ctx: &Arc<Ctx>, key: FileKey, state: FileState) -> MetaResponse {
-    if state.versions.is_empty()
-        || state
-            .versions
-            .iter()
-            .any(|r| r.key() != key || r.verify().is_err())
-    {
-        return MetaResponse::Error {
-            message: "pushed state does not verify".into(),
-        };
+/// Delegate side: a pushed state replaces ours if it comes from a peer of the key's window,
+/// verifies like any copy, and is not older.
+pub fn on_delegate_state(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    key: FileKey,
+    state: FileState,
+) -> MetaResponse {
+    let checked = if ctx.in_key_window(&key, &from) {
+        check_copy(ctx, &key, &state)
+    } else {
+        Err(RecordError::Unauthorized(format!(
+            "{from} is not in the replica set of this key"
+        )))
+    };
+    if let Err(error) = checked {
+        ctx.refusals
+            .refuse("invalid delegate state", Some(from), &error);
+        return MetaResponse::Rejected { error };
     }
     let mut st = ctx.balance.state();
     match st.holdings.delegated.get_mut(&key) {
@@ -131,44 +145,69 @@ pub fn on_delegate_state(ctx: &Arc<Ctx>, key: FileKey, state: FileState) -> Meta
     }
 }
 
+/// Whether a delegate's answer is as new as what a majority of the replica set holds: the
+/// members are asked only for their positions (a few bytes each), so the delegate still
+/// carries the bulk of the reads, but a delegate serving an older version is caught.
+async fn is_current(ctx: &Arc<Ctx>, name: &str, key: FileKey, state: &FileState) -> bool {
+    let set = ctx.replica_set(name).await;
+    let needed = crate::placement::majority(set.len().max(1));
+    let asks = set.iter().map(|peer| {
+        let req = MetaRequest::Digest {
+            entries: vec![(key, state.position())],
+        };
+        async move { ctx.meta_to(*peer, req).await }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let mut heard = 0;
+    for a in answers {
+        if let Ok(MetaResponse::Digest { entries }) = a {
+            heard += 1;
+            let theirs = entries.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);
+            if theirs.is_some_and(|p| p.version > state.position().version) {
+                return false;
+            }
+        }
+    }
+    heard >= needed
+}
+
 /// Access side: a record read through the file's live delegate, if it has one. `None` means
-/// "read the replica set as usual" (no delegate, or it failed: availability first).
+/// "read the replica set as usual" (no delegate, it failed, or it is behind: availability
+/// and freshness first).
 pub async fn read_via_delegate(
     ctx: &Arc<Ctx>,
     name: &str,
-    reader: Option<PeerId>,
+    note: Option<DownloadNote>,
+    view: View,
 ) -> Option<ClientResponse> {
     let key = FileKey::for_name(name);
     if let Some(state) = ctx.balance.delegated_state(&key) {
         // We are the delegate ourselves.
         ctx.balance.meter.record_read(key);
+        if !is_current(ctx, name, key, &state).await {
+            return None;
+        }
         let set = ctx.replica_set(name).await;
         let root = set.first().copied().unwrap_or(ctx.local);
-        return Some(access::file_response(
-            ctx,
-            name,
-            root,
-            set,
-            state,
-            reader.is_some(),
-        ));
+        return Some(access::file_response(ctx, name, root, set, state, view));
     }
     let d = ctx
         .balance
         .delegate_for_read(&key, |p| ctx.peers.is_live(p))?;
-    match ctx.meta_to(d, MetaRequest::Fetch { key, reader }).await {
-        Ok(MetaResponse::State { state: Some(state) }) => {
-            let set = ctx.replica_set(name).await;
-            let root = set.first().copied().unwrap_or(d);
-            Some(access::file_response(
-                ctx,
-                name,
-                root,
-                set,
-                state,
-                reader.is_some(),
-            ))
-        }
-        _ => None,
+    let reply = ctx.meta_to(d, MetaRequest::Fetch { key, note }).await;
+    let Ok(MetaResponse::State { state: Some(state) }) = reply else {
+        return None;
+    };
+    if let Err(e) = check_copy(ctx, &key, &state) {
+        ctx.refusals.refuse("invalid delegate answer", Some(d), e);
+        return None;
     }
+    if !is_current(ctx, name, key, &state).await {
+        ctx.refusals
+            .refuse("stale delegate answer", Some(d), format!("{name:?}"));
+        return None;
+    }
+    let set = ctx.replica_set(name).await;
+    let root = set.first().copied().unwrap_or(d);
+    Some(access::file_response(ctx, name, root, set, state, view))
 }
