@@ -106,8 +106,15 @@ impl SwarmView {
             info.base.extend(x.base.iter().copied());
             info.base.remove(&peer);
         }
+        // A peer reports on the decisions addressed to it, never on anyone else's.
         for o in &report.outcomes {
-            self.set_state(o.id, o.state.clone());
+            let addressed = self
+                .decisions
+                .iter()
+                .any(|t| t.id == o.id && t.item.decision.involves(peer));
+            if addressed {
+                self.set_state(o.id, o.state.clone());
+            }
         }
         self.dispatched.remove(&peer);
         self.reports.insert(peer, (report, now));
@@ -198,22 +205,34 @@ impl SwarmView {
             .collect()
     }
 
-    /// The live delegate serving record reads of `file`, if any (least loaded if several).
+    /// The live delegate serving record reads of `file`, if any. A delegation counts only
+    /// when an accepted manager decision made it and its delegate reported it applied (a load
+    /// report alone never makes a peer a delegate), until its lease runs out or a later
+    /// decision ends it.
     pub fn delegate_of(
         &self,
         file: &FileKey,
         now_ms: u64,
         live: impl Fn(&PeerId) -> bool,
     ) -> Option<PeerId> {
-        self.reports()
-            .filter(|(p, r)| {
-                live(p)
-                    && r.delegations
-                        .iter()
-                        .any(|(k, exp)| k == file && *exp > now_ms)
-            })
-            .min_by(|a, b| util(a.1).total_cmp(&util(b.1)).then(a.0.cmp(b.0)))
-            .map(|(p, _)| *p)
+        let mut current = None;
+        for t in &self.decisions {
+            match &t.item.decision {
+                Decision::Delegate {
+                    file: f,
+                    to,
+                    expires_at,
+                    ..
+                } if f == file && t.state == DecisionState::Applied => {
+                    current = Some((*to, *expires_at));
+                }
+                Decision::EndDelegation { file: f, .. } if f == file => current = None,
+                _ => {}
+            }
+        }
+        current
+            .filter(|(to, exp)| *exp > now_ms && live(to))
+            .map(|(to, _)| to)
     }
 
     /// Estimated utilisation of `peer`: its last report plus what we sent it since.
@@ -414,10 +433,6 @@ impl SwarmView {
             names,
         )
     }
-}
-
-fn util(r: &LoadReport) -> f64 {
-    r.load / r.bandwidth.max(1.0)
 }
 
 #[cfg(test)]

@@ -103,6 +103,23 @@ pub async fn holding(ctx: &Arc<Ctx>, block: BlockId, peers: &[PeerId]) -> Vec<Pe
     out
 }
 
+/// The holders this node's copy of the file lists for `block` (every retained version).
+async fn listed_holders(ctx: &Arc<Ctx>, key: FileKey, block: BlockId) -> Vec<PeerId> {
+    let mut out: Vec<PeerId> = Vec::new();
+    if let Some(state) = ctx.stored_state(key).await {
+        for b in state.versions.iter().flat_map(|v| v.blocks.iter()) {
+            if b.id == block {
+                for h in &b.holders {
+                    if !out.contains(h) {
+                        out.push(*h);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The blocks of `ids` that `peer` holds; empty if it cannot be reached.
 async fn has_many(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Vec<BlockId> {
     let mut have = Vec::new();
@@ -182,13 +199,22 @@ pub(super) async fn set_holders(
     // its replacement was verified, so no block loses a copy on a claim.
     let add = holding(ctx, block, &add).await;
     let still = holding(ctx, block, &remove).await;
+    // A holder may leave a list it still holds for once enough verified copies remain
+    // without it (a move's source, once its target is listed).
+    let others_ok = if remove.contains(&from) && still.contains(&from) && add.is_empty() {
+        let listed = listed_holders(ctx, key, block).await;
+        let others: Vec<PeerId> = listed.into_iter().filter(|p| *p != from).collect();
+        holding(ctx, block, &others).await.len() >= ctx.config.replication
+    } else {
+        false
+    };
     let replaced = !add.is_empty();
     let remove: Vec<PeerId> = remove
         .into_iter()
         .filter(|p| {
             let gone = !still.contains(p);
             if *p == from {
-                replaced || gone
+                replaced || gone || others_ok
             } else {
                 member && gone
             }

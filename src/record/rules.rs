@@ -137,6 +137,10 @@ pub fn accept_copy(held: Option<&FileState>, incoming: &FileState) -> Result<Ado
         return Err(RecordError::Invalid("empty file state".into()));
     };
     if theirs.version < mine.version {
+        // Older: stale if it is of our history, a fork if it is not (the majority settles).
+        if !extends(theirs, held) {
+            return Err(forked(mine));
+        }
         return Err(RecordError::Stale {
             current: mine.version,
             attempted: theirs.version,

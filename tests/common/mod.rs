@@ -2,6 +2,7 @@
 //! ports, each with its own data dir under one temp dir.
 #![allow(dead_code)]
 
+pub mod adversary;
 pub mod procs;
 
 use std::path::PathBuf;
