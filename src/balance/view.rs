@@ -14,13 +14,18 @@ use libp2p::PeerId;
 use super::plan::{self, BlockView, ClusterView, FileView, History, NodeView};
 use crate::ids::{BlockId, FileKey};
 use crate::protocol::gossip::{
-    Decision, DecisionBatch, DecisionId, DecisionState, Item, LoadReport,
+    Decision, DecisionBatch, DecisionId, DecisionState, Item, LoadReport, MAX_EXTRAS, MAX_OUTCOMES,
+    TOP_BLOCKS, TOP_FILES,
 };
+use crate::record::{MAX_BLOCK_SIZE, MAX_HOLDERS};
 
 /// Decisions remembered for status and for the planner's pending-work view.
 const KEEP_DECISIONS: usize = 512;
 /// Blocks remembered between rounds (hot ones and ones with extra replicas).
 const KEEP_BLOCKS: usize = 4096;
+/// Ceilings for figures in load reports (1 TB/s, 1 EiB): anything larger is a lie.
+const MAX_RATE: f64 = 1e12;
+const MAX_CAPACITY: u64 = 1 << 60;
 /// A decision not reported done within this many rounds is no longer counted as pending.
 const PENDING_ROUNDS: u32 = 5;
 
@@ -52,6 +57,8 @@ pub struct SwarmView {
     dispatched: HashMap<PeerId, f64>,
     /// Batches already taken in (author, term, seq): gossip may reorder, so a set, not a max.
     seen_batches: VecDeque<(PeerId, u64, u64)>,
+    /// Extra replicas accepted decisions gave: (holder, block). Only these count in reports.
+    granted: HashMap<(PeerId, BlockId), Instant>,
 }
 
 impl SwarmView {
@@ -64,6 +71,7 @@ impl SwarmView {
             history: History::new(),
             dispatched: HashMap::new(),
             seen_batches: VecDeque::new(),
+            granted: HashMap::new(),
         }
     }
 
@@ -88,12 +96,15 @@ impl SwarmView {
     }
 
     /// Takes in a report; a replayed or older report of the same peer is ignored (false).
+    /// A report is a hint: its figures are clamped to sane ranges and it may list only the
+    /// extra replicas an accepted decision gave its author.
     pub fn on_report(&mut self, peer: PeerId, report: LoadReport) -> bool {
         if let Some((old, _)) = self.reports.get(&peer) {
             if report.seq <= old.seq {
                 return false;
             }
         }
+        let report = self.sanitize(peer, report);
         let now = Instant::now();
         for b in &report.hot_blocks {
             let info = self.block_info(b.id, &b.file, b.size, now);
@@ -140,6 +151,42 @@ impl SwarmView {
         info
     }
 
+    /// Bounds every figure of a report and keeps only the extra replicas granted to `peer`.
+    fn sanitize(&self, peer: PeerId, mut r: LoadReport) -> LoadReport {
+        let rate = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, MAX_RATE)
+            } else {
+                0.0
+            }
+        };
+        r.load = rate(r.load);
+        r.bandwidth = rate(r.bandwidth).max(1.0);
+        r.meta_rps = rate(r.meta_rps);
+        r.block_rps = rate(r.block_rps);
+        r.block_bps = rate(r.block_bps);
+        r.capacity = r.capacity.min(MAX_CAPACITY);
+        r.used = r.used.min(r.capacity);
+        r.hot_blocks.truncate(TOP_BLOCKS);
+        r.hot_files.truncate(TOP_FILES);
+        for b in &mut r.hot_blocks {
+            b.heat = rate(b.heat);
+            b.size = b.size.min(u64::from(MAX_BLOCK_SIZE));
+        }
+        for f in &mut r.hot_files {
+            f.heat = rate(f.heat);
+        }
+        r.extras
+            .retain(|x| self.granted.contains_key(&(peer, x.id)));
+        r.extras.truncate(MAX_EXTRAS);
+        for x in &mut r.extras {
+            x.base.truncate(MAX_HOLDERS);
+            x.size = x.size.min(u64::from(MAX_BLOCK_SIZE));
+        }
+        r.outcomes.truncate(MAX_OUTCOMES);
+        r
+    }
+
     pub fn block(&self, id: &BlockId) -> Option<&BlockInfo> {
         self.blocks.get(id)
     }
@@ -157,6 +204,25 @@ impl SwarmView {
         }
         let decisions: Vec<plan::Decision<PeerId>> =
             batch.items.iter().map(|i| (&i.decision).into()).collect();
+        for item in &batch.items {
+            match &item.decision {
+                Decision::Replicate { block, to, .. } => {
+                    self.granted.insert((*to, *block), Instant::now());
+                }
+                Decision::Drop { block, at, .. } => {
+                    self.granted.remove(&(*at, *block));
+                }
+                _ => {}
+            }
+        }
+        if self.granted.len() > KEEP_BLOCKS {
+            let mut ages: Vec<(Instant, (PeerId, BlockId))> =
+                self.granted.iter().map(|(k, at)| (*at, *k)).collect();
+            ages.sort();
+            for (_, k) in ages.iter().take(self.granted.len() - KEEP_BLOCKS) {
+                self.granted.remove(k);
+            }
+        }
         self.history.record(&decisions, batch.now_ms);
         let now = Instant::now();
         for (idx, item) in batch.items.iter().enumerate() {
@@ -465,6 +531,29 @@ mod tests {
     }
 
     #[test]
+    fn a_report_is_clamped_and_lists_only_granted_extras() {
+        let mut v = SwarmView::new(Duration::from_secs(10));
+        let liar = PeerId::random();
+        let mut r = report(1, f64::INFINITY);
+        r.bandwidth = f64::NAN;
+        r.capacity = u64::MAX;
+        r.used = u64::MAX;
+        r.extras = vec![ExtraHeld {
+            id: BlockId([7; 32]),
+            file: "f".into(),
+            size: u64::MAX,
+            base: vec![],
+        }];
+        v.on_report(liar, r);
+        let kept = v.report(&liar).expect("kept");
+        assert_eq!(kept.load, 0.0, "infinite load reads as zero");
+        assert_eq!(kept.bandwidth, 1.0);
+        assert!(kept.capacity <= MAX_CAPACITY && kept.used <= kept.capacity);
+        assert!(kept.extras.is_empty(), "no decision gave it an extra copy");
+        assert!(v.extras_of(&BlockId([7; 32])).is_empty());
+    }
+
+    #[test]
     fn the_planner_input_joins_reports_extras_and_pending_decisions() {
         let (a, b, c, d) = (
             PeerId::random(),
@@ -501,6 +590,22 @@ mod tests {
         assert!(v.on_report(a, ra.clone()));
         assert!(!v.on_report(a, ra), "a replayed report is ignored");
         v.on_report(b, rb);
+        // c's extra copy counts only because a decision granted it.
+        let grant = |to: PeerId, seq: u64| DecisionBatch {
+            term: 1,
+            seq,
+            now_ms: 1,
+            items: vec![Item {
+                decision: Decision::Replicate {
+                    block,
+                    file: FileKey::for_name("f"),
+                    from: a,
+                    to,
+                },
+                name: "f".into(),
+            }],
+        };
+        v.on_batch(a, &grant(c, 0));
         v.on_report(c, rc);
         // A Replicate to d is published but not done yet: it counts as pending.
         let key = FileKey::for_name("f");

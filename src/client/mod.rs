@@ -7,6 +7,7 @@
 //! connection, `write` the put / update / rm path, `read` the get path. Like any other
 //! implementation, it speaks only the wire types of `crate::protocol`.
 
+mod holders;
 mod read;
 mod session;
 mod write;
@@ -158,6 +159,8 @@ pub struct Client {
     seen: std::sync::Mutex<HashMap<FileKey, u64>>,
     /// Time of this client's last download note.
     last_note: std::sync::Mutex<u64>,
+    /// Which holders to try first and how long to wait for them.
+    holders: holders::HolderOrder,
 }
 
 impl Client {
@@ -184,6 +187,7 @@ impl Client {
             placement: tokio::sync::Mutex::new(None),
             seen: std::sync::Mutex::new(HashMap::new()),
             last_note: std::sync::Mutex::new(0),
+            holders: holders::HolderOrder::default(),
         })
     }
 

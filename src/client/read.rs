@@ -2,7 +2,7 @@
 //! holders in the order the access node ranked them, a window in flight, each verified
 //! against its id before a byte reaches the caller.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use futures::stream::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -16,8 +16,6 @@ use crate::record::{BlockEntry, FileRecord};
 
 /// Blocks in flight during a get.
 const GET_WINDOW: usize = 8;
-/// Longest wait for one direct block read before trying the next holder.
-const DIRECT_ATTEMPT: Duration = Duration::from_secs(15);
 
 impl Client {
     /// The blocks of `record` in order, each verified against its id, with a window of
@@ -48,23 +46,31 @@ impl Client {
             return Ok(data);
         }
         if self.direct_reads && !entry.holders.is_empty() {
-            for &peer in &entry.holders {
+            for peer in self.holders.order(&entry.holders) {
                 let addrs = {
                     let known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
                     known.get(&peer).cloned()
                 };
                 let Some(addrs) = addrs else { continue };
+                let started = Instant::now();
                 let reply = self
                     .session
                     .block(peer, addrs, BlockRequest::Get { id: entry.id });
-                let data = match tokio::time::timeout(DIRECT_ATTEMPT, reply).await {
+                let data = match tokio::time::timeout(self.holders.patience(), reply).await {
                     Ok(Ok(BlockResponse::Data { data })) => data,
-                    _ => continue,
+                    _ => {
+                        // Slow, silent or refusing: tried last for a while, so one bad holder
+                        // costs one short wait, not one per block.
+                        self.holders.demote(peer);
+                        continue;
+                    }
                 };
                 let (actual, data) = hash_block(data).await;
                 if actual == entry.id && data.len() == entry.len as usize {
+                    self.holders.served(started.elapsed());
                     return Ok(data);
                 }
+                self.holders.demote(peer);
                 tracing::warn!(%peer, block = %entry.id, "holder returned wrong bytes; trying another");
             }
         }

@@ -16,7 +16,7 @@ use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::protocol::status::{NodeStatus, PeerStatus};
-use crate::record::{DownloadNote, FileRecord, FileState, UserRole, MAX_BLOCK_SIZE};
+use crate::record::{DownloadNote, FileRecord, FileState, UserRole, MAX_BLOCK_SIZE, MAX_HOLDERS};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
     if !matches!(req, ClientRequest::Status) {
@@ -146,6 +146,8 @@ async fn publish(ctx: &Arc<Ctx>, record: FileRecord) -> ClientResponse {
     ))
 }
 
+/// Peers beyond the listed holders a reader may try for a block (see `file_response`).
+const FALLBACK_HOLDERS: usize = 2;
 /// Longest wait for one holder's copy of a block before trying the next holder.
 const HOLDER_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -210,11 +212,25 @@ pub fn file_response(
     if view.download {
         for version in &mut state.versions {
             for b in &mut version.blocks {
+                if b.is_inline() {
+                    continue;
+                }
                 let local_has = b.holders.contains(&ctx.local) && ctx.store.blocks.contains(&b.id);
                 let listed = std::mem::take(&mut b.holders);
-                b.holders = ctx
+                let mut order = ctx
                     .balance
                     .order_holders(&b.id, listed, local_has, |p| ctx.peers.is_live(p));
+                // Last resort, tried only if every listed holder fails: the peers placement
+                // would pick for the block (a list that lost or hides holders still reads).
+                let fallback: Vec<PeerId> = ctx
+                    .block_targets(&b.id, u64::from(b.len))
+                    .into_iter()
+                    .filter(|p| !order.contains(p))
+                    .take(FALLBACK_HOLDERS)
+                    .collect();
+                order.extend(fallback);
+                order.truncate(MAX_HOLDERS);
+                b.holders = order;
             }
         }
     }

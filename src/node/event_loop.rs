@@ -228,7 +228,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                self.ctx.peers.connected(peer_id);
+                self.ctx
+                    .peers
+                    .connected(peer_id, endpoint.get_remote_address());
                 self.last_pong.insert(peer_id, Instant::now());
                 self.on_established(peer_id, connection_id, &endpoint);
             }
@@ -296,8 +298,11 @@ impl EventLoop {
         }
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let ours = info.protocol_version == protocol::IDENTIFY_VERSION
-                    && info.protocols.contains(&protocol::KAD_PROTOCOL);
+                // A storage peer is one that serves our DHT and our block protocol, whatever its
+                // agent or protocol-version strings say (another implementation may not set
+                // them); what it then claims is checked by signatures, not by admission.
+                let ours = info.protocols.contains(&protocol::KAD_PROTOCOL)
+                    && info.protocols.contains(&protocol::block::PROTOCOL);
                 if !ours {
                     return;
                 }

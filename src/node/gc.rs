@@ -1,11 +1,13 @@
 //! Garbage collection of blocks no retained version of any file references.
 //!
 //! Holder-driven mark and sweep. Each block carries the names of the files it was stored for;
-//! a sweep asks each such file's replica set for its state. A block that no retained version of
-//! any of its files references is marked; if it is still unreferenced a full grace period later,
-//! it is deleted. Anything uncertain keeps the block: a file whose replica set does not answer
-//! with a majority, a block without refs, a block younger than the grace period (a put may
-//! still be uploading). Blocks shared by several files survive until the last reference goes.
+//! a sweep asks each such file's replica set for its state (every answer verified, see
+//! `node::quorum`). A block that no retained version of any of its files references, by a
+//! majority of each file's replica set, is marked; if it is still unreferenced a full grace
+//! period later, it is deleted. Anything uncertain keeps the block: a file whose replica set
+//! does not answer with a majority, a block without refs, a block younger than the grace period
+//! (a put may still be uploading; a publish whose blocks were collected meanwhile is refused).
+//! Blocks shared by several files survive until the last reference goes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -67,13 +69,14 @@ pub async fn sweep(ctx: &Arc<Ctx>) {
         .collect();
     let verdicts: HashMap<String, Referenced> = stream::iter(files)
         .map(|name| async move {
+            // Only a majority of the replica set, every answer verified, can say what a file
+            // no longer references: one stale or lying member must not free a block.
             let verdict = match quorum::read_state_detailed(ctx, &name, None).await {
-                Ok(read) => match read.best {
+                Ok(read) if read.is_authoritative() => match read.best {
                     Some((_, _, state)) => Referenced::Blocks(state.referenced_blocks()),
-                    None if read.is_authoritative() => Referenced::Blocks(BTreeSet::new()),
-                    None => Referenced::Unknown,
+                    None => Referenced::Blocks(BTreeSet::new()),
                 },
-                Err(_) => Referenced::Unknown,
+                _ => Referenced::Unknown,
             };
             (name, verdict)
         })

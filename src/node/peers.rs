@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Instant;
 
+use std::net::IpAddr;
+
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::ids::peer_point;
@@ -26,6 +29,34 @@ pub struct PeerState {
     pub last_seen: Instant,
     /// Free storage it last reported, if any.
     pub free: Option<u64>,
+    /// IP addresses we saw it connect from or reached it at: the only ones its advertised
+    /// addresses may point to (so a peer cannot make us or our clients dial other hosts).
+    pub ips: Vec<IpAddr>,
+}
+
+/// IPs remembered per peer.
+const MAX_IPS: usize = 4;
+
+/// The first IP of an address, if it has one.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+/// The relay a circuit address goes through (`.../p2p/RELAY/p2p-circuit...`).
+fn relay_in(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => last = Some(id),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
 }
 
 pub struct PeerTable {
@@ -62,6 +93,7 @@ impl PeerTable {
             down_since: None,
             last_seen: Instant::now(),
             free: None,
+            ips: Vec::new(),
         });
         f(st)
     }
@@ -82,11 +114,21 @@ impl PeerTable {
         });
     }
 
-    pub fn connected(&self, peer: PeerId) {
+    /// A connection to `peer` came up, with `remote` the address of its other end.
+    pub fn connected(&self, peer: PeerId, remote: &Multiaddr) {
         self.entry(peer, |st| {
             st.connections += 1;
             st.down_since = None;
             st.last_seen = Instant::now();
+            if let Some(ip) = ip_of(remote) {
+                if !st.ips.contains(&ip) {
+                    st.ips.push(ip);
+                    // The oldest go first: a peer moves, a list must not grow.
+                    if st.ips.len() > MAX_IPS {
+                        st.ips.remove(0);
+                    }
+                }
+            }
         });
     }
 
@@ -144,11 +186,24 @@ impl PeerTable {
                 .is_some_and(|s| s.storage && s.down_since.is_none())
     }
 
+    /// The addresses of `peer` we will dial or hand to clients: those it advertised whose IP
+    /// we have seen it at (for a relayed address, the relay's IP we have seen the relay at).
     pub fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        self.read()
-            .get(peer)
-            .map(|s| s.addrs.clone())
-            .unwrap_or_default()
+        let map = self.read();
+        let Some(st) = map.get(peer) else {
+            return Vec::new();
+        };
+        st.addrs
+            .iter()
+            .filter(|a| {
+                let Some(ip) = ip_of(a) else { return false };
+                match relay_in(a) {
+                    Some(relay) => map.get(&relay).is_some_and(|r| r.ips.contains(&ip)),
+                    None => st.ips.contains(&ip),
+                }
+            })
+            .cloned()
+            .collect()
     }
 
     /// Live storage peers other than ourselves.

@@ -6,11 +6,10 @@
 //! of them are of different histories (another owner's chain, or another record at one
 //! version), and then only a history that a majority of the replica set holds can win. So a
 //! lying member can neither serve a forged file nor, with an honest majority, roll a reader
-//! back: it can only fail to answer. Holder lists of every answer at the winning version are
-//! merged, so a member that dropped real holders from its list does not hide them. Members
-//! found behind are sent the winning state (read repair).
+//! back: it can only fail to answer. Members found behind are sent the winning state (read
+//! repair). A holder list that hides real holders (a lying root's) costs readers no data: they
+//! fall back to the peers placement would choose for the block (`access::file_response`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use super::{Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::{compatible, DownloadNote, FileState, MAX_HOLDERS};
+use crate::record::{compatible, DownloadNote, FileState};
 
 /// How long a read waits for the rest of the replica set once a majority has answered.
 const STRAGGLER_GRACE: Duration = Duration::from_secs(3);
@@ -30,10 +29,10 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(3);
 /// What a read of a file's replica set found.
 pub struct ReadOutcome {
     /// The root (closest member holding the winning version), the members holding that
-    /// version, and the state itself with the holders of every member at that version merged
-    /// in (for reading blocks: its attestation no longer covers the merged lists).
+    /// version, and the state itself.
     pub best: Option<(PeerId, Vec<PeerId>, FileState)>,
-    /// The winning state exactly as its signer attested it (for passing on).
+    /// The winning state exactly as its signer attested it (the same as `best`'s today; kept
+    /// apart so callers that pass a state on never get one a reader has reordered).
     pub signed: Option<FileState>,
     /// Members that answered with something that verified (a state, or "none").
     pub answered: usize,
@@ -112,32 +111,6 @@ pub fn choose(answers: &[FileState], set_size: usize) -> Choice {
     }
 }
 
-/// The winner with the holders every answer at its version lists, merged (bounded).
-fn merged(winner: &FileState, same_version: &[&FileState]) -> FileState {
-    let mut out = winner.clone();
-    let mut listed: HashMap<(u64, usize), Vec<PeerId>> = HashMap::new();
-    for s in same_version {
-        for r in &s.versions {
-            for (i, b) in r.blocks.iter().enumerate() {
-                listed.entry((r.version, i)).or_default().extend(&b.holders);
-            }
-        }
-    }
-    for r in &mut out.versions {
-        for (i, b) in r.blocks.iter_mut().enumerate() {
-            if b.is_inline() {
-                continue;
-            }
-            for h in listed.get(&(r.version, i)).into_iter().flatten() {
-                if !b.holders.contains(h) && b.holders.len() < MAX_HOLDERS {
-                    b.holders.push(*h);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Reads a file's state from every member of its replica set; see the module doc for the
 /// rule. `note` (a downloader's signed note) goes to the root only.
 pub async fn read_state_detailed(
@@ -212,8 +185,7 @@ pub async fn read_state_detailed(
             replicas,
             behind,
         } => {
-            let same: Vec<&FileState> = replicas.iter().map(|i| &states[*i]).collect();
-            let state = merged(&states[winner], &same);
+            let state = states[winner].clone();
             let members: Vec<PeerId> = replicas.iter().map(|i| answers[*i].1).collect();
             repair_behind(
                 ctx,
@@ -314,17 +286,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn holder_lists_at_the_winning_version_are_merged() {
-        let o = Keypair::generate_ed25519();
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let mut x = state_of(vec![record(&o, 1, &[b"abcd"])]);
-        let mut y = x.clone();
-        x.versions[0].blocks[0].holders = vec![a];
-        y.versions[0].blocks[0].holders = vec![b];
-        let m = merged(&x, &[&x, &y]);
-        assert_eq!(m.versions[0].blocks[0].holders, vec![a, b]);
     }
 }

@@ -16,5 +16,6 @@ pub use codec::CborCodec;
 /// Kademlia protocol: a DHT of our own, not the public IPFS one.
 pub const KAD_PROTOCOL: libp2p::StreamProtocol =
     libp2p::StreamProtocol::new("/swarmstore/kad/1.0.0");
-/// Identify's protocol-version string; peers with another value are not storage peers of ours.
+/// Identify's protocol-version string we send. Informational: a peer is a storage peer when it
+/// serves [`KAD_PROTOCOL`] and the block protocol, whatever version string it sends.
 pub const IDENTIFY_VERSION: &str = "/swarmstore/1.0.0";
