@@ -91,29 +91,36 @@ async fn read_all(client: &Client, files: &[(String, Vec<u8>)]) {
 async fn wait_replicated(client: &Client, files: &[(String, Vec<u8>)], live: &HashSet<PeerId>) {
     let start = Instant::now();
     loop {
-        let mut ok = true;
+        // The first file still short of R live copies, and why: the failure message.
+        let mut short = None;
         for (name, _) in files {
             match client.stat(name).await {
                 Ok(info) => {
                     // An inline file's copies are its record replicas.
-                    ok &= info.replicas.len() == 3
-                        && (info.inline
-                            || info.blocks.iter().all(|b| {
-                                b.holders.len() == 3 && b.holders.iter().all(|h| live.contains(h))
-                            }));
+                    if info.replicas.len() != 3 {
+                        short = Some(format!("{name}: {} record replicas", info.replicas.len()));
+                    } else if !info.inline {
+                        if let Some((i, b)) = info.blocks.iter().enumerate().find(|(_, b)| {
+                            b.holders.len() != 3 || !b.holders.iter().all(|h| live.contains(h))
+                        }) {
+                            let dead = b.holders.iter().filter(|h| !live.contains(h)).count();
+                            short = Some(format!(
+                                "{name}: block {i} has {} holders, {dead} of them dead",
+                                b.holders.len()
+                            ));
+                        }
+                    }
                 }
-                Err(_) => ok = false,
+                Err(e) => short = Some(format!("{name}: stat failed: {e}")),
             }
-            if !ok {
+            if short.is_some() {
                 break;
             }
         }
-        if ok {
-            return;
-        }
+        let Some(short) = short else { return };
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "replication not restored in 120 s"
+            "replication not restored in 120 s ({short})"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -25,7 +25,7 @@ use crate::placement::{self, Candidate};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::record::FileState;
-use crate::store::Store;
+use crate::store::{free_disk, Store, DISK_RESERVE};
 
 /// What every request handler of a node shares.
 pub struct Ctx {
@@ -49,6 +49,8 @@ pub struct Ctx {
     pub leaving: AtomicBool,
     /// Refused input, counted by cause and logged at a bounded rate.
     pub refusals: Refusals,
+    /// Bytes of blocks each peer may make this node store unasked.
+    pub allowance: super::allowance::Allowance,
     pub(super) started: Instant,
 }
 
@@ -112,10 +114,14 @@ impl Ctx {
         }
     }
 
+    /// Bytes of blocks this node can still take: up to `--capacity`, or without one, the
+    /// disk's free space less [`DISK_RESERVE`] (so a full disk refuses with a clear error
+    /// instead of failing a write). `None` only when neither is known.
     pub fn local_free(&self) -> Option<u64> {
-        self.config
-            .capacity
-            .map(|cap| cap.saturating_sub(self.store.blocks.used_bytes()))
+        match self.config.capacity {
+            Some(cap) => Some(cap.saturating_sub(self.store.blocks.used_bytes())),
+            None => free_disk(&self.config.data_dir).map(|f| f.saturating_sub(DISK_RESERVE)),
+        }
     }
 
     /// Sends a meta request, answering it locally when `peer` is this node.

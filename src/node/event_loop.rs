@@ -241,6 +241,7 @@ impl EventLoop {
                 cause,
                 ..
             } => {
+                tracing::debug!(peer = %peer_id, ?cause, remaining = num_established, "connection closed");
                 self.on_closed(peer_id, connection_id);
                 // Only an idle timeout is a quiet close; anything else means the peer went away.
                 let failed = !matches!(

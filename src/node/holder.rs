@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 
+use super::allowance::UNSOLICITED_BYTES;
+use super::ctx::WINDOW_SLACK;
 use super::Ctx;
-use crate::ids::{hash_block, validate_name, BlockId};
+use crate::ids::{hash_block, validate_name, BlockId, FileKey};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::record::now_ms;
+use crate::record::MAX_BLOCK_SIZE;
 use crate::store::{BlockError, StoreError};
 
 /// Most ids one `Has` may ask about, and most sources one `Pull` may name.
@@ -25,7 +28,14 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
         return BlockResponse::Error { message };
     }
     match req {
-        BlockRequest::Put { id, file, data } => put(ctx, from, id, &file, data).await,
+        BlockRequest::Put { id, file, data } => {
+            if let Err(message) = admit(ctx, from, &id, &file, data.len() as u64) {
+                ctx.refusals
+                    .refuse("unsolicited block", Some(from), &message);
+                return BlockResponse::Error { message };
+            }
+            put(ctx, from, id, &file, data).await
+        }
         BlockRequest::Get { id } => {
             // Load measurement: every block served counts, whoever asked.
             let _busy = ctx.balance.meter.begin();
@@ -41,8 +51,43 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
                 .filter(|id| ctx.store.blocks.contains(id))
                 .collect(),
         },
-        BlockRequest::Pull { id, file, sources } => pull(ctx, id, &file, sources).await,
+        BlockRequest::Pull { id, file, sources } => {
+            // The size is not known yet: a pull counts as the largest block against an
+            // allowance.
+            if let Err(message) = admit(ctx, from, &id, &file, u64::from(MAX_BLOCK_SIZE)) {
+                ctx.refusals
+                    .refuse("unsolicited block", Some(from), &message);
+                return BlockResponse::Error { message };
+            }
+            pull(ctx, id, &file, sources).await
+        }
     }
+}
+
+/// Whether this node takes a new block of `len` bytes for `file` from `from`: it already has
+/// it, or it was assigned (placement picks it for the block, or the request comes from the
+/// file's replica set or from this node), or the sender's unsolicited allowance covers it.
+fn admit(ctx: &Arc<Ctx>, from: PeerId, id: &BlockId, file: &str, len: u64) -> Result<(), String> {
+    if ctx.store.blocks.contains(id) || from == ctx.local {
+        return Ok(());
+    }
+    let placed = ctx
+        .block_targets(id, len)
+        .iter()
+        .take(ctx.config.replication + WINDOW_SLACK)
+        .any(|p| *p == ctx.local);
+    if placed || ctx.in_key_window(&FileKey::for_name(file), &from) {
+        return Ok(());
+    }
+    if ctx.allowance.take(from, len) {
+        return Ok(());
+    }
+    Err(format!(
+        "node {} was not assigned block {id}, and {from} has used its allowance of {} MiB of \
+         unsolicited blocks",
+        ctx.local,
+        UNSOLICITED_BYTES >> 20
+    ))
 }
 
 /// Bounds on what a block request may carry: a valid file name for the block's ref (names are

@@ -8,6 +8,7 @@
 //! (load reports, election and decisions, running the pure core in `crate::balance`).
 
 pub(crate) mod access;
+pub(crate) mod allowance;
 pub(crate) mod balancing;
 pub(crate) mod behaviour;
 pub(crate) mod command;
@@ -175,6 +176,7 @@ impl Node {
             balance: balancing::Balance::new(config.balance.clone(), local),
             leaving: AtomicBool::new(false),
             refusals: refusals::Refusals::new(metrics.refused.clone()),
+            allowance: allowance::Allowance::default(),
             started: Instant::now(),
         });
         // Bound before anything is spawned, so a taken port fails the start cleanly.

@@ -34,6 +34,38 @@ impl CheckReport {
     }
 }
 
+/// Bytes a node without `--capacity` keeps free on its disk: it refuses blocks past that.
+pub const DISK_RESERVE: u64 = 256 << 20;
+
+/// Free bytes on the file system of `dir`, if the platform says.
+pub fn free_disk(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return None;
+        };
+        let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is a valid C string and `s` a writable statvfs; we read it only when
+        // the call reports success.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), s.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so it filled `s`.
+        let s = unsafe { s.assume_init() };
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
+        let (avail, frsize) = (s.f_bavail as u64, s.f_frsize as u64);
+        Some(avail.saturating_mul(frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;

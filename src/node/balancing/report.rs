@@ -11,6 +11,7 @@ use crate::ids::{BlockId, FileKey};
 use crate::node::Ctx;
 use crate::protocol::gossip::{self as wire, BlockHeat, FileHeat, LoadReport};
 use crate::record::now_ms;
+use crate::store::free_disk;
 
 /// This node's load report for the round that just ended (`secs` long).
 pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
@@ -20,7 +21,7 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
     let capacity = ctx
         .config
         .capacity
-        .unwrap_or_else(|| used.saturating_add(free_disk(&ctx.config.data_dir)));
+        .unwrap_or_else(|| used.saturating_add(free_disk(&ctx.config.data_dir).unwrap_or(0)));
     // Names come from the local store (and, for files, the replica set in large swarms): a
     // slow answer costs this report its hot items, never the round.
     let budget = b.config.report_interval / 2;
@@ -52,35 +53,6 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
         extras: st.holdings.extras_list(),
         delegations: st.holdings.delegations_list(now_ms()),
         outcomes: st.holdings.recent_outcomes(),
-    }
-}
-
-/// Free bytes on the file system of `dir` (0 if unknown).
-fn free_disk(dir: &std::path::Path) -> u64 {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-            return 0;
-        };
-        let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: `path` is a valid C string and `s` a writable statvfs; we read it only when
-        // the call reports success.
-        let rc = unsafe { libc::statvfs(path.as_ptr(), s.as_mut_ptr()) };
-        if rc != 0 {
-            return 0;
-        }
-        // SAFETY: statvfs returned 0, so it filled `s`.
-        let s = unsafe { s.assume_init() };
-        // The field types differ between platforms (u32 on some 32-bit ones).
-        #[allow(clippy::unnecessary_cast)]
-        let (avail, frsize) = (s.f_bavail as u64, s.f_frsize as u64);
-        avail.saturating_mul(frsize)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        0
     }
 }
 
