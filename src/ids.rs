@@ -78,6 +78,30 @@ macro_rules! hash_id {
 
 hash_id!(BlockId, "block id (SHA-256 of the block's bytes)");
 hash_id!(FileKey, "file key (SHA-256 of the namespaced file name)");
+hash_id!(Nonce, "challenge nonce (32 random bytes)");
+hash_id!(
+    Proof,
+    "possession proof (SHA-256 of a nonce, a block id and the block's bytes)"
+);
+
+impl Nonce {
+    /// A fresh random challenge: a holder cannot have precomputed its answer.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl Proof {
+    /// SHA-256(nonce ‖ id ‖ bytes): only a peer holding the bytes can compute it for a fresh
+    /// nonce, and only a peer holding them can check it.
+    pub fn of(nonce: &Nonce, id: &BlockId, data: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(nonce.0);
+        h.update(id.0);
+        h.update(data);
+        Self(h.finalize().into())
+    }
+}
 
 impl BlockId {
     /// Hashes a block. Callers on the async executor should run this on a blocking thread for

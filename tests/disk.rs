@@ -74,3 +74,55 @@ async fn unsolicited_blocks_are_bounded_and_collected() {
     assert!(swarm.client(3).await.get_bytes("real").await.expect("get") == data);
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_no_record_lists_is_collected_once_the_listed_holders_prove_theirs() {
+    let quick: Tune = Arc::new(|c| c.gc_grace(Duration::from_secs(1)));
+    let swarm = TestSwarm::start_with(6, 3, quick).await;
+    let c = swarm.client(0).await;
+    let data = random_bytes(MIB, 77);
+    c.put_bytes("real.bin", &data).await.expect("put");
+    let info = c.stat("real.bin").await.expect("stat");
+    let block = info.blocks[0].clone();
+    let outsider = (0..6)
+        .find(|i| !block.holders.contains(&swarm.node(*i).peer_id()))
+        .expect("a node that is not a holder");
+    // A stranger makes the outsider copy a real block of a real file: the file references
+    // it, but no record lists the outsider as its holder.
+    let mut adv = Adversary::new();
+    let r = adv
+        .block(
+            &swarm.node(outsider).addr(),
+            BlockRequest::Pull {
+                id: block.id,
+                file: "real.bin".into(),
+                sources: block.holders.clone(),
+            },
+        )
+        .await;
+    assert!(matches!(r, Ok(BlockResponse::Stored)), "{r:?}");
+    assert!(swarm.has_block_file(outsider, &block.id));
+    let collected = eventually(Duration::from_secs(30), || async {
+        !swarm.has_block_file(outsider, &block.id)
+    })
+    .await;
+    assert!(collected, "the unlisted copy is collected");
+    // The listed holders keep theirs, and the file reads back.
+    for h in &block.holders {
+        let i = swarm.index_of(h);
+        assert!(
+            swarm.has_block_file(i, &block.id),
+            "holder {i} kept its copy"
+        );
+    }
+    assert!(
+        swarm
+            .client(outsider)
+            .await
+            .get_bytes("real.bin")
+            .await
+            .expect("get")
+            == data
+    );
+    swarm.shutdown().await;
+}

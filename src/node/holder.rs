@@ -12,7 +12,7 @@ use super::allowance::UNSOLICITED_BYTES;
 use super::ctx::WINDOW_SLACK;
 use super::Ctx;
 use crate::ids::{hash_block, validate_name, BlockId, FileKey};
-use crate::protocol::block::{BlockRequest, BlockResponse};
+use crate::protocol::block::{BlockRequest, BlockResponse, MAX_PROVE};
 use crate::record::now_ms;
 use crate::record::MAX_BLOCK_SIZE;
 use crate::store::{BlockError, StoreError};
@@ -61,6 +61,19 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
             }
             pull(ctx, id, &file, sources).await
         }
+        BlockRequest::Prove { nonce, ids } => {
+            let _busy = ctx.balance.meter.begin();
+            let mut proofs = Vec::new();
+            for id in ids.into_iter().filter(|id| ctx.store.blocks.contains(id)) {
+                match ctx.store.prove_block(id, nonce).await {
+                    Ok(Some(proof)) => proofs.push((id, proof)),
+                    Ok(None) => {}
+                    // A copy that fails its own check is no copy: leave it out of the proofs.
+                    Err(e) => tracing::warn!(block = %id, "cannot prove possession: {e}"),
+                }
+            }
+            BlockResponse::Proofs { proofs }
+        }
     }
 }
 
@@ -105,6 +118,10 @@ fn check_request(req: &BlockRequest) -> Result<(), String> {
         BlockRequest::Has { ids } if ids.len() > MAX_HAS => {
             Err(format!("{} ids in one Has; at most {MAX_HAS}", ids.len()))
         }
+        BlockRequest::Prove { ids, .. } if ids.len() > MAX_PROVE => Err(format!(
+            "{} ids in one Prove; at most {MAX_PROVE}",
+            ids.len()
+        )),
         _ => Ok(()),
     }
 }

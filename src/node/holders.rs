@@ -30,6 +30,10 @@ pub struct HolderChange {
     pub block: BlockId,
     pub add: Vec<PeerId>,
     pub remove: Vec<PeerId>,
+    /// For a holder leaving a list it still holds for: the other holders verified to hold
+    /// the block, and how many of them must stay listed. Checked inside the update, so two
+    /// holders that leave at once cannot together take the block below R.
+    pub keep: Option<(Vec<PeerId>, usize)>,
 }
 
 /// Applies holder changes to every retained version of a file, durably, signs the new state,
@@ -58,11 +62,21 @@ pub async fn apply_holder_changes(
                                 entry.holders.push(*a);
                             }
                         }
+                        if let Some((verified, least)) = &c.keep {
+                            let stay = entry.holders.iter().filter(|h| verified.contains(h));
+                            if stay.count() < *least {
+                                return Err(NodeError::Refused(format!(
+                                    "block {}: fewer than {least} verified holders would stay \
+                                     listed",
+                                    c.block
+                                )));
+                            }
+                        }
                         changed |= entry.holders != before;
                     }
                 }
             }
-            Ok::<_, std::convert::Infallible>(if changed {
+            Ok::<_, NodeError>(if changed {
                 attest_change(&node, &key, &mut state);
                 Change::Write(state.clone(), Some(state))
             } else {
@@ -70,8 +84,7 @@ pub async fn apply_holder_changes(
             })
         })
         .await?;
-    let Ok(updated) = updated;
-    let Some(state) = updated else {
+    let Some(state) = updated? else {
         return Ok(false);
     };
     delegate::push_to_delegate(ctx, key, &state).await;
@@ -201,13 +214,24 @@ pub(super) async fn set_holders(
     let still = holding(ctx, block, &remove).await;
     // A holder may leave a list it still holds for once enough verified copies remain
     // without it (a move's source, once its target is listed).
-    let others_ok = if remove.contains(&from) && still.contains(&from) && add.is_empty() {
+    let r = ctx.config.replication;
+    let leaving = remove.contains(&from) && still.contains(&from) && add.is_empty();
+    let mut keep = None;
+    if leaving {
         let listed = listed_holders(ctx, key, block).await;
         let others: Vec<PeerId> = listed.into_iter().filter(|p| *p != from).collect();
-        holding(ctx, block, &others).await.len() >= ctx.config.replication
-    } else {
-        false
-    };
+        let verified = holding(ctx, block, &others).await;
+        if verified.len() < r {
+            let e = RecordError::Unauthorized(format!(
+                "{from} may not leave the holders of block {block}: only {} other verified \
+                 holders, {r} must remain",
+                verified.len()
+            ));
+            return refuse(ctx, "holder change refused", from, e);
+        }
+        keep = Some((verified, r));
+    }
+    let others_ok = keep.is_some();
     let replaced = !add.is_empty();
     let remove: Vec<PeerId> = remove
         .into_iter()
@@ -220,9 +244,20 @@ pub(super) async fn set_holders(
             }
         })
         .collect();
-    let change = HolderChange { block, add, remove };
+    let change = HolderChange {
+        block,
+        add,
+        remove,
+        keep,
+    };
     match apply_holder_changes(ctx, name, vec![change]).await {
         Ok(_) => MetaResponse::HoldersSet,
+        Err(NodeError::Refused(why)) => refuse(
+            ctx,
+            "holder change refused",
+            from,
+            RecordError::Unauthorized(why),
+        ),
         Err(e) => internal(e),
     }
 }

@@ -23,6 +23,7 @@ pub(crate) mod holders;
 pub(crate) mod metrics;
 pub(crate) mod nat;
 pub(crate) mod peers;
+pub(crate) mod possession;
 pub(crate) mod quorum;
 pub(crate) mod refusals;
 pub(crate) mod repair;

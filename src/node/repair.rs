@@ -212,6 +212,7 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
                 block: id,
                 add: added,
                 remove: bad,
+                keep: None,
             };
             (file, change)
         })

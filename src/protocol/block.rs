@@ -6,7 +6,7 @@
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::BlockId;
+use crate::ids::{BlockId, Nonce, Proof};
 use crate::record::MAX_BLOCK_SIZE;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/block/1");
@@ -33,7 +33,14 @@ pub enum BlockRequest {
         file: String,
         sources: Vec<libp2p::PeerId>,
     },
+    /// Prove you hold these blocks: answer SHA-256(nonce ‖ id ‖ bytes) for each one held
+    /// ([`Proof::of`]). Asked before a copy is released, so a peer that only claims a copy
+    /// cannot make others drop theirs. At most [`MAX_PROVE`] ids.
+    Prove { nonce: Nonce, ids: Vec<BlockId> },
 }
+
+/// Most blocks one `Prove` may name: each costs the holder a read of the block.
+pub const MAX_PROVE: usize = 16;
 
 impl BlockRequest {
     /// The request's kind, as metrics and logs name it.
@@ -43,11 +50,12 @@ impl BlockRequest {
             BlockRequest::Get { .. } => "get",
             BlockRequest::Has { .. } => "has",
             BlockRequest::Pull { .. } => "pull",
+            BlockRequest::Prove { .. } => "prove",
         }
     }
 
     /// Every kind [`BlockRequest::kind`] returns.
-    pub const KINDS: &'static [&'static str] = &["put", "get", "has", "pull"];
+    pub const KINDS: &'static [&'static str] = &["put", "get", "has", "pull", "prove"];
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +68,10 @@ pub enum BlockResponse {
     NotFound,
     Have {
         ids: Vec<BlockId>,
+    },
+    /// Answers to a `Prove`, for the blocks held (others are left out).
+    Proofs {
+        proofs: Vec<(BlockId, Proof)>,
     },
     Error {
         message: String,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{BlockError, BlockRefs, Change, RecordStoreError, Store};
-use crate::ids::{BlockId, FileKey};
+use crate::ids::{BlockId, FileKey, Nonce, Proof};
 use crate::record::{FileState, Position};
 
 /// Whatever part of the store failed.
@@ -115,6 +115,19 @@ impl Store {
     /// Reads and verifies a block; `None` if it is not held.
     pub async fn get_block(self: &Arc<Self>, id: BlockId) -> Result<Option<Vec<u8>>, StoreError> {
         self.run(move |s| s.blocks.get(&id)).await
+    }
+
+    /// Answers a possession challenge for a block held (reading and verifying it first);
+    /// `None` if it is not held.
+    pub async fn prove_block(
+        self: &Arc<Self>,
+        id: BlockId,
+        nonce: Nonce,
+    ) -> Result<Option<Proof>, StoreError> {
+        self.run(move |s| {
+            Ok::<_, StoreError>(s.blocks.get(&id)?.map(|data| Proof::of(&nonce, &id, &data)))
+        })
+        .await
     }
 
     /// Deletes a block and its refs. True if a copy was there.

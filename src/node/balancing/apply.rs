@@ -5,8 +5,11 @@
 //! reports: applied, skipped (not applicable: unknown block or file, dead peers, nothing left
 //! to do) or failed. Skips and failures are final for that decision; the manager does not
 //! re-issue the same one for a while. Safety rules are checked here again, not trusted to the
-//! planner: a drop never removes a copy the record lists as a base holder, nor one whose block
-//! has fewer than R live base holders.
+//! manager, which may be legitimately elected and still wrong: a copy is released (a move's
+//! source, a dropped extra) only when R other holders the record lists prove possession
+//! (`node::possession`); a drop never removes a copy the record lists as a base holder; a move
+//! goes only to a live storage peer; and the bytes a node copies for decisions are capped per
+//! round, so a bad manager can waste bounded bandwidth and nothing else.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,17 +19,21 @@ use libp2p::PeerId;
 use super::delegate;
 use super::holdings::MoveOut;
 use crate::ids::BlockId;
-use crate::node::{quorum, Ctx, NodeError};
+use crate::ids::FileKey;
+use crate::node::possession::{self, listed_holders};
+use crate::node::Ctx;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::gossip::{Decision, DecisionId, DecisionState, ExtraHeld, Item};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
+use crate::record::MAX_BLOCK_SIZE;
 
 /// Rounds a source waits for a move's target to be listed before giving up.
 const MOVE_ROUNDS: u32 = 10;
-
-fn live(ctx: &Arc<Ctx>, p: &PeerId) -> bool {
-    *p == ctx.local || ctx.peers.is_live(p)
-}
+/// How long past a move's deadline its source keeps trying to let go once the target is
+/// listed (a loaded root or a slow possession check must not leave R + 1 holders for good).
+const RELEASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+/// Bytes a node copies for decisions per balancing round, at most.
+pub const DECISION_BYTES_PER_ROUND: u64 = 128 << 20;
 
 pub(super) fn short(s: impl std::fmt::Display) -> String {
     let s = s.to_string();
@@ -50,6 +57,13 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
             st.holdings.started.insert(id);
         }
     }
+    if FileKey::for_name(&item.name) != item.decision.file() {
+        let state = DecisionState::Skipped("the file name does not match its key".into());
+        return finish(ctx, id, state);
+    }
+    if let Err(why) = take_work(ctx, &item.decision) {
+        return finish(ctx, id, DecisionState::Skipped(why));
+    }
     let state = match item.decision.clone() {
         Decision::Replicate { block, from, .. } => replicate(ctx, block, &item.name, from).await,
         Decision::Drop { block, .. } => drop_extra(ctx, block).await,
@@ -69,6 +83,8 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
         } => {
             if to == ctx.local {
                 move_in(ctx, block, &item.name, from).await
+            } else if !ctx.peers.is_live(&to) {
+                DecisionState::Skipped("the target is not a live storage peer".into())
             } else {
                 // The source lets go once the root lists the target (see `housekeeping`).
                 let round = ctx.balance.config.report_interval;
@@ -78,6 +94,7 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
                     name: item.name.clone(),
                     to,
                     deadline: Instant::now() + round * MOVE_ROUNDS,
+                    listed: false,
                 });
                 return;
             }
@@ -92,27 +109,42 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
     finish(ctx, id, state);
 }
 
+/// Charges the bytes a decision makes this node copy to the round's budget.
+fn take_work(ctx: &Arc<Ctx>, decision: &Decision) -> Result<(), String> {
+    let bytes = match decision {
+        Decision::Replicate { block, .. } => ctx
+            .balance
+            .state()
+            .view
+            .block(block)
+            .map(|b| b.size)
+            .unwrap_or(u64::from(MAX_BLOCK_SIZE)),
+        Decision::Move { to, bytes, .. } if *to == ctx.local => {
+            (*bytes).min(u64::from(MAX_BLOCK_SIZE))
+        }
+        _ => return Ok(()),
+    };
+    let round = ctx.balance.config.report_interval;
+    let mut st = ctx.balance.state();
+    let work = &mut st.holdings.work;
+    if work.0.elapsed() >= round {
+        *work = (Instant::now(), 0);
+    }
+    let total = work.1.saturating_add(bytes);
+    if total > DECISION_BYTES_PER_ROUND {
+        return Err(format!(
+            "over this round's budget of {} MiB copied for decisions",
+            DECISION_BYTES_PER_ROUND >> 20
+        ));
+    }
+    work.1 = total;
+    Ok(())
+}
+
 fn finish(ctx: &Arc<Ctx>, id: DecisionId, state: DecisionState) {
     let mut st = ctx.balance.state();
     st.view.set_state(id, state.clone());
     st.holdings.finish(id, state);
-}
-
-/// The holders the record lists for `block` (in the head version that has it).
-async fn record_holders(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    block: &BlockId,
-) -> Result<Option<Vec<PeerId>>, NodeError> {
-    let state = quorum::read_state(ctx, name, None).await?;
-    Ok(state.and_then(|(_, _, s)| {
-        s.versions
-            .iter()
-            .rev()
-            .flat_map(|v| v.blocks.iter())
-            .find(|b| b.id == *block)
-            .map(|b| b.holders.clone())
-    }))
 }
 
 async fn replicate(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> DecisionState {
@@ -122,7 +154,7 @@ async fn replicate(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> 
     if ctx.store.blocks.contains(&block) {
         return DecisionState::Skipped("already a holder".into());
     }
-    let base = match record_holders(ctx, name, &block).await {
+    let base = match listed_holders(ctx, name, &block).await {
         Ok(Some(h)) => h,
         Ok(None) => return DecisionState::Skipped("unknown block".into()),
         Err(e) => return DecisionState::Failed(short(e)),
@@ -190,17 +222,17 @@ async fn drop_extra(ctx: &Arc<Ctx>, block: BlockId) -> DecisionState {
         files.push(extra.file.clone());
     }
     for f in &files {
-        match record_holders(ctx, f, &block).await {
+        match listed_holders(ctx, f, &block).await {
             Ok(Some(holders)) => {
                 if holders.contains(&ctx.local) {
                     // The record made us a base holder (repair or a later put): keep it.
                     ctx.balance.state().holdings.extras.remove(&block);
                     return DecisionState::Skipped("listed as a base holder".into());
                 }
-                let good = holders.iter().filter(|p| live(ctx, p)).count();
-                if good < ctx.config.replication {
+                let proven = possession::verified(ctx, block, &holders).await.len();
+                if proven < ctx.config.replication {
                     return DecisionState::Skipped(format!(
-                        "only {good} live base holders; keeping the extra copy"
+                        "only {proven} base holders prove possession; keeping the extra copy"
                     ));
                 }
             }
@@ -265,25 +297,26 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
     delegate::refresh(ctx).await;
     let moves = std::mem::take(&mut ctx.balance.state().holdings.moves_out);
     let mut keep = Vec::new();
-    for m in moves {
-        match record_holders(ctx, &m.name, &m.block).await {
-            Ok(Some(h)) if h.contains(&m.to) => {
-                let state = set_holders(ctx, &m.name, m.block, vec![], vec![ctx.local]).await;
-                if state == DecisionState::Applied {
-                    let others = ref_files(ctx, m.block).await;
-                    let mut listed_elsewhere = false;
-                    for f in others.iter().filter(|f| **f != m.name) {
-                        if let Ok(Some(h)) = record_holders(ctx, f, &m.block).await {
-                            listed_elsewhere |= h.contains(&ctx.local);
-                        }
-                    }
-                    if !listed_elsewhere {
-                        if let Err(e) = ctx.store.remove_block(m.block).await {
-                            tracing::warn!(block = %m.block, "moved away, but cannot delete: {e}");
-                        }
-                    }
+    for mut m in moves {
+        match listed_holders(ctx, &m.name, &m.block).await {
+            Ok(Some(h)) if h.contains(&m.to) => match release(ctx, &m).await {
+                Ok(()) => finish(ctx, m.id, DecisionState::Applied),
+                Err(why) if Instant::now() > m.deadline + RELEASE_PATIENCE => {
+                    // The target stays listed beside us: one copy more than R, never less.
+                    tracing::info!(block = %m.block, file = %m.name, "move not finished: {why}");
+                    finish(ctx, m.id, DecisionState::Failed(short(why)));
                 }
-                finish(ctx, m.id, state);
+                Err(why) => {
+                    // Half done (the target is listed): finish it in a later round.
+                    tracing::debug!(block = %m.block, file = %m.name, "move waits: {why}");
+                    m.listed = true;
+                    keep.push(m);
+                }
+            },
+            _ if m.listed => {
+                // The target was listed and no longer is (repair found it lacking): stay.
+                let why = "the target was unlisted before the move finished";
+                finish(ctx, m.id, DecisionState::Failed(why.into()));
             }
             _ if Instant::now() > m.deadline => {
                 finish(
@@ -296,4 +329,33 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
         }
     }
     ctx.balance.state().holdings.moves_out.extend(keep);
+}
+
+/// The source's half of a move whose target the root lists: once the target proves its copy
+/// and R proven holders remain without ours, leave the list, then delete our copy unless a
+/// fresh read still lists us or another file does.
+async fn release(ctx: &Arc<Ctx>, m: &MoveOut) -> Result<(), String> {
+    possession::safe_to_release(ctx, &m.name, m.block).await?;
+    match set_holders(ctx, &m.name, m.block, vec![], vec![ctx.local]).await {
+        DecisionState::Applied => {}
+        other => return Err(other.label()),
+    }
+    match listed_holders(ctx, &m.name, &m.block).await {
+        Ok(Some(h)) if !h.contains(&ctx.local) => {}
+        Ok(None) => {}
+        Ok(Some(_)) => return Err("the root still lists this node".into()),
+        Err(e) => return Err(format!("cannot confirm the holder change: {e}")),
+    }
+    let others = ref_files(ctx, m.block).await;
+    for f in others.iter().filter(|f| **f != m.name) {
+        if let Ok(Some(h)) = listed_holders(ctx, f, &m.block).await {
+            if h.contains(&ctx.local) {
+                return Ok(()); // still a holder for another file: the copy stays
+            }
+        }
+    }
+    if let Err(e) = ctx.store.remove_block(m.block).await {
+        tracing::warn!(block = %m.block, "moved away, but cannot delete: {e}");
+    }
+    Ok(())
 }

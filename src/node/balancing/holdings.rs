@@ -27,9 +27,10 @@ pub(super) struct MoveOut {
     pub(super) name: String,
     pub(super) to: PeerId,
     pub(super) deadline: Instant,
+    /// The root has listed the target: the move is half done.
+    pub(super) listed: bool,
 }
 
-#[derive(Default)]
 pub struct Holdings {
     pub(super) extras: BTreeMap<BlockId, ExtraHeld>,
     pub(super) delegated: HashMap<FileKey, Delegation>,
@@ -40,6 +41,24 @@ pub struct Holdings {
     pub(super) moves_out: Vec<MoveOut>,
     pub(super) block_names: HashMap<BlockId, String>,
     pub(super) file_names: HashMap<FileKey, (String, bool, Instant)>,
+    /// Bytes copied for decisions this round, and when the round began.
+    pub(super) work: (Instant, u64),
+}
+
+impl Default for Holdings {
+    fn default() -> Self {
+        Self {
+            extras: BTreeMap::new(),
+            delegated: HashMap::new(),
+            my_delegates: HashMap::new(),
+            outcomes: VecDeque::new(),
+            started: HashSet::new(),
+            moves_out: Vec::new(),
+            block_names: HashMap::new(),
+            file_names: HashMap::new(),
+            work: (Instant::now(), 0),
+        }
+    }
 }
 
 impl Holdings {

@@ -196,6 +196,14 @@ impl Balance {
         self.state().holdings.delegated_state(file, now_ms())
     }
 
+    /// Whether this node keeps `block` because of a decision: an extra replica, or the source
+    /// of a move still in progress (garbage collection leaves those alone).
+    pub fn holds_for_decision(&self, block: &BlockId) -> bool {
+        let st = self.state();
+        st.holdings.extras.contains_key(block)
+            || st.holdings.moves_out.iter().any(|m| m.block == *block)
+    }
+
     pub fn served(&self) -> Served {
         self.meter.served()
     }
