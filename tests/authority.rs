@@ -1,8 +1,11 @@
-//! A manager that holds a legitimate term and still decides wrong: its decisions may waste
-//! bounded work, never data. Each node applying a decision releases a copy only when R other
-//! listed holders prove possession (a fresh challenge over the bytes), so moves and drops
-//! that would strip every holder of a block leave it with its copies, and every get stays
-//! byte-correct.
+//! Authority on real nodes: what a wrong manager or a lying peer can get.
+//!
+//! A manager that holds a legitimate term and still decides wrong may waste bounded work,
+//! never data: each node applying a decision releases a copy only when R other listed holders
+//! prove possession (a fresh challenge over the bytes), so moves and drops that would strip
+//! every holder of a block leave it with its copies, and every get stays byte-correct. Peers
+//! that claim extra replicas in their load reports, with no decision behind the claim, are
+//! never offered to readers.
 
 mod common;
 
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 use common::{eventually, random_bytes, TestSwarm, Tune};
 use libp2p::PeerId;
 use swarmstore::ids::BlockId;
-use swarmstore::protocol::gossip::{self as wire, Decision, DecisionBatch, Item};
+use swarmstore::protocol::gossip::{
+    self as wire, Decision, DecisionBatch, ExtraHeld, Item, LoadReport, RoleTag,
+};
 use swarmstore::NodeConfig;
 
 const T: Duration = Duration::from_millis(300);
@@ -147,5 +152,121 @@ async fn a_wrong_manager_cannot_strip_a_block_of_its_copies() {
     // are visible as failed or pending moves, never as a lost block.
     let status = client.status().await.expect("status");
     assert_eq!(status.repair.lost, 0, "no block lost");
+    swarm.shutdown().await;
+}
+
+/// Block `Get` requests `node` has served so far (its Prometheus counter).
+fn block_gets(node: &swarmstore::Node) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    node.metrics().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+    text.lines()
+        .filter(|l| l.contains("requests_served") && l.contains("protocol=\"block\""))
+        .filter(|l| l.contains("kind=\"get\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extra_replicas_claimed_without_a_decision_are_never_read_from() {
+    let n = 7;
+    let swarm = TestSwarm::start_with(n, 3, fast()).await;
+    let client = swarm.client(0).await;
+    let data = random_bytes((1 << 20) - 1, 11);
+    client.put_bytes("claimed.bin", &data).await.expect("put");
+    let info = client.stat("claimed.bin").await.expect("stat");
+    let listed: Vec<PeerId> = info.blocks.iter().flat_map(|b| b.holders.clone()).collect();
+
+    let time_gets = |rounds: usize| {
+        let client = &client;
+        let data = &data;
+        async move {
+            let mut took = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let got = client.get_bytes("claimed.bin").await.expect("get");
+                took.push(t.elapsed());
+                assert!(got == *data, "bytes differ");
+            }
+            took.sort();
+            took[took.len() / 2]
+        }
+    };
+    let holder_gets = || -> u64 {
+        (0..n)
+            .filter(|i| listed.contains(&swarm.node(*i).peer_id()))
+            .map(|i| block_gets(swarm.node(i)))
+            .sum()
+    };
+    let served_before = holder_gets();
+    let normal = time_gets(5).await;
+    assert!(
+        holder_gets() >= served_before + 5,
+        "the counter sees block gets"
+    );
+
+    // Three peers that hold none of the file claim every block as an extra replica, with an
+    // idle load, round after round: were claims believed, they would be read from first.
+    let claimers: Vec<usize> = (1..n)
+        .filter(|i| !listed.contains(&swarm.node(*i).peer_id()))
+        .take(3)
+        .collect();
+    assert_eq!(claimers.len(), 3, "three nodes outside the holder lists");
+    let before: Vec<u64> = claimers
+        .iter()
+        .map(|i| block_gets(swarm.node(*i)))
+        .collect();
+    let extras: Vec<ExtraHeld> = info
+        .blocks
+        .iter()
+        .map(|b| ExtraHeld {
+            id: b.id,
+            file: "claimed.bin".into(),
+            size: u64::from(b.len),
+            base: b.holders.clone(),
+        })
+        .collect();
+    for round in 0..6u64 {
+        for i in &claimers {
+            let report = LoadReport {
+                seq: (1 << 40) + round,
+                at_ms: swarmstore::record::now_ms(),
+                load: 0.0,
+                bandwidth: 1e12,
+                meta_rps: 0.0,
+                block_rps: 0.0,
+                block_bps: 0.0,
+                inflight: 0,
+                used: 0,
+                capacity: u64::MAX,
+                zone: None,
+                role: RoleTag::Follower,
+                term: 0,
+                served_blocks: 0,
+                hot_blocks: Vec::new(),
+                hot_files: Vec::new(),
+                extras: extras.clone(),
+                delegations: Vec::new(),
+                outcomes: Vec::new(),
+            };
+            swarm
+                .node(*i)
+                .publish_raw("load", wire::encode_report(&report))
+                .await
+                .expect("published");
+        }
+        tokio::time::sleep(T).await;
+    }
+    let claimed = time_gets(5).await;
+    let after: Vec<u64> = claimers
+        .iter()
+        .map(|i| block_gets(swarm.node(*i)))
+        .collect();
+    println!("median get of 1 MiB: {normal:?} normally, {claimed:?} under false claims");
+    assert_eq!(
+        before, after,
+        "a claimer was asked for a block it only claimed"
+    );
     swarm.shutdown().await;
 }
