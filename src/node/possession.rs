@@ -70,7 +70,10 @@ async fn proves(ctx: &Arc<Ctx>, peer: PeerId, id: BlockId, data: Arc<Vec<u8>>) -
             .into_iter()
             .find(|(got, _)| *got == id)
             .map(|(_, proof)| proof),
-        _ => None,
+        other => {
+            tracing::debug!(%peer, block = %id, "no possession proof: {other:?}");
+            None
+        }
     };
     let Some(answer) = answer else { return false };
     // Hashing a block of several MiB would stall the executor: off it.

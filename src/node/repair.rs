@@ -2,7 +2,9 @@
 //!
 //! Every `repair_interval` a node walks the files it is root for (first of the replica set),
 //! probes each listed holder with one batched `Has` per peer, and counts a block's good
-//! holders: live peers that say they have it. Below R, new holders chosen by the placement
+//! holders: live peers that say they have it and, for a random sample of blocks each round,
+//! prove it by answering a fresh challenge over the bytes (`BlockRequest::Prove`, checked
+//! against our own copy or the answer most holders agree on). Below R, new holders chosen by the placement
 //! rules pull the block straight from a good holder (one network copy per lost replica, checked
 //! against the block id by the puller), and the record's holder lists are updated and copied
 //! to the replica set. A holder that is down, lost its copy, or serves wrong bytes counts as not
@@ -18,7 +20,7 @@ use libp2p::PeerId;
 
 use super::holders::{apply_holder_changes, HolderChange};
 use super::Ctx;
-use crate::ids::BlockId;
+use crate::ids::{BlockId, Nonce, Proof};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::status::RepairStatus;
 
@@ -133,7 +135,7 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
             asks.entry(*h).or_default().insert(*id);
         }
     }
-    let held: HashMap<PeerId, HashSet<BlockId>> = stream::iter(asks)
+    let mut held: HashMap<PeerId, HashSet<BlockId>> = stream::iter(asks)
         .map(|(peer, ids)| async move {
             let have = probe(ctx, peer, ids.into_iter().collect()).await;
             (peer, have)
@@ -141,6 +143,13 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
         .buffer_unordered(16)
         .collect()
         .await;
+    // `Has` is a claim: a sample of the claimed copies must also prove possession, and a
+    // copy that fails counts as missing (so repair re-creates it elsewhere).
+    for (peer, id) in audit(ctx, &blocks, &held).await {
+        if let Some(ids) = held.get_mut(&peer) {
+            ids.remove(&id);
+        }
+    }
 
     let r = ctx.config.replication;
     let mut under = 0;
@@ -233,6 +242,92 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
 
 fn needed(r: usize, good: &[PeerId]) -> usize {
     r.saturating_sub(good.len())
+}
+
+/// Blocks whose claimed copies are challenged per repair round: each challenge costs every
+/// holder a read of the block, so an audit samples rather than scans.
+const AUDIT_BLOCKS: usize = 4;
+
+/// Challenges the claimed holders of a random sample of blocks with one fresh nonce and
+/// returns the (holder, block) pairs that failed. The answer is checked against this node's
+/// own copy when it has one, else against the answer most holders agree on (only a peer with
+/// the bytes can compute it); with no agreement to go by, nobody is failed.
+async fn audit(
+    ctx: &Arc<Ctx>,
+    blocks: &BTreeMap<(String, BlockId), Tracked>,
+    held: &HashMap<PeerId, HashSet<BlockId>>,
+) -> Vec<(PeerId, BlockId)> {
+    use rand::seq::IteratorRandom;
+    let sample: Vec<BlockId> = blocks
+        .keys()
+        .map(|(_, id)| *id)
+        .choose_multiple(&mut rand::thread_rng(), AUDIT_BLOCKS);
+    if sample.is_empty() {
+        return Vec::new();
+    }
+    let nonce = Nonce::random();
+    let mut asks: HashMap<PeerId, Vec<BlockId>> = HashMap::new();
+    for id in &sample {
+        for (peer, ids) in held {
+            if ids.contains(id) && *peer != ctx.local {
+                asks.entry(*peer).or_default().push(*id);
+            }
+        }
+    }
+    let answers: Vec<(PeerId, Vec<(BlockId, Proof)>)> = stream::iter(asks)
+        .map(|(peer, ids)| async move {
+            let proofs = match ctx.block_to(peer, BlockRequest::Prove { nonce, ids }).await {
+                Ok(BlockResponse::Proofs { proofs }) => proofs,
+                _ => Vec::new(),
+            };
+            (peer, proofs)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    for id in sample {
+        let claimed: Vec<PeerId> = held
+            .iter()
+            .filter(|(p, ids)| **p != ctx.local && ids.contains(&id))
+            .map(|(p, _)| *p)
+            .collect();
+        let proof_of = |peer: &PeerId| {
+            answers
+                .iter()
+                .find(|(p, _)| p == peer)
+                .and_then(|(_, proofs)| proofs.iter().find(|(b, _)| *b == id))
+                .map(|(_, proof)| *proof)
+        };
+        let expected = match ctx.store.prove_block(id, nonce).await {
+            Ok(Some(own)) => Some(own),
+            _ => {
+                let mut counts: HashMap<Proof, usize> = HashMap::new();
+                for p in &claimed {
+                    if let Some(proof) = proof_of(p) {
+                        *counts.entry(proof).or_default() += 1;
+                    }
+                }
+                counts
+                    .into_iter()
+                    .filter(|(_, c)| *c * 2 > claimed.len())
+                    .map(|(proof, _)| proof)
+                    .next()
+            }
+        };
+        let Some(expected) = expected else { continue };
+        for p in claimed {
+            if proof_of(&p) != Some(expected) {
+                ctx.refusals.refuse(
+                    "failed possession audit",
+                    Some(p),
+                    format!("claims block {id} but cannot prove it"),
+                );
+                failed.push((p, id));
+            }
+        }
+    }
+    failed
 }
 
 /// The subset of `ids` that `peer` holds; empty if it cannot be reached.
