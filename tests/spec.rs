@@ -144,6 +144,9 @@ fn signed_content(r: &FileRecord) -> Vec<u8> {
     })
 }
 
+/// One version as an attestation covers it: number, owner signature, holder lists.
+type CoveredVersion<'a> = (u64, &'a [u8], Vec<&'a [PeerId]>);
+
 /// What an attestation signs (`record::attest::Covered`, mirrored). The owner signature in
 /// it is a plain `&[u8]`: an array of integers, not a byte string.
 #[derive(Serialize)]
@@ -151,7 +154,7 @@ struct Covered<'a> {
     domain: &'static str,
     key: &'a FileKey,
     rev: u64,
-    versions: Vec<(u64, &'a [u8], Vec<&'a [PeerId]>)>,
+    versions: Vec<CoveredVersion<'a>>,
     users: &'a [UserEntry],
 }
 
@@ -300,14 +303,15 @@ fn role(r: &RoleTag) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // The examples the spec must carry.
 
-type Check = Box<dyn Fn(&[u8]) -> Result<String, String>>;
+/// Decodes a block's bytes and checks them; with `exact`, also that they re-encode to the
+/// same bytes. Returns the variant's name (or kind).
+type Check = Box<dyn Fn(&[u8], bool) -> Result<String, String>>;
 
 struct Example {
     /// The block's info string after `cbor `.
     tag: String,
     /// Expected bytes (the encoding of the value), for the dump.
     bytes: Vec<u8>,
-    /// Decodes a block's bytes and checks them; returns the variant's name (or kind).
     check: Check,
 }
 
@@ -325,7 +329,7 @@ where
     let bytes = cbor(&value);
     let want = serde_json::to_value(&value).unwrap();
     let tag_owned = tag.to_string();
-    let check = Box::new(move |doc: &[u8]| -> Result<String, String> {
+    let check = Box::new(move |doc: &[u8], exact: bool| -> Result<String, String> {
         let got: T = decode_body(doc, &tag_owned).map_err(|e| e.to_string())?;
         let got_json = serde_json::to_value(&got).map_err(|e| e.to_string())?;
         if got_json != want {
@@ -336,7 +340,7 @@ where
             ));
         }
         let again = cbor(&got);
-        if again != doc {
+        if exact && again != doc {
             return Err(format!(
                 "re-encodes to {} (not the spec's bytes)",
                 hex::encode(again)
@@ -372,7 +376,7 @@ fn raw(tag: &str, want: Vec<u8>) -> Example {
     Example {
         tag: tag.into(),
         bytes: want,
-        check: Box::new(move |doc| {
+        check: Box::new(move |doc, _| {
             if doc == w.as_slice() {
                 Ok(t.clone())
             } else {
@@ -830,24 +834,60 @@ fn variant_of<T: Serialize>(v: &T) -> String {
 // ---------------------------------------------------------------------------------------------
 // Reading the spec.
 
-/// Every `cbor` block of the spec: (info string after `cbor `, bytes, line of the fence).
-fn spec_blocks(text: &str) -> Vec<(String, Vec<u8>, usize)> {
+/// What a block of the spec claims about its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    /// ```` ```cbor <tag> ````: exactly what the code sends for example `<tag>`.
+    Exact,
+    /// ```` ```cbor-also <tag>: <why> ````: another encoding the code reads as `<tag>`.
+    Also,
+    /// ```` ```cbor-invalid <type>: <why> ````: bytes the code refuses to read as `<type>`.
+    Invalid,
+}
+
+struct Block {
+    claim: Claim,
+    tag: String,
+    bytes: Vec<u8>,
+    /// Line of the opening fence.
+    line: usize,
+}
+
+/// Every CBOR block of the spec: fences whose info string starts with `cbor`, `cbor-also` or
+/// `cbor-invalid`; hex with whitespace and `#` comments.
+fn spec_blocks(text: &str) -> Vec<Block> {
     let mut out = Vec::new();
-    let mut current: Option<(String, String, usize)> = None;
+    let mut current: Option<(Claim, String, String, usize)> = None;
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         match current.as_mut() {
             None => {
-                if let Some(info) = trimmed.strip_prefix("```cbor ") {
-                    current = Some((info.trim().to_string(), String::new(), n + 1));
+                let opened = [
+                    ("```cbor ", Claim::Exact),
+                    ("```cbor-also ", Claim::Also),
+                    ("```cbor-invalid ", Claim::Invalid),
+                ]
+                .into_iter()
+                .find_map(|(p, c)| trimmed.strip_prefix(p).map(|info| (c, info)));
+                if let Some((claim, info)) = opened {
+                    let tag = match claim {
+                        Claim::Exact => info.trim(),
+                        _ => info.split(": ").next().unwrap_or(info).trim(),
+                    };
+                    current = Some((claim, tag.to_string(), String::new(), n + 1));
                 }
             }
-            Some((_, hex, _)) => {
+            Some((_, _, hex, _)) => {
                 if trimmed.starts_with("```") {
-                    let (tag, hex, at) = current.take().unwrap();
+                    let (claim, tag, hex, line) = current.take().unwrap();
                     let bytes = hex::decode(&hex)
-                        .unwrap_or_else(|e| panic!("{SPEC}:{at}: `{tag}` is not hex: {e}"));
-                    out.push((tag, bytes, at));
+                        .unwrap_or_else(|e| panic!("{SPEC}:{line}: `{tag}` is not hex: {e}"));
+                    out.push(Block {
+                        claim,
+                        tag,
+                        bytes,
+                        line,
+                    });
                 } else {
                     let code = line.split('#').next().unwrap_or("");
                     hex.extend(code.chars().filter(|c| !c.is_whitespace()));
@@ -857,6 +897,26 @@ fn spec_blocks(text: &str) -> Vec<(String, Vec<u8>, usize)> {
     }
     assert!(current.is_none(), "{SPEC}: unterminated cbor block");
     out
+}
+
+/// Whether the codec refuses `bytes` as a `ty`: `Err` for a type this test does not know.
+fn refused(ty: &str, bytes: &[u8]) -> Result<bool, String> {
+    fn no<T: DeserializeOwned>(b: &[u8]) -> bool {
+        decode_body::<T>(b, "spec").is_err()
+    }
+    Ok(match ty {
+        "BlockId" => no::<BlockId>(bytes),
+        "FileKey" => no::<FileKey>(bytes),
+        "PeerId" => no::<PeerId>(bytes),
+        "Multiaddr" => no::<Multiaddr>(bytes),
+        "f64" => no::<f64>(bytes),
+        "BlockRequest" => no::<BlockRequest>(bytes),
+        "ClientRequest" => no::<ClientRequest>(bytes),
+        "MetaRequest" => no::<MetaRequest>(bytes),
+        "ManagerMsg" => no::<ManagerMsg>(bytes),
+        "LoadReport" => no::<LoadReport>(bytes),
+        other => return Err(format!("no decoder for `{other}` in tests/spec.rs")),
+    })
 }
 
 #[test]
@@ -872,20 +932,39 @@ fn every_message_in_the_spec_decodes_to_what_the_spec_says() {
     let by_tag: BTreeMap<&str, &Example> = examples.iter().map(|e| (e.tag.as_str(), e)).collect();
     let mut failures = Vec::new();
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (tag, bytes, line) in &blocks {
+    for Block {
+        claim,
+        tag,
+        bytes,
+        line,
+    } in &blocks
+    {
+        if *claim == Claim::Invalid {
+            match refused(tag, bytes) {
+                Ok(true) => {}
+                Ok(false) => failures.push(format!("{SPEC}:{line}: `{tag}` is read, not refused")),
+                Err(why) => failures.push(format!("{SPEC}:{line}: {why}")),
+            }
+            continue;
+        }
         let Some(e) = by_tag.get(tag.as_str()) else {
             failures.push(format!("{SPEC}:{line}: unknown example `{tag}`"));
             continue;
         };
-        match (e.check)(bytes) {
-            Ok(variant) => {
+        match (e.check)(bytes, *claim == Claim::Exact) {
+            Ok(variant) if *claim == Claim::Exact => {
                 let ty = tag.split("::").next().unwrap_or(tag).to_string();
                 seen.entry(ty).or_default().insert(variant);
             }
+            Ok(_) => {}
             Err(why) => failures.push(format!("{SPEC}:{line}: `{tag}` {why}")),
         }
     }
-    let present: BTreeSet<&str> = blocks.iter().map(|(t, _, _)| t.as_str()).collect();
+    let present: BTreeSet<&str> = blocks
+        .iter()
+        .filter(|b| b.claim == Claim::Exact)
+        .map(|b| b.tag.as_str())
+        .collect();
     for e in &examples {
         if !present.contains(e.tag.as_str()) {
             failures.push(format!("{SPEC}: no example `{}`", e.tag));
@@ -914,15 +993,19 @@ fn every_message_in_the_spec_decodes_to_what_the_spec_says() {
 }
 
 #[test]
-fn the_spec_parser_reads_comments_and_rejects_unknown_blocks() {
-    let text = "x\n```cbor BlockRequest::Get\na1 # map(1)\n  63 476574 # \"Get\"\n```\n";
+fn the_spec_parser_reads_comments_and_claims() {
+    let text = "x\n```cbor BlockRequest::Get\na1 # map(1)\n  63 476574 # \"Get\"\n```\n\
+                ```cbor-invalid BlockId: too short\n41 00\n```\n";
     let blocks = spec_blocks(text);
-    assert_eq!(blocks.len(), 1);
-    assert_eq!(blocks[0].0, "BlockRequest::Get");
-    assert_eq!(blocks[0].1, hex::decode("a163476574").unwrap());
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].claim, Claim::Exact);
+    assert_eq!(blocks[0].tag, "BlockRequest::Get");
+    assert_eq!(blocks[0].bytes, hex::decode("a163476574").unwrap());
+    assert_eq!(blocks[1].claim, Claim::Invalid);
+    assert_eq!(blocks[1].tag, "BlockId");
+    assert_eq!(refused("BlockId", &blocks[1].bytes), Ok(true));
     // Truncated bytes are a decode error, never a panic.
-    let e = decode_body::<BlockRequest>(&blocks[0].1, "request");
-    assert!(e.is_err());
+    assert!(decode_body::<BlockRequest>(&blocks[0].bytes, "request").is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
