@@ -48,12 +48,13 @@ fn key(seed: u8) -> Keypair {
 fn peer(seed: u8) -> PeerId {
     key(seed).public().to_peer_id()
 }
-/// The client (and owner) C, the access node A, the root B, the holders H1 and H2.
+/// The client (and owner) C, the access node A, the root B, the holders H1 and H2 (seeds
+/// chosen so that XOR placement among A, B, H1 and H2 gives exactly these roles for R = 2).
 const C: u8 = 1;
 const A: u8 = 2;
-const B: u8 = 3;
+const B: u8 = 9;
 const H1: u8 = 4;
-const H2: u8 = 5;
+const H2: u8 = 8;
 
 const NAME: &str = "hello.txt";
 const DATA: &[u8] = b"hello";
@@ -990,6 +991,31 @@ fn every_message_in_the_spec_decodes_to_what_the_spec_says() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_worked_example_follows_placement_and_the_spec_names_the_fixture_peers() {
+    use swarmstore::ids::{distance, peer_point};
+    // Placement's rule (`placement::closest`): XOR distance of SHA-256(peer id) to the point.
+    let by_distance = |target: [u8; 32]| {
+        let mut nodes: Vec<PeerId> = [A, B, H1, H2].into_iter().map(peer).collect();
+        nodes.sort_by_key(|p| distance(&peer_point(p), &target));
+        nodes
+    };
+    let set = by_distance(file_key().0);
+    assert_eq!(
+        set[..2],
+        [peer(B), peer(A)],
+        "replica set of hello.txt, root first"
+    );
+    let holders = by_distance(block_id().kad_point());
+    assert_eq!(holders[..2], [peer(H1), peer(H2)], "placement of the block");
+    let text = std::fs::read_to_string(SPEC).unwrap();
+    for (name, seed) in [("C", C), ("A", A), ("B", B), ("H1", H1), ("H2", H2)] {
+        let bytes = hex::encode(&peer(seed).to_bytes()[6..]);
+        let row = format!("| {name} | `{}` | `002408011220 {bytes}` |", peer(seed));
+        assert!(text.contains(&row), "the spec's peer table lacks {row}");
+    }
 }
 
 #[test]
