@@ -1,19 +1,24 @@
 //! The wire spec and the code cannot drift: every fenced block of `docs/PROTOCOL.md` whose
-//! info string starts with `cbor ` holds hand-checkable CBOR (hex, with `#` comments in
-//! diagnostic notation), and this test decodes each one with the codec's own decoder, checks
-//! the decoded value field by field against the value the spec says it is (compared as JSON,
-//! where ids are full hex and peer ids base58), and re-encodes it to the very same bytes.
+//! info string starts with `cbor ` holds CBOR as hex (whitespace and `#` comments, the
+//! comments in diagnostic notation), and this test decodes each one with the codec's own
+//! decoder (`protocol::codec::decode_body`), checks the decoded value field by field against
+//! the value the spec says it is (compared as JSON, where ids are full hex and peer ids
+//! base58), and re-encodes it to the very same bytes. Blocks tagged `cbor-also <example>: why`
+//! must decode to that example's value from another encoding; blocks tagged
+//! `cbor-invalid <type>: why` must be refused.
 //!
 //! It fails when a request or response variant (the `KINDS` lists of the request enums, and
 //! exhaustive matches for the other enums, so a new variant breaks this file's build) has no
-//! example in the spec, or when the spec carries a block this test does not know.
+//! example in the spec, when an example is missing, or when the spec carries a block this test
+//! does not know.
 //!
 //! The signatures in the examples are real: every key is a fixed Ed25519 seed and Ed25519 is
-//! deterministic, so the record, attestation and download-note examples are checked with the
-//! code's own verification (and the spec's "signed bytes" blocks against what is signed).
+//! deterministic, so the record, attestation and download-note examples pass the code's own
+//! verification, and the spec's "signed bytes" blocks are compared with what is signed. The
+//! worked example's roles (root, replicas, holders) are checked against XOR placement.
 //!
 //! `SPEC_DUMP=1 cargo test --test spec -- --nocapture` prints every example in the spec's
-//! format (how the blocks were first written, then checked by hand against RFC 8949).
+//! block format, comments included: how to write the block for a new message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
