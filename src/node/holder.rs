@@ -107,7 +107,16 @@ fn admit(ctx: &Arc<Ctx>, from: PeerId, id: &BlockId, file: &str, len: u64) -> Re
 /// stored), and short id and source lists.
 fn check_request(req: &BlockRequest) -> Result<(), String> {
     match req {
-        BlockRequest::Put { file, .. } => validate_name(file),
+        BlockRequest::Put { file, data, .. } => {
+            validate_name(file)?;
+            if data.len() > MAX_BLOCK_SIZE as usize {
+                return Err(format!(
+                    "a block of {} bytes; at most {MAX_BLOCK_SIZE}",
+                    data.len()
+                ));
+            }
+            Ok(())
+        }
         BlockRequest::Pull { file, sources, .. } => {
             validate_name(file)?;
             if sources.len() > MAX_SOURCES {
@@ -142,6 +151,9 @@ async fn pull(ctx: &Arc<Ctx>, id: BlockId, file: &str, sources: Vec<PeerId>) -> 
     let mut failures = Vec::new();
     for source in sources.into_iter().filter(|s| *s != ctx.local) {
         match ctx.net.block(source, BlockRequest::Get { id }).await {
+            Ok(BlockResponse::Data { data }) if data.len() > MAX_BLOCK_SIZE as usize => {
+                failures.push(format!("{source}: a block over {MAX_BLOCK_SIZE} bytes"));
+            }
             Ok(BlockResponse::Data { data }) => {
                 let (actual, data) = hash_block(data).await;
                 if actual != id {
