@@ -20,6 +20,7 @@ use swarmstore::record::{
     now_ms, BlockEntry, DownloadNote, FileRecord, FileState, DEFAULT_BLOCK_SIZE, MAX_BLOCKS,
 };
 use swarmstore::store::{Change, Store};
+use swarmstore::Client;
 
 fn quick() -> Tune {
     Arc::new(|c| {
@@ -500,5 +501,102 @@ async fn a_stranger_cannot_rewrite_holder_lists() {
     assert_eq!(after.blocks[0].holders.len(), holders.len());
     assert!(!after.blocks[0].holders.contains(&me));
     every_node_reads(&swarm, "listed", &data).await;
+    swarm.shutdown().await;
+}
+
+/// Finding 7: hand-over on a claim. Three liars whose ids are closer to a file's key than
+/// every honest node join and claim, in every digest, to hold the record; they hold nothing.
+/// The honest members must not drop their copies on that word: a hand-over needs the state
+/// read back, verified, from a majority of the new set. The liars can withhold the file while
+/// they stand; once they go, it reads back from every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_over_is_not_taken_on_a_claim() {
+    let quick: Tune = Arc::new(|c| c.sync_interval(Duration::from_millis(300)));
+    let mut swarm = TestSwarm::start_with(4, 3, quick).await;
+    let c = swarm.client(0).await;
+    let data = b"a small file, kept inline in its record".to_vec();
+    c.put_bytes("handed.txt", &data).await.expect("put");
+    let key = FileKey::for_name("handed.txt");
+    let held_by = |swarm: &TestSwarm| -> Vec<usize> {
+        (0..4)
+            .filter(|i| {
+                swarm
+                    .node(*i)
+                    .store()
+                    .records
+                    .get(&key)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .collect()
+    };
+    // The root copies to the rest of the set in the background: wait for all three.
+    let three = eventually(Duration::from_secs(10), || {
+        let n = held_by(&swarm).len();
+        async move { n == 3 }
+    })
+    .await;
+    assert!(three, "three replicas before the liars come");
+    let honest = held_by(&swarm);
+
+    // Ground ids: each closer to the key than any honest node.
+    let point = key.0;
+    let nearest = swarm
+        .peer_ids()
+        .iter()
+        .map(|p| swarmstore::ids::distance(&point, &swarmstore::ids::peer_point(p)))
+        .min()
+        .expect("peers");
+    for i in 4..7 {
+        let key = loop {
+            let k = Keypair::generate_ed25519();
+            let d = swarmstore::ids::distance(
+                &point,
+                &swarmstore::ids::peer_point(&k.public().to_peer_id()),
+            );
+            if d < nearest {
+                break k;
+            }
+        };
+        std::fs::create_dir_all(swarm.data_dir(i)).expect("data dir");
+        std::fs::write(
+            swarm.data_dir(i).join("identity.key"),
+            key.to_protobuf_encoding().expect("encode key"),
+        )
+        .expect("write key");
+        swarm.start_node(i).await;
+        swarm.node(i).lie_about_records(true);
+    }
+    swarm.wait_mesh().await;
+    // Many sync rounds: each honest member sees a full new set that claims the record.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        held_by(&swarm),
+        honest,
+        "an honest member dropped its copy on the liars' word"
+    );
+    for i in 4..7 {
+        swarm.stop_node(i).await;
+    }
+    let back = eventually(Duration::from_secs(30), || async {
+        for i in 0..4 {
+            let Ok(client) =
+                Client::connect(swarm.node(i).addr(), Keypair::generate_ed25519()).await
+            else {
+                return false;
+            };
+            match client.get_bytes("handed.txt").await {
+                Ok(got) if got == data => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        back,
+        "once the liars are gone, every node reads the file again"
+    );
     swarm.shutdown().await;
 }

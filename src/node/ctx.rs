@@ -52,6 +52,9 @@ pub struct Ctx {
     /// Bytes of blocks each peer may make this node store unasked.
     pub allowance: super::allowance::Allowance,
     pub(super) started: Instant,
+    /// Test hook: answer meta requests as a peer that claims every record and holds none.
+    #[cfg(feature = "test-hooks")]
+    pub(super) lie_about_records: AtomicBool,
 }
 
 /// Beyond the R closest peers of a key, how many more may still speak for it (sign its

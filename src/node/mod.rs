@@ -179,6 +179,8 @@ impl Node {
             refusals: refusals::Refusals::new(metrics.refused.clone()),
             allowance: allowance::Allowance::default(),
             started: Instant::now(),
+            #[cfg(feature = "test-hooks")]
+            lie_about_records: AtomicBool::new(false),
         });
         // Bound before anything is spawned, so a taken port fails the start cleanly.
         let mut metrics_addr = None;
@@ -371,6 +373,15 @@ impl Node {
         balancing::service::publish(&self.ctx, kind, data)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Makes this node a liar about records: it claims in every `Digest` to hold whatever it
+    /// is asked about, acknowledges every `Replicate` without storing it, and answers every
+    /// `Fetch` with nothing. Tests of hand-over on a claim use it.
+    pub fn lie_about_records(&self, on: bool) {
+        self.ctx
+            .lie_about_records
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Refuses (or again allows) every connection with `peer`: tests partition swarms with it.

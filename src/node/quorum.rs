@@ -118,8 +118,19 @@ pub async fn read_state_detailed(
     name: &str,
     note: Option<DownloadNote>,
 ) -> Result<ReadOutcome, NodeError> {
-    let key = FileKey::for_name(name);
     let set = ctx.replica_set(name).await;
+    read_from(ctx, name, note, set).await
+}
+
+/// [`read_state_detailed`] from a given replica set (a hand-over reads back from exactly the
+/// set it is handing to, not from whatever the view says a moment later).
+pub async fn read_from(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    note: Option<DownloadNote>,
+    set: Vec<PeerId>,
+) -> Result<ReadOutcome, NodeError> {
+    let key = FileKey::for_name(name);
     let mut replies: FuturesUnordered<_> = set
         .iter()
         .enumerate()

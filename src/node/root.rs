@@ -36,6 +36,17 @@ pub const MAX_DIGEST: usize = 8192;
 /// being the same node) reaches this function again through `Ctx::meta_to`.
 pub fn handle(ctx: &Arc<Ctx>, from: PeerId, req: MetaRequest) -> BoxFuture<'_, MetaResponse> {
     Box::pin(async move {
+        #[cfg(feature = "test-hooks")]
+        if ctx
+            .lie_about_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return match req {
+                MetaRequest::Digest { entries } => MetaResponse::Digest { entries },
+                MetaRequest::Fetch { .. } => MetaResponse::State { state: None },
+                _ => MetaResponse::Replicated,
+            };
+        }
         match req {
             MetaRequest::Publish { record } => publish(ctx, from, record).await,
             MetaRequest::Replicate { key, state } => replicate_in(ctx, from, key, state).await,

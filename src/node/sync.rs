@@ -41,14 +41,14 @@ pub async fn round(ctx: &Arc<Ctx>) {
     let mut per_peer: HashMap<PeerId, Vec<(FileKey, Position)>> = HashMap::new();
     let mut states: HashMap<FileKey, FileState> = HashMap::new();
     // Keys we hold but whose replica set (of full size R) no longer includes us.
-    let mut outside: HashMap<FileKey, (u64, usize)> = HashMap::new();
+    let mut outside: HashMap<FileKey, (u64, Vec<PeerId>)> = HashMap::new();
     for (key, state) in all {
         let Some(head) = state.head() else { continue };
         let version = head.version;
         let position = state.position();
         let set = ctx.replica_set(&head.name).await;
         if !set.contains(&ctx.local) && set.len() >= ctx.config.replication {
-            outside.insert(key, (version, set.len()));
+            outside.insert(key, (version, set.clone()));
         }
         for peer in set {
             if peer != ctx.local {
@@ -77,15 +77,15 @@ pub async fn round(ctx: &Arc<Ctx>) {
     for key in confirmed.into_iter().flatten() {
         *counts.entry(key).or_default() += 1;
     }
-    for (key, (version, set_len)) in outside {
-        if counts.get(&key).copied().unwrap_or(0) < set_len {
+    for (key, (version, set)) in outside {
+        if counts.get(&key).copied().unwrap_or(0) < set.len() {
             continue;
         }
         // The members said they have it; before our copy goes, read it back and check it.
         let Some(state) = states.get(&key) else {
             continue;
         };
-        if !handed_over(ctx, state, set_len).await {
+        if !handed_over(ctx, state, set).await {
             continue;
         }
         match ctx.store.remove_state(key).await {
@@ -95,13 +95,15 @@ pub async fn round(ctx: &Arc<Ctx>) {
     }
 }
 
-/// Whether a majority of the new replica set holds, verified, our version of the file or a
-/// newer one of the same history: only then may we drop our copy.
-async fn handed_over(ctx: &Arc<Ctx>, ours: &FileState, set_len: usize) -> bool {
+/// Whether a majority of the new replica set `set` (the one that claimed it) holds,
+/// verified, our version of the file or a newer one of the same history: only then may we
+/// drop our copy.
+async fn handed_over(ctx: &Arc<Ctx>, ours: &FileState, set: Vec<PeerId>) -> bool {
     let Some(head) = ours.head() else {
         return false;
     };
-    match quorum::read_state_detailed(ctx, &head.name, None).await {
+    let set_len = set.len();
+    match quorum::read_from(ctx, &head.name, None, set).await {
         Ok(read) => read.best.is_some_and(|(_, holding, winner)| {
             holding.len() >= majority(set_len.max(1))
                 && winner.position().version >= head.version
