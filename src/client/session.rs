@@ -17,12 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::net::{
-    build_swarm, identify_config, is_relayed, ping_behaviour, rr, BLOCK_TIMEOUT, CLIENT_TIMEOUT,
-    RELAY_CIRCUIT_BYTES,
+    build_swarm, identify_config, is_relayed, ping_behaviour, rr, BlockRR, ClientRR, BLOCK_TIMEOUT,
+    CLIENT_TIMEOUT, RELAY_CIRCUIT_BYTES,
 };
 use crate::protocol::block::{self, BlockRequest, BlockResponse};
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
-use crate::protocol::CborCodec;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,9 +31,9 @@ struct ClientBehaviour {
     relay_client: relay::client::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    client: request_response::Behaviour<CborCodec<ClientRequest, ClientResponse>>,
+    client: ClientRR,
     /// Blocks straight from holders (HDFS-style reads: the access node is not a data hop).
-    block: request_response::Behaviour<CborCodec<BlockRequest, BlockResponse>>,
+    block: BlockRR,
 }
 
 enum Command {

@@ -1,19 +1,23 @@
 //! What nodes and clients share to speak swarmstore over libp2p: the transport stack
 //! ([`transport`]), the builders and timeouts of our request-response protocols
-//! ([`protocols`]), and address helpers ([`addr`]).
+//! ([`protocols`]), the wrapper that tells their codecs which peer they read from
+//! ([`metered`]), and address helpers ([`addr`]).
 //!
 //! Below the node and the client, above the wire types: a client links this, never the node.
 
 pub mod addr;
+pub mod metered;
 pub mod protocols;
 pub mod transport;
 
 pub use addr::{is_loopback, is_quic, is_relayed, preferred_addr};
 pub use protocols::{
-    identify_config, ping_behaviour, rr, BlockRR, ClientRR, MetaRR, BLOCK_TIMEOUT, CLIENT_TIMEOUT,
-    META_TIMEOUT,
+    identify_config, ping_behaviour, rr, rr_with, BlockRR, ClientRR, MetaRR, BLOCK_TIMEOUT,
+    CLIENT_TIMEOUT, MAX_STREAMS_PER_PROTOCOL, META_TIMEOUT,
 };
-pub use transport::{build_swarm, new_swarm_key, read_swarm_key};
+pub use transport::{
+    build_swarm, new_swarm_key, read_swarm_key, yamux_config, MAX_STREAMS_PER_CONNECTION,
+};
 
 /// Relay circuits carry at most this many bytes each way (libp2p's default is 128 KiB).
 /// Enough for metadata traffic between nodes (records are at most a few MiB) and for a client

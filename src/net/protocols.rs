@@ -1,21 +1,28 @@
 //! Builders for the protocols both ends configure the same way: our request-response
-//! behaviours (length-prefixed CBOR, see [`crate::protocol::codec`]), identify and ping, and the
-//! request timeouts each side waits.
+//! behaviours (length-prefixed CBOR with limits per message kind and a budget of buffered
+//! bytes, see [`crate::protocol::codec`]), identify and ping, and the request timeouts each
+//! side waits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::{identify, ping};
 
-use crate::protocol::{self, block, client, meta, CborCodec};
+use super::metered::Metered;
+use crate::protocol::limits::FrameKinds;
+use crate::protocol::{self, block, client, meta, Budget, CborCodec};
 
 /// The behaviours of our three request-response protocols.
-pub type ClientRR =
-    request_response::Behaviour<CborCodec<client::ClientRequest, client::ClientResponse>>;
-pub type MetaRR = request_response::Behaviour<CborCodec<meta::MetaRequest, meta::MetaResponse>>;
-pub type BlockRR =
-    request_response::Behaviour<CborCodec<block::BlockRequest, block::BlockResponse>>;
+pub type ClientRR = Metered<client::ClientRequest, client::ClientResponse>;
+pub type MetaRR = Metered<meta::MetaRequest, meta::MetaResponse>;
+pub type BlockRR = Metered<block::BlockRequest, block::BlockResponse>;
+
+/// Streams of one protocol open at once on one connection. Each may buffer up to its frame's
+/// limit (within the budget); 32 keeps a node's block pipeline full (a client keeps a few
+/// blocks in flight per holder) while one connection cannot queue hundreds of readers.
+pub const MAX_STREAMS_PER_PROTOCOL: usize = 32;
 
 /// Timeouts include the time the remote takes to act: a client's `PutBlock` waits for R holders
 /// to fsync, a `Publish` for a majority of the replica set.
@@ -41,22 +48,40 @@ pub fn ping_behaviour(liveness: Duration) -> ping::Behaviour {
     )
 }
 
-/// A request-response behaviour for one of our protocols, with a frame `limit` each way.
+/// A request-response behaviour for one of our protocols, with a frame ceiling `limit` each
+/// way (each message kind's own limit applies below it), on the process's shared budget.
 pub fn rr<Req, Resp>(
     proto: libp2p::StreamProtocol,
     support: ProtocolSupport,
     limit: usize,
     timeout: Duration,
-) -> request_response::Behaviour<CborCodec<Req, Resp>>
+) -> Metered<Req, Resp>
 where
-    Req: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
-    Resp: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Req: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + FrameKinds + 'static,
+    Resp: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + FrameKinds + 'static,
 {
-    request_response::Behaviour::with_codec(
-        CborCodec::new(limit, limit),
+    rr_with(proto, support, limit, timeout, Budget::process())
+}
+
+/// [`rr`] on a given budget (a node's own, shared by its three protocols).
+pub fn rr_with<Req, Resp>(
+    proto: libp2p::StreamProtocol,
+    support: ProtocolSupport,
+    limit: usize,
+    timeout: Duration,
+    budget: Arc<Budget>,
+) -> Metered<Req, Resp>
+where
+    Req: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + FrameKinds + 'static,
+    Resp: Send + Sync + serde::Serialize + serde::de::DeserializeOwned + FrameKinds + 'static,
+{
+    let codec = CborCodec::with_budget(limit, limit, budget);
+    let inner = request_response::Behaviour::with_codec(
+        codec.clone(),
         [(proto, support)],
         request_response::Config::default()
             .with_request_timeout(timeout)
-            .with_max_concurrent_streams(256),
-    )
+            .with_max_concurrent_streams(MAX_STREAMS_PER_PROTOCOL),
+    );
+    Metered::new(&codec, inner)
 }

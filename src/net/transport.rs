@@ -25,6 +25,19 @@ use super::TransportError;
 /// just read each other's scrambled bytes until this runs out.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Streams open at once on one connection. Each of our request-response protocols allows
+/// [`super::MAX_STREAMS_PER_PROTOCOL`]; the rest is for Kademlia, identify, ping, gossipsub
+/// and relay/DCUtR. Yamux's default of 512, each with a 256 KiB receive window, let one
+/// connection make a node buffer 128 MiB that no reader had asked for.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 128;
+
+/// Yamux with [`MAX_STREAMS_PER_CONNECTION`].
+pub fn yamux_config() -> yamux::Config {
+    let mut c = yamux::Config::default();
+    c.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+    c
+}
+
 /// Builds a swarm whose behaviour `make` composes from the key and the relay client.
 /// `registry` receives libp2p's bandwidth metrics.
 pub fn build_swarm<B, F>(
@@ -56,14 +69,17 @@ where
                         })
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
-                        .multiplex(yamux::Config::default())
+                        .multiplex(yamux_config())
                         .timeout(UPGRADE_TIMEOUT),
                 )
             },
         )
         .map_err(|e| TransportError::setup("TCP", e))?
         .with_other_transport(|key| {
-            let quic = quic::tokio::Transport::new(quic::Config::new(key))
+            // QUIC already caps what a connection may have in flight (15 MB by default).
+            let mut config = quic::Config::new(key);
+            config.max_concurrent_stream_limit = MAX_STREAMS_PER_CONNECTION as u32;
+            let quic = quic::tokio::Transport::new(config)
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
             if swarm_key.is_some() {
                 OptionalTransport::none()
@@ -74,7 +90,7 @@ where
         .map_err(|e| TransportError::setup("QUIC", e))?
         .with_dns()
         .map_err(|e| TransportError::setup("DNS", e))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, yamux_config)
         .map_err(|e| TransportError::setup("the relay client", e))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay| make(key, relay).map_err(Into::into))

@@ -48,7 +48,7 @@ pub struct Ctx {
     /// Set while draining before a graceful leave: we take no new data.
     pub leaving: AtomicBool,
     /// Refused input, counted by cause and logged at a bounded rate.
-    pub refusals: Refusals,
+    pub refusals: Arc<Refusals>,
     /// Bytes of blocks each peer may make this node store unasked.
     pub allowance: super::allowance::Allowance,
     pub(super) started: Instant,

@@ -446,6 +446,8 @@ impl EventLoop {
             }
             BehaviourEvent::Gossipsub(_) => {}
             BehaviourEvent::Blocked(never) => match never {},
+            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Memory(never) => match never {},
             BehaviourEvent::Identify(_) => {}
             other => self.on_nat_event(other),
         }

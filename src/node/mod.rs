@@ -45,6 +45,7 @@ use crate::identity;
 use crate::ids::{peer_point, BlockId, FileKey};
 use crate::net::{build_swarm, is_quic, is_relayed, preferred_addr};
 use crate::protocol::status::{BalanceStatus, RepairStatus};
+use crate::protocol::Budget;
 use crate::store::Store;
 use behaviour::Behaviour;
 use command::Net;
@@ -118,16 +119,25 @@ impl Node {
         let local = key.public().to_peer_id();
         let node_key = key.clone();
         let mut registry = libp2p::metrics::Registry::default();
+        let metrics = Arc::new(Metrics::default());
+        let refusals = Arc::new(refusals::Refusals::new(metrics.refused.clone()));
+        // This node's budget of buffered inbound bytes; what its codecs refuse is counted with
+        // the rest of the node's refusals.
+        let sink = refusals.clone();
+        let budget = Arc::new(
+            Budget::default().with_sink(Arc::new(move |cause, peer, detail| {
+                sink.refuse(cause, peer, detail)
+            })),
+        );
         let mut swarm = build_swarm(
             key,
             config.swarm_key,
             &mut registry,
             config.idle_timeout,
-            |key, relay_client| Behaviour::new(key, &config, relay_client),
+            |key, relay_client| Behaviour::new(key, &config, relay_client, budget),
         )?;
         balancing::service::subscribe(&mut swarm.behaviour_mut().gossipsub, &config.balance)?;
         let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
-        let metrics = Arc::new(Metrics::default());
         metrics.register(&mut registry);
         if let Some(psk) = &config.swarm_key {
             tracing::info!(
@@ -176,7 +186,7 @@ impl Node {
             repair: repair::RepairStats::default(),
             balance: balancing::Balance::new(config.balance.clone(), local),
             leaving: AtomicBool::new(false),
-            refusals: refusals::Refusals::new(metrics.refused.clone()),
+            refusals,
             allowance: allowance::Allowance::default(),
             started: Instant::now(),
             #[cfg(feature = "test-hooks")]

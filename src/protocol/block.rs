@@ -10,7 +10,8 @@ use crate::ids::{BlockId, Nonce, Proof};
 use crate::record::MAX_BLOCK_SIZE;
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/block/1");
-/// A frame carries at most one block plus a small envelope.
+/// A frame carries at most one block plus a small envelope. The ceiling of the protocol; each
+/// message kind has its own limit below it (`super::limits`).
 pub const FRAME_LIMIT: usize = MAX_BLOCK_SIZE as usize + 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

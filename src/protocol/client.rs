@@ -12,7 +12,8 @@ use crate::ids::{BlockId, FileKey};
 use crate::record::{DownloadNote, FileRecord, FileState, RecordError};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/client/1");
-/// Requests carry a block or a record; responses carry a block or a file state.
+/// Requests carry a block or a record; responses carry a block or a file state. The ceiling;
+/// each message kind has its own limit below it (`super::limits`).
 pub const FRAME_LIMIT: usize = super::meta::FRAME_LIMIT;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,8 @@ use crate::record::{DownloadNote, FileRecord, FileState, Position, RecordError};
 
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmstore/meta/1");
 /// Records of files up to ~100 GiB (1 MiB blocks, 3 holders each) with a few retained versions.
+/// The ceiling of the protocol: only record and state frames may be this large, every other
+/// kind has a smaller limit (`super::limits`).
 pub const FRAME_LIMIT: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

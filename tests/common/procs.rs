@@ -13,6 +13,8 @@ pub struct NodeProc {
     /// Command prefix, e.g. `ip netns exec NS` to run inside a network namespace.
     pub wrapper: Vec<String>,
     pub listen: String,
+    /// The binary to run: this build's unless a test names another.
+    pub bin: String,
 }
 
 impl Drop for NodeProc {
@@ -30,6 +32,20 @@ impl NodeProc {
         Self::start_in(&[], "/ip4/127.0.0.1/tcp/0", dir, bootstrap, args)
     }
 
+    /// Starts a node from another binary `bin` (e.g. an older build, to compare).
+    pub fn start_bin(bin: &str, dir: &Path, bootstrap: &[String], args: &[&str]) -> NodeProc {
+        let mut node = NodeProc {
+            child: None,
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            wrapper: Vec::new(),
+            listen: "/ip4/127.0.0.1/tcp/0".to_string(),
+            bin: bin.to_string(),
+        };
+        node.spawn(bootstrap);
+        node
+    }
+
     /// Starts a node under a command `wrapper` (e.g. `["ip", "netns", "exec", "ns1"]`).
     pub fn start_in(
         wrapper: &[&str],
@@ -44,6 +60,7 @@ impl NodeProc {
             args: args.iter().map(|s| s.to_string()).collect(),
             wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             listen: listen.to_string(),
+            bin: BIN.to_string(),
         };
         node.spawn(bootstrap);
         node
@@ -54,10 +71,10 @@ impl NodeProc {
         let mut cmd = match self.wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(BIN);
+                c.args(rest).arg(&self.bin);
                 c
             }
-            None => Command::new(BIN),
+            None => Command::new(&self.bin),
         };
         cmd.args(["node", "--no-mdns", "--listen", &self.listen, "--data-dir"])
             .arg(&self.dir)
