@@ -76,6 +76,7 @@ kinds!(
         ("Get", SMALL),
         ("Has", LIST),
         ("Pull", SMALL),
+        ("Prove", SMALL),
     ]
 );
 kinds!(
@@ -86,6 +87,7 @@ kinds!(
         ("Data", BLOCK),
         ("NotFound", SMALL),
         ("Have", LIST),
+        ("Proofs", SMALL),
         ("Error", SMALL),
     ]
 );
