@@ -17,6 +17,7 @@ use super::balancing::delegate;
 use super::root::{attest_change, internal, refuse};
 use super::{Ctx, NodeError};
 use crate::ids::{validate_name, BlockId, FileKey};
+use crate::net::is_relayed;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 use crate::record::{FileRecord, RecordError, MAX_HOLDERS};
@@ -133,8 +134,8 @@ async fn listed_holders(ctx: &Arc<Ctx>, key: FileKey, block: BlockId) -> Vec<Pee
     out
 }
 
-/// The blocks of `ids` that `peer` holds; empty if it cannot be reached.
-async fn has_many(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Vec<BlockId> {
+/// The blocks of `ids` that `peer` holds; `None` if it could not be asked.
+async fn has_many(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Option<Vec<BlockId>> {
     let mut have = Vec::new();
     for chunk in ids.chunks(HAS_CHUNK) {
         let req = BlockRequest::Has {
@@ -142,15 +143,20 @@ async fn has_many(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Vec<BlockI
         };
         match ctx.block_to(peer, req).await {
             Ok(BlockResponse::Have { ids }) => have.extend(ids),
-            _ => return Vec::new(),
+            _ => return None,
         }
     }
-    have
+    Some(have)
 }
 
 /// Before a root stores a new version: every block the record lists must be on at least one
 /// of its listed holders, asked now; holders that lack their block are dropped from its list.
 /// A block on no holder refuses the publish, so an acknowledged put is always readable.
+///
+/// One exception: a live member this node reaches only through a relay cannot be asked
+/// (blocks, and so `Has`, never travel over relays), and stays listed unverified. That costs
+/// nothing a liar could not get by withholding: the client's own access node placed the block
+/// there, and repair audits count such a copy as missing until someone proves it.
 pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(), RecordError> {
     let mut asks: HashMap<PeerId, Vec<BlockId>> = HashMap::new();
     for b in record.blocks.iter().filter(|b| !b.is_inline()) {
@@ -162,7 +168,17 @@ pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(),
         return Ok(());
     }
     let held: HashMap<PeerId, Vec<BlockId>> = stream::iter(asks)
-        .map(|(peer, ids)| async move { (peer, has_many(ctx, peer, ids).await) })
+        .map(|(peer, ids)| async move {
+            let asked = ids.clone();
+            match has_many(ctx, peer, ids).await {
+                Some(have) => (peer, have),
+                None if relay_only_member(ctx, peer) => {
+                    tracing::debug!(%peer, "holder reachable only through a relay: listed unverified");
+                    (peer, asked)
+                }
+                None => (peer, Vec::new()),
+            }
+        })
         .buffer_unordered(16)
         .collect()
         .await;
@@ -178,6 +194,13 @@ pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A live storage peer with no direct connection to us and no direct address to dial.
+fn relay_only_member(ctx: &Arc<Ctx>, peer: PeerId) -> bool {
+    ctx.peers.is_live(&peer)
+        && !ctx.reach.direct_peers().contains(&peer)
+        && ctx.peers.addrs(&peer).iter().all(|a| is_relayed(a))
 }
 
 pub(super) async fn set_holders(
