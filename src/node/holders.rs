@@ -200,7 +200,7 @@ pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(),
 fn relay_only_member(ctx: &Arc<Ctx>, peer: PeerId) -> bool {
     ctx.peers.is_live(&peer)
         && !ctx.reach.direct_peers().contains(&peer)
-        && ctx.peers.addrs(&peer).iter().all(|a| is_relayed(a))
+        && ctx.peers.addrs(&peer).iter().all(is_relayed)
 }
 
 pub(super) async fn set_holders(
