@@ -1,5 +1,5 @@
-//! Storage membership by what a peer speaks: a peer that serves the swarmstore DHT and
-//! metadata protocols is a storage peer, whatever its identify protocol-version says (another libp2p
+//! Storage membership by what a peer speaks: a peer that serves the swarmstore DHT and block
+//! protocols is a storage peer, whatever its identify protocol-version says (another libp2p
 //! implementation may not let it be set); a client, which serves neither, is not.
 
 mod common;
@@ -13,14 +13,14 @@ use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::ProtocolSupport;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, noise, tcp, yamux};
-use swarmstore::net::{rr, MetaRR};
-use swarmstore::protocol::{meta, KAD_PROTOCOL};
+use swarmstore::net::{rr, BlockRR};
+use swarmstore::protocol::{block, KAD_PROTOCOL};
 
 #[derive(NetworkBehaviour)]
 struct Foreign {
     kad: kad::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
-    meta: MetaRR,
+    block: BlockRR,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,10 +50,10 @@ async fn a_peer_with_another_version_string_joins_the_dht() {
                     "/some-other-implementation/0.1".into(),
                     k.public(),
                 )),
-                meta: rr(
-                    meta::PROTOCOL,
+                block: rr(
+                    block::PROTOCOL,
                     ProtocolSupport::Inbound,
-                    meta::FRAME_LIMIT,
+                    block::FRAME_LIMIT,
                     Duration::from_secs(10),
                 ),
             }

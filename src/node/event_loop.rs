@@ -299,13 +299,14 @@ impl EventLoop {
         }
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                // A storage peer is one that serves our DHT and our metadata protocol, whatever
-                // its agent or protocol-version strings say (another implementation may not set
-                // them); what it then claims is checked by signatures, not by admission. Not the
-                // block protocol: it is offered on direct connections only, so a peer we reach
-                // through a relay does not list it, and is still a member.
+                // A storage peer is one that serves our DHT and our block protocol, whatever its
+                // agent or protocol-version strings say (another implementation may not set
+                // them); what it then claims is checked by signatures, not by admission. The
+                // block protocol is offered on direct connections only, so over a relayed one
+                // the metadata protocol stands in for it.
                 let ours = info.protocols.contains(&protocol::KAD_PROTOCOL)
-                    && info.protocols.contains(&protocol::meta::PROTOCOL);
+                    && (info.protocols.contains(&protocol::block::PROTOCOL)
+                        || info.protocols.contains(&protocol::meta::PROTOCOL));
                 if !ours {
                     return;
                 }
