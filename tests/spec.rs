@@ -32,7 +32,7 @@ use swarmstore::protocol::client::{Candidate, ClientRequest, ClientResponse};
 use swarmstore::protocol::codec::decode_body;
 use swarmstore::protocol::gossip::{
     BlockHeat, Decision, DecisionBatch, DecisionId, DecisionState, ExtraHeld, FileHeat, Item,
-    LoadReport, ManagerMsg, Outcome, RoleTag,
+    LoadReport, ManagerMsg, Outcome, RoleTag, Vote,
 };
 use swarmstore::protocol::meta::{MetaRequest, MetaResponse};
 use swarmstore::protocol::status::{
@@ -276,10 +276,11 @@ const RECORD_ERRORS: &[&str] = &[
 fn manager_msg(m: &ManagerMsg) -> &'static str {
     match m {
         ManagerMsg::Candidacy { .. } => "Candidacy",
+        ManagerMsg::Vote(_) => "Vote",
         ManagerMsg::Heartbeat { .. } => "Heartbeat",
     }
 }
-const MANAGER_MSGS: &[&str] = &["Candidacy", "Heartbeat"];
+const MANAGER_MSGS: &[&str] = &["Candidacy", "Vote", "Heartbeat"];
 
 fn decision(d: &Decision) -> &'static str {
     match d {
@@ -693,9 +694,32 @@ fn examples() -> Vec<Example> {
         |m| manager_msg(m).into(),
         ok,
     ));
+    // Peer 2's vote for peer 1 in term 2 of swarm "main": ed25519 signatures are
+    // deterministic, so the bytes are fixed.
+    let vote = Vote::sign("swarmstore/main/manager", 2, peer(1), &key(2));
+    v.push(example(
+        "ManagerMsg::Vote",
+        ManagerMsg::Vote(vote.clone()),
+        |m| manager_msg(m).into(),
+        ok,
+    ));
     v.push(example(
         "ManagerMsg::Heartbeat",
-        ManagerMsg::Heartbeat { term: 2, beat: 7 },
+        ManagerMsg::Heartbeat {
+            term: 2,
+            beat: 7,
+            cert: vec![vote],
+        },
+        |m| manager_msg(m).into(),
+        ok,
+    ));
+    v.push(example(
+        "ManagerMsg::Heartbeat without a certificate",
+        ManagerMsg::Heartbeat {
+            term: 2,
+            beat: 7,
+            cert: vec![],
+        },
         |m| manager_msg(m).into(),
         ok,
     ));

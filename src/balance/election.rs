@@ -1,29 +1,40 @@
-//! Manager election over gossip: a small state machine with pure transitions.
+//! Manager election over gossip: Raft-style terms and votes, as a state machine with pure
+//! transitions (time is passed in, messages are returned).
 //!
-//! Every eligible node may stand. There are no votes (a partitioned group must still elect),
-//! so conflicts are settled by a total order known to everyone: the higher term wins, and
-//! within one term the lowest peer id wins. The rules, with T the report interval:
-//! * a follower that has heard no heartbeat from its manager for 3·T (2·T before it has ever
-//!   known one) stands for `term + 1` by publishing a candidacy;
-//! * a candidate that heard no better candidacy (same term, lower id) or any higher term during
-//!   one round becomes manager and heartbeats every round;
-//! * a heartbeat of a higher term is always adopted (that is how a healed partition settles);
-//!   of the same term it is adopted if it comes from a lower id than the manager we know (a
-//!   candidate yields to any manager of its term); of a lower term it is stale and ignored;
-//! * a manager answers a candidacy it ignores with an immediate heartbeat ([`Election::reassert`]),
-//!   so a node that missed it (a late joiner) yields within the round;
-//! * while a follower hears its manager, candidacies for higher terms are ignored ("sticky"
-//!   managers), so a stray or injected candidacy cannot unseat a live manager; the follower
-//!   remembers it and yields to it if its own timer later runs out;
+//! A term is legitimate only with a majority behind it. The electorate is the storage peers a
+//! node currently considers live, itself included (the caller sets it every round); a vote is
+//! a signed statement the node layer has already checked, so here a voter is just an id.
+//! With T the report interval:
+//! * a follower that has heard no manager for 3·T (2·T after a start, so a restarted node
+//!   first listens) stands for `term + 1`; lower-ranked peers wait a round longer per rank, so
+//!   one candidate usually stands alone and votes do not split;
+//! * a peer votes at most once per term, for a term at most [`MAX_STEP`] above its own and at
+//!   most [`MAX_TERM`], and never while it hears a live manager (other than the candidate):
+//!   a stray or injected candidacy cannot unseat a manager;
+//! * a candidate with votes from a majority of its electorate is manager; its heartbeats
+//!   carry those votes (the certificate), and a node follows a heartbeat only if the votes
+//!   in it that come from its own electorate are a majority of it. A higher certified term
+//!   is adopted whatever its distance: a majority granted it, one step at a time;
+//! * a candidate that has not won after two rounds gives up; the next try is a new term;
+//! * a manager whose votes are no longer a majority of what it sees stands again; a
+//!   certified manager that sees a candidacy above its term stands again above it (at most
+//!   once per ten rounds), and its followers vote for it: that is how a healed partition,
+//!   or a swarm grown past its manager's certificate, settles on one manager;
 //! * decisions are accepted only from the manager of the term we hold.
 //!
-//! Time is passed in (ms) and messages are returned, so the tests drive whole swarms of these
-//! machines through partitions and failures without a network or a clock.
+//! All term arithmetic is checked; nothing here can panic on what a peer sends.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use crate::protocol::gossip::{ManagerMsg, RoleTag};
+use crate::protocol::gossip::{RoleTag, MAX_CERT, MAX_TERM};
+
+/// How far above its own term a peer votes: enough for stragglers that missed a few failed
+/// elections, too little for anyone to spend the term space.
+pub const MAX_STEP: u64 = 8;
+
+/// Rounds between two re-elections a certified manager holds because someone stood above it.
+const RESTAND_ROUNDS: u64 = 10;
 
 /// Why a message was not acted upon (each is counted and visible in `status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +49,14 @@ pub enum Ignored {
     Sticky,
     /// A decision from a peer that is not our manager, or for a term we do not hold.
     NotManager,
+    /// A heartbeat whose votes are not a majority of our electorate.
+    NoCertificate,
+    /// A candidacy too far above our term.
+    TermJump,
+    /// A term above [`MAX_TERM`].
+    TermTooHigh,
+    /// A second candidacy in a term we already voted in.
+    AlreadyVoted,
 }
 
 impl Ignored {
@@ -48,40 +67,67 @@ impl Ignored {
             Ignored::Conflict => "conflicting claim",
             Ignored::Sticky => "manager alive",
             Ignored::NotManager => "not the manager",
+            Ignored::NoCertificate => "no valid certificate",
+            Ignored::TermJump => "term jump",
+            Ignored::TermTooHigh => "term too high",
+            Ignored::AlreadyVoted => "already voted",
         }
     }
 }
 
+/// What the machine asks its node to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out<N, V> {
+    /// Stand for `term` (the node also feeds its own signed vote back in).
+    Candidacy { term: u64 },
+    /// Sign and publish a vote for `candidate` in `term`.
+    Vote { term: u64, candidate: N },
+    /// Publish a heartbeat with these votes as its certificate.
+    Heartbeat { term: u64, beat: u64, cert: Vec<V> },
+}
+
 #[derive(Clone, Debug)]
-pub struct Election<N> {
+pub struct Election<N, V> {
     me: N,
     /// Empty: everyone may stand.
     eligible: BTreeSet<N>,
+    /// Live storage peers, `me` included.
+    electorate: BTreeSet<N>,
     round_ms: u64,
     term: u64,
     role: RoleTag,
     /// The manager of `term`, once known.
     manager: Option<N>,
-    /// When we last heard our manager (or adopted a candidacy, or started).
+    /// When we last heard our manager (or voted, or started, or stood).
     last_heard: u64,
     ever_had_manager: bool,
-    /// A candidacy ignored while our manager was alive: (term, lowest candidate, when).
-    deferred: Option<(u64, N, u64)>,
+    /// The term we last voted in (for ourselves as candidate, too).
+    voted: u64,
+    /// As candidate: the votes for us in `term`; as manager: our certificate.
+    votes: Vec<(N, V)>,
+    /// Rounds spent as candidate in this term.
+    candidate_rounds: u32,
+    /// When we last stood again as a certified manager (see [`Self::on_candidacy`]).
+    restood_at: Option<u64>,
     beat: u64,
 }
 
-impl<N: Copy + Ord + Debug> Election<N> {
+impl<N: Copy + Ord + Debug, V: Clone> Election<N, V> {
     pub fn new(me: N, eligible: impl IntoIterator<Item = N>, round_ms: u64, now: u64) -> Self {
         Self {
             me,
             eligible: eligible.into_iter().collect(),
+            electorate: BTreeSet::from([me]),
             round_ms: round_ms.max(1),
             term: 0,
             role: RoleTag::Follower,
             manager: None,
             last_heard: now,
             ever_had_manager: false,
-            deferred: None,
+            voted: 0,
+            votes: Vec::new(),
+            candidate_rounds: 0,
+            restood_at: None,
             beat: 0,
         }
     }
@@ -106,16 +152,52 @@ impl<N: Copy + Ord + Debug> Election<N> {
         }
     }
 
+    /// Whether a heartbeat from `from` for `term` is one we already follow (the node can skip
+    /// checking its certificate again).
+    pub fn follows(&self, from: N, term: u64) -> bool {
+        self.role == RoleTag::Follower && self.manager == Some(from) && self.term == term
+    }
+
     pub fn is_eligible(&self, peer: &N) -> bool {
         self.eligible.is_empty() || self.eligible.contains(peer)
     }
 
+    /// The live storage peers, as this node sees them now (itself is always in).
+    pub fn set_electorate(&mut self, peers: impl IntoIterator<Item = N>) {
+        self.electorate = peers.into_iter().collect();
+        self.electorate.insert(self.me);
+    }
+
+    fn majority(&self, voters: impl IntoIterator<Item = N>) -> bool {
+        let counted: BTreeSet<N> = voters
+            .into_iter()
+            .filter(|v| self.electorate.contains(v))
+            .collect();
+        counted.len() * 2 > self.electorate.len()
+    }
+
+    /// As manager: whether our certificate is still a majority of the electorate we see.
+    fn certified(&self) -> bool {
+        self.majority(self.votes.iter().map(|(v, _)| *v))
+    }
+
+    /// A heartbeat to publish right away (answering a candidacy we ignored), if we are manager.
+    pub fn reassert(&mut self) -> Option<Out<N, V>> {
+        (self.role == RoleTag::Manager).then(|| self.heartbeat())
+    }
+
     fn timeout(&self) -> u64 {
-        if self.ever_had_manager {
-            3 * self.round_ms
-        } else {
-            2 * self.round_ms
-        }
+        let base = if self.ever_had_manager { 3 } else { 2 };
+        // Rank among the eligible live peers other than the manager we lost: the lowest
+        // stands first, the others a round later each (at most three rounds later).
+        let rank = self
+            .electorate
+            .iter()
+            .filter(|p| self.is_eligible(p) && Some(**p) != self.manager)
+            .take_while(|p| **p != self.me)
+            .count()
+            .min(3) as u64;
+        (base + rank) * self.round_ms
     }
 
     fn manager_alive(&self, now: u64) -> bool {
@@ -123,7 +205,7 @@ impl<N: Copy + Ord + Debug> Election<N> {
             RoleTag::Manager => true,
             RoleTag::Candidate => false,
             RoleTag::Follower => {
-                self.manager.is_some() && now.saturating_sub(self.last_heard) < self.timeout()
+                self.manager.is_some() && now.saturating_sub(self.last_heard) < 2 * self.round_ms
             }
         }
     }
@@ -133,152 +215,194 @@ impl<N: Copy + Ord + Debug> Election<N> {
         self.role = RoleTag::Follower;
         self.manager = manager;
         self.last_heard = now;
+        self.votes.clear();
         if manager.is_some() {
             self.ever_had_manager = true;
         }
-        if self.deferred.is_some_and(|(t, _, _)| t <= term) {
-            self.deferred = None;
+    }
+
+    fn stand(&mut self, term: u64, now: u64) -> Option<Out<N, V>> {
+        if term > MAX_TERM || !self.is_eligible(&self.me) {
+            return None;
+        }
+        self.term = term;
+        self.voted = term;
+        self.role = RoleTag::Candidate;
+        self.manager = None;
+        self.last_heard = now;
+        self.votes.clear();
+        self.candidate_rounds = 0;
+        Some(Out::Candidacy { term })
+    }
+
+    fn heartbeat(&mut self) -> Out<N, V> {
+        self.beat = self.beat.wrapping_add(1);
+        Out::Heartbeat {
+            term: self.term,
+            beat: self.beat,
+            cert: self.votes.iter().map(|(_, v)| v.clone()).collect(),
         }
     }
 
     /// Called once per round (every T). Returns what to publish, if anything.
-    pub fn tick(&mut self, now: u64) -> Option<ManagerMsg> {
+    pub fn tick(&mut self, now: u64) -> Option<Out<N, V>> {
         match self.role {
+            RoleTag::Manager if self.certified() => Some(self.heartbeat()),
             RoleTag::Manager => {
-                self.beat += 1;
-                Some(ManagerMsg::Heartbeat {
-                    term: self.term,
-                    beat: self.beat,
-                })
+                // Our votes are no longer a majority of the swarm we see: win it again.
+                let term = self.term.checked_add(1)?;
+                self.stand(term, now)
             }
             RoleTag::Candidate => {
-                // A whole round without hearing a better candidate: we won.
-                self.role = RoleTag::Manager;
-                self.manager = Some(self.me);
-                self.ever_had_manager = true;
-                self.last_heard = now;
-                self.beat += 1;
-                Some(ManagerMsg::Heartbeat {
-                    term: self.term,
-                    beat: self.beat,
-                })
+                self.candidate_rounds += 1;
+                if self.candidate_rounds >= 2 {
+                    // Not won in two rounds (split votes, or no majority reachable): give up
+                    // and try again later, for a new term.
+                    self.follow(self.term, None, now);
+                }
+                None
             }
             RoleTag::Follower => {
                 if now.saturating_sub(self.last_heard) < self.timeout() {
                     return None;
                 }
-                let term = self.term + 1;
-                // Someone stood while we still heard our manager: yield to them if they win
-                // the tie-break, rather than splitting the vote.
-                if let Some((t, c, at)) = self.deferred.take() {
-                    let recent = now.saturating_sub(at) < self.timeout();
-                    if recent && t >= term && (c < self.me || !self.is_eligible(&self.me)) {
-                        self.follow(t, None, now);
-                        return None;
-                    }
-                }
-                if !self.is_eligible(&self.me) {
+                let term = self.term.max(self.voted).checked_add(1)?;
+                if !self.is_eligible(&self.me) || term > MAX_TERM {
                     // Keep waiting for an eligible peer; do not spin.
                     self.manager = None;
                     self.last_heard = now;
                     return None;
                 }
-                self.term = term;
-                self.role = RoleTag::Candidate;
-                self.manager = None;
-                self.last_heard = now;
-                Some(ManagerMsg::Candidacy { term })
+                self.stand(term, now)
             }
         }
     }
 
-    /// Handles an election message authored by `from`.
-    pub fn on_message(&mut self, from: N, msg: ManagerMsg, now: u64) -> Result<(), Ignored> {
+    /// A candidacy for `term` by `from`: our vote, or why not.
+    pub fn on_candidacy(&mut self, from: N, term: u64, now: u64) -> Result<Out<N, V>, Ignored> {
+        if from == self.me {
+            return Err(Ignored::Stale);
+        }
+        if !self.is_eligible(&from) {
+            return Err(Ignored::NotEligible);
+        }
+        if term > MAX_TERM {
+            return Err(Ignored::TermTooHigh);
+        }
+        let floor = self.term.max(self.voted);
+        if term <= floor {
+            return Err(if term == self.voted && term == self.term {
+                if self.role == RoleTag::Manager {
+                    Ignored::Conflict
+                } else {
+                    Ignored::AlreadyVoted
+                }
+            } else {
+                Ignored::Stale
+            });
+        }
+        if term > floor.saturating_add(MAX_STEP) {
+            return Err(Ignored::TermJump);
+        }
+        if self.role == RoleTag::Manager && self.certified() {
+            // Someone stands above a certified manager: a healed partition's other half, or
+            // peers that missed us. Stand again above them (our followers vote for us), at
+            // most once per RESTAND_ROUNDS, so a stray candidate costs a round of balance now
+            // and then, never the role.
+            let due = self
+                .restood_at
+                .is_none_or(|at| now.saturating_sub(at) >= RESTAND_ROUNDS * self.round_ms);
+            if due {
+                if let Some(out) = term.checked_add(1).and_then(|t| self.stand(t, now)) {
+                    self.restood_at = Some(now);
+                    return Ok(out);
+                }
+            }
+            return Err(Ignored::Sticky);
+        }
+        // A manager whose votes no longer make a majority (a healed partition, a swarm grown
+        // past its certificate) yields to the candidate like a follower without a manager.
+        if self.role != RoleTag::Manager && self.manager_alive(now) && self.manager != Some(from) {
+            return Err(Ignored::Sticky);
+        }
+        self.follow(term, None, now);
+        self.voted = term;
+        Ok(Out::Vote {
+            term,
+            candidate: from,
+        })
+    }
+
+    /// A vote (already verified by the node) for `candidate` in `term`. Our own vote counts
+    /// too. Returns the first heartbeat once the votes are a majority.
+    pub fn on_vote(&mut self, voter: N, term: u64, candidate: N, vote: V) -> Option<Out<N, V>> {
+        if self.role == RoleTag::Follower || term != self.term || candidate != self.me {
+            return None; // a vote for someone else, or too late: ordinary traffic
+        }
+        if !self.electorate.contains(&voter)
+            || self.votes.iter().any(|(v, _)| *v == voter)
+            || self.votes.len() >= MAX_CERT
+        {
+            return None;
+        }
+        // Late votes still go into a manager's certificate: the more voters it shows, the
+        // longer it stays a majority as peers come and go.
+        self.votes.push((voter, vote));
+        if self.role == RoleTag::Manager {
+            return None;
+        }
+        if self.majority(self.votes.iter().map(|(v, _)| *v)) {
+            self.role = RoleTag::Manager;
+            self.manager = Some(self.me);
+            self.ever_had_manager = true;
+            return Some(self.heartbeat());
+        }
+        None
+    }
+
+    /// A heartbeat from `from` for `term`, whose certificate's votes (verified by the node:
+    /// signed, for `from` and `term`, distinct) come from `voters`.
+    pub fn on_heartbeat(
+        &mut self,
+        from: N,
+        term: u64,
+        voters: &[N],
+        now: u64,
+    ) -> Result<(), Ignored> {
         if from == self.me {
             return Ok(());
         }
         if !self.is_eligible(&from) {
             return Err(Ignored::NotEligible);
         }
-        match msg {
-            ManagerMsg::Heartbeat { term, .. } => self.on_heartbeat(from, term, now),
-            ManagerMsg::Candidacy { term } => self.on_candidacy(from, term, now),
+        if term > MAX_TERM {
+            return Err(Ignored::TermTooHigh);
         }
-    }
-
-    fn on_heartbeat(&mut self, from: N, term: u64, now: u64) -> Result<(), Ignored> {
         if term < self.term {
             return Err(Ignored::Stale);
         }
-        if term > self.term {
-            self.follow(term, Some(from), now);
+        if self.follows(from, term) {
+            self.last_heard = now;
             return Ok(());
         }
-        match self.role {
-            // A manager already holds our term (we missed it, e.g. we just joined): yield
-            // rather than make a second one.
-            RoleTag::Candidate => {
-                self.follow(term, Some(from), now);
-                Ok(())
-            }
-            RoleTag::Manager => {
-                if from < self.me {
-                    self.follow(term, Some(from), now);
-                    Ok(())
-                } else {
-                    Err(Ignored::Conflict)
-                }
-            }
-            RoleTag::Follower => match self.manager {
-                Some(m) if m != from && m < from => Err(Ignored::Conflict),
-                _ => {
-                    self.follow(term, Some(from), now);
-                    Ok(())
-                }
-            },
+        if !self.majority(voters.iter().copied()) {
+            return Err(Ignored::NoCertificate);
         }
-    }
-
-    fn on_candidacy(&mut self, from: N, term: u64, now: u64) -> Result<(), Ignored> {
-        if term < self.term {
-            return Err(Ignored::Stale);
-        }
-        if term > self.term {
-            if self.manager_alive(now) {
-                let better = match self.deferred {
-                    Some((t, c, _)) => term > t || (term == t && from < c),
-                    None => true,
-                };
-                if better {
-                    self.deferred = Some((term, from, now));
-                }
-                return Err(Ignored::Sticky);
+        if term == self.term {
+            // Two certified managers of one term can only come from electorates that saw
+            // different swarms: the lowest id wins, the other yields.
+            let rival = match self.role {
+                RoleTag::Manager => Some(self.me),
+                RoleTag::Follower => self.manager,
+                RoleTag::Candidate => None,
+            };
+            if rival.is_some_and(|r| r < from) {
+                return Err(Ignored::Conflict);
             }
-            // No live manager: the first higher-term candidacy we hear is the election.
-            self.follow(term, None, now);
-            return Ok(());
         }
-        match self.role {
-            RoleTag::Candidate if from < self.me => {
-                self.follow(term, None, now);
-                Ok(())
-            }
-            RoleTag::Candidate => Ok(()), // we beat them; they will yield or hear our heartbeat
-            RoleTag::Manager => Err(Ignored::Conflict),
-            RoleTag::Follower if self.manager.is_some() => Err(Ignored::Conflict),
-            RoleTag::Follower => Ok(()),
-        }
-    }
-
-    /// A heartbeat to publish right away (answering a stray candidacy), if we are manager.
-    pub fn reassert(&mut self) -> Option<ManagerMsg> {
-        (self.role == RoleTag::Manager).then(|| {
-            self.beat += 1;
-            ManagerMsg::Heartbeat {
-                term: self.term,
-                beat: self.beat,
-            }
-        })
+        self.follow(term, Some(from), now);
+        self.voted = self.voted.max(term);
+        Ok(())
     }
 
     /// May a decision batch of `term` from `from` be applied?
@@ -294,257 +418,4 @@ impl<N: Copy + Ord + Debug> Election<N> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: u64 = 100;
-
-    /// A swarm of election machines on a lossless network with an adjustable cut.
-    struct Net {
-        nodes: Vec<Option<Election<u32>>>,
-        /// group[i]: nodes only hear nodes of the same group.
-        group: Vec<u8>,
-        now: u64,
-    }
-
-    impl Net {
-        fn new(n: u32) -> Self {
-            Self::with_eligible(n, &[])
-        }
-
-        fn with_eligible(n: u32, eligible: &[u32]) -> Self {
-            Net {
-                nodes: (0..n)
-                    .map(|i| Some(Election::new(i, eligible.iter().copied(), T, 0)))
-                    .collect(),
-                group: vec![0; n as usize],
-                now: 0,
-            }
-        }
-
-        /// One round: every node ticks (in a rotating order), messages reach its group.
-        fn round(&mut self) {
-            self.now += T;
-            let n = self.nodes.len();
-            let start = (self.now / T) as usize % n;
-            let mut sent = Vec::new();
-            for k in 0..n {
-                let i = (start + k) % n;
-                if let Some(e) = self.nodes[i].as_mut() {
-                    if let Some(m) = e.tick(self.now) {
-                        sent.push((i, m));
-                    }
-                }
-            }
-            for (from, m) in sent {
-                for to in 0..n {
-                    if to != from && self.group[to] == self.group[from] {
-                        if let Some(e) = self.nodes[to].as_mut() {
-                            let _ = e.on_message(from as u32, m, self.now);
-                        }
-                    }
-                }
-            }
-        }
-
-        fn managers(&self) -> Vec<(u32, u64)> {
-            self.nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, e)| {
-                    e.as_ref()
-                        .filter(|e| e.is_manager())
-                        .map(|e| (i as u32, e.term()))
-                })
-                .collect()
-        }
-
-        fn managers_in(&self, g: u8) -> Vec<(u32, u64)> {
-            self.managers()
-                .into_iter()
-                .filter(|(i, _)| self.group[*i as usize] == g)
-                .collect()
-        }
-
-        /// Every live node follows the same manager at the same term.
-        fn agreed(&self) -> Option<(u32, u64)> {
-            let mut views = self.nodes.iter().flatten().map(|e| e.manager());
-            let first = views.next()??;
-            views.all(|v| v == Some(first)).then_some(first)
-        }
-    }
-
-    #[test]
-    fn seven_nodes_elect_exactly_one_manager_within_three_rounds() {
-        let mut net = Net::new(7);
-        for _ in 0..3 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(0, 1)], "lowest id wins term 1");
-        assert_eq!(net.agreed(), Some((0, 1)));
-        for _ in 0..20 {
-            net.round();
-            assert_eq!(net.managers(), vec![(0, 1)], "stable: no re-election");
-        }
-    }
-
-    #[test]
-    fn a_killed_manager_is_replaced_once_within_three_rounds_plus_one() {
-        let mut net = Net::new(7);
-        for _ in 0..5 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(0, 1)]);
-        net.nodes[0] = None;
-        let mut rounds = 0;
-        while net.managers().is_empty() {
-            net.round();
-            rounds += 1;
-            assert!(rounds <= 4, "no manager after {rounds} rounds");
-        }
-        assert_eq!(net.managers(), vec![(1, 2)]);
-        for _ in 0..10 {
-            net.round();
-        }
-        assert_eq!(net.agreed(), Some((1, 2)));
-    }
-
-    #[test]
-    fn partitioned_groups_each_elect_and_the_highest_term_survives_the_heal() {
-        let mut net = Net::new(6);
-        for _ in 0..5 {
-            net.round();
-        }
-        // Cut {0,1,2} from {3,4,5}: group 1 loses its manager (0) and elects.
-        net.group = vec![0, 0, 0, 1, 1, 1];
-        for _ in 0..8 {
-            net.round();
-        }
-        assert_eq!(net.managers_in(0), vec![(0, 1)]);
-        assert_eq!(net.managers_in(1), vec![(3, 2)]);
-        net.group = vec![0; 6];
-        net.round();
-        for _ in 0..3 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(3, 2)], "the higher term wins");
-        assert_eq!(net.agreed(), Some((3, 2)));
-    }
-
-    #[test]
-    fn groups_split_from_the_start_settle_equal_terms_by_lowest_id() {
-        let mut net = Net::new(6);
-        net.group = vec![1, 0, 1, 0, 1, 0];
-        for _ in 0..5 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(0, 1), (1, 1)]);
-        net.group = vec![0; 6];
-        for _ in 0..3 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(0, 1)]);
-        assert_eq!(net.agreed(), Some((0, 1)));
-    }
-
-    #[test]
-    fn only_listed_peers_stand_and_others_are_ignored() {
-        let mut net = Net::with_eligible(5, &[3, 4]);
-        for _ in 0..4 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(3, 1)]);
-        let e = net.nodes[1].as_mut().expect("node 1");
-        let now = net.now;
-        assert_eq!(
-            e.on_message(0, ManagerMsg::Heartbeat { term: 9, beat: 1 }, now),
-            Err(Ignored::NotEligible)
-        );
-        assert_eq!(e.manager(), Some((3, 1)));
-    }
-
-    #[test]
-    fn stale_heartbeats_and_candidacies_while_the_manager_lives_are_ignored() {
-        let mut net = Net::new(4);
-        for _ in 0..6 {
-            net.round();
-        }
-        let now = net.now;
-        let e = net.nodes[2].as_mut().expect("node 2");
-        assert_eq!(e.manager(), Some((0, 1)));
-        assert_eq!(
-            e.on_message(3, ManagerMsg::Heartbeat { term: 0, beat: 9 }, now),
-            Err(Ignored::Stale)
-        );
-        assert_eq!(
-            e.on_message(3, ManagerMsg::Candidacy { term: 2 }, now),
-            Err(Ignored::Sticky)
-        );
-        assert_eq!(
-            e.on_message(3, ManagerMsg::Heartbeat { term: 1, beat: 9 }, now),
-            Err(Ignored::Conflict),
-            "same term, higher id than our manager"
-        );
-        assert_eq!(e.manager(), Some((0, 1)));
-        // A stray candidacy does not disturb the swarm at all.
-        for _ in 0..10 {
-            net.round();
-        }
-        assert_eq!(net.agreed(), Some((0, 1)));
-    }
-
-    #[test]
-    fn a_late_candidate_yields_to_the_manager_that_answers_it() {
-        let mut net = Net::new(3);
-        for _ in 0..4 {
-            net.round();
-        }
-        assert_eq!(net.managers(), vec![(0, 1)]);
-        // A joiner that heard nothing stands for term 1, which node 0 already holds.
-        let mut late = Election::new(9u32, [], T, net.now);
-        let now = net.now + 2 * T;
-        let Some(ManagerMsg::Candidacy { term: 1 }) = late.tick(now) else {
-            panic!("the joiner stands");
-        };
-        let m = net.nodes[0].as_mut().expect("manager");
-        assert_eq!(
-            m.on_message(9, ManagerMsg::Candidacy { term: 1 }, now),
-            Err(Ignored::Conflict)
-        );
-        let beat = m.reassert().expect("the manager answers");
-        late.on_message(0, beat, now + 1).expect("adopted");
-        assert_eq!(late.manager(), Some((0, 1)));
-        assert_eq!(late.tick(now + T), None, "no second manager");
-    }
-
-    #[test]
-    fn decisions_are_accepted_only_from_the_manager_of_our_term() {
-        let mut net = Net::new(3);
-        for _ in 0..4 {
-            net.round();
-        }
-        let e = net.nodes[2].as_ref().expect("node 2");
-        assert_eq!(e.accepts_decisions(0, 1), Ok(()));
-        assert_eq!(e.accepts_decisions(1, 1), Err(Ignored::NotManager));
-        assert_eq!(e.accepts_decisions(0, 0), Err(Ignored::Stale));
-        assert_eq!(e.accepts_decisions(0, 2), Err(Ignored::NotManager));
-    }
-
-    #[test]
-    fn a_deferred_candidacy_is_honoured_when_our_own_timer_runs_out() {
-        let mut e = Election::new(5u32, [], T, 0);
-        e.on_message(7, ManagerMsg::Heartbeat { term: 1, beat: 1 }, 0)
-            .expect("adopted");
-        assert_eq!(
-            e.on_message(2, ManagerMsg::Candidacy { term: 2 }, 250),
-            Err(Ignored::Sticky)
-        );
-        // Timer runs out: yield to the lower-id candidate instead of standing.
-        assert_eq!(e.tick(300), None);
-        assert_eq!(e.term(), 2);
-        assert_eq!(e.role(), RoleTag::Follower);
-        e.on_message(2, ManagerMsg::Heartbeat { term: 2, beat: 1 }, 310)
-            .expect("winner adopted");
-        assert_eq!(e.manager(), Some((2, 2)));
-    }
-}
+mod tests;

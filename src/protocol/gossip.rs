@@ -7,10 +7,12 @@
 //! never produces identical bytes, and every message stays well under gossipsub's 64 KiB limit
 //! ([`encode_report`] trims the lists of a report that would not).
 
+use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ids::{BlockId, FileKey};
+use crate::record::public_key_of;
 
 /// Our ceiling for one gossip message, comfortably under gossipsub's 64 KiB.
 pub const MAX_MESSAGE: usize = 48 * 1024;
@@ -140,12 +142,73 @@ pub struct Outcome {
 }
 
 /// Election traffic (topic `swarmstore/<swarm>/manager`).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ManagerMsg {
     /// "I stand for manager of `term`."
     Candidacy { term: u64 },
-    /// "I am the manager of `term`." `beat` only makes repeated heartbeats distinct.
-    Heartbeat { term: u64, beat: u64 },
+    /// "I give my vote in `term` to `candidate`", signed so that the candidate can show it.
+    Vote(Vote),
+    /// "I am the manager of `term`", with the votes that made it so. `beat` only makes repeated
+    /// heartbeats distinct. A heartbeat without a certificate (`cert` absent) proves nothing.
+    Heartbeat {
+        term: u64,
+        beat: u64,
+        #[serde(default)]
+        cert: Vec<Vote>,
+    },
+}
+
+/// The highest term a node takes part in: 2^53, so that a term is exact in every JSON and
+/// float64 reader, and far beyond what one-step elections reach in any lifetime.
+pub const MAX_TERM: u64 = 1 << 53;
+/// Votes in one certificate, at most (a majority of 511 storage peers; a larger swarm has a
+/// manager whose heartbeats are refused, and balance, never data, degrades). 256 votes are
+/// about 37 KiB, under [`MAX_MESSAGE`].
+pub const MAX_CERT: usize = 256;
+
+const VOTE_DOMAIN: &str = "swarmstore/vote/1";
+
+/// One storage peer's vote, signed with its node key over the swarm's manager topic, the term
+/// and the candidate: it cannot be replayed for another swarm, term or candidate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Vote {
+    pub term: u64,
+    pub candidate: PeerId,
+    pub voter: PeerId,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+fn vote_bytes(topic: &str, term: u64, candidate: &PeerId) -> Vec<u8> {
+    // Plain fields into a Vec: cannot fail.
+    cbor4ii::serde::to_vec(
+        Vec::new(),
+        &(VOTE_DOMAIN, topic, term, candidate.to_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+impl Vote {
+    pub fn sign(topic: &str, term: u64, candidate: PeerId, voter: &Keypair) -> Self {
+        Vote {
+            term,
+            candidate,
+            voter: voter.public().to_peer_id(),
+            signature: voter
+                .sign(&vote_bytes(topic, term, &candidate))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether the voter's own key signed this vote for `topic`'s swarm.
+    pub fn verifies(&self, topic: &str) -> bool {
+        public_key_of(&self.voter).is_some_and(|k| {
+            k.verify(
+                &vote_bytes(topic, self.term, &self.candidate),
+                &self.signature,
+            )
+        })
+    }
 }
 
 /// One instruction of the manager, as published. The planner's own type

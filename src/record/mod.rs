@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{validate_name, BlockId, FileKey};
 
-pub use attest::{Attestation, MAX_SKEW_MS};
+pub use attest::{public_key_of, Attestation, MAX_SKEW_MS};
 pub use note::DownloadNote;
 pub use rules::{
     accept_copy, check_state, check_successor, compatible, Adopt, Succession, MAX_VERSION_JUMP,

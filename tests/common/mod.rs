@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod adversary;
+pub mod gossip;
 pub mod procs;
 
 use std::path::PathBuf;

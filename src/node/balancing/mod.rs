@@ -29,6 +29,7 @@ use crate::balance::load::{LoadMeter, Served};
 use crate::balance::view::{SwarmView, Tracked};
 use crate::balance::BalanceConfig;
 use crate::ids::{BlockId, FileKey};
+use crate::protocol::gossip as wire;
 use crate::protocol::status::{BalanceStatus, DecisionRow, ManagerInfo, NodeRow};
 use crate::record::now_ms;
 use holdings::Holdings;
@@ -55,7 +56,7 @@ pub struct Balance {
 }
 
 pub struct State {
-    pub election: Election<PeerId>,
+    pub election: Election<PeerId, wire::Vote>,
     pub view: SwarmView,
     pub holdings: Holdings,
     /// Next decision batch number (as manager).

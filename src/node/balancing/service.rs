@@ -9,14 +9,16 @@ use std::time::Instant;
 use libp2p::PeerId;
 
 use super::{apply, mono_ms, report, Gossip};
-use crate::balance::election::Ignored;
+use crate::balance::election::{Ignored, Out};
 use crate::balance::manager;
 use crate::balance::BalanceConfig;
 use crate::ids::FileKey;
 use crate::node::command::Command;
 use crate::node::{Ctx, NodeError, StartError};
 use crate::placement;
-use crate::protocol::gossip::{self as wire, DecisionBatch, LoadReport, ManagerMsg};
+use crate::protocol::gossip::{
+    self as wire, DecisionBatch, LoadReport, ManagerMsg, Vote, MAX_CERT,
+};
 use crate::record::now_ms;
 
 /// Subscribes the node's gossipsub to the swarm's three balancing topics.
@@ -75,16 +77,13 @@ pub async fn run(ctx: Arc<Ctx>) {
 async fn round(ctx: &Arc<Ctx>, secs: f64) {
     let b = &ctx.balance;
     // Election first: a heartbeat must never wait behind slow store reads.
-    let msg = b.state().election.tick(mono_ms());
-    if let Some(msg) = msg {
-        if let Some(bytes) = wire::encode(&msg) {
-            if let Err(e) = publish(ctx, "manager", bytes).await {
-                tracing::debug!("election message not sent: {e}");
-            }
-        }
-        if let ManagerMsg::Candidacy { term } = msg {
-            tracing::info!(term, "standing for manager");
-        }
+    let out = {
+        let mut st = b.state();
+        st.election.set_electorate(ctx.peers.live_peers());
+        st.election.tick(mono_ms())
+    };
+    if let Some(out) = out {
+        election_out(ctx, out).await;
     }
     let report = report::build(ctx, secs).await;
     let bytes = wire::encode_report(&report);
@@ -189,25 +188,7 @@ async fn on_gossip(ctx: &Arc<Ctx>, g: Gossip) {
             }
         },
         "manager" => match wire::decode::<ManagerMsg>(&g.data) {
-            Some(m) => {
-                let (r, answer) = {
-                    let mut st = b.state();
-                    let r = st.election.on_message(source, m, mono_ms());
-                    // A candidacy we ignore as manager: tell its author at once.
-                    let answer = match (m, r) {
-                        (ManagerMsg::Candidacy { .. }, Err(_)) => st.election.reassert(),
-                        _ => None,
-                    };
-                    (r, answer)
-                };
-                if let Err(why) = r {
-                    b.count(ignored_key("election", why));
-                    tracing::debug!(peer = %source, ?m, "election message ignored: {}", why.as_str());
-                }
-                if let Some(bytes) = answer.and_then(|a| wire::encode(&a)) {
-                    let _ = publish(ctx, "manager", bytes).await;
-                }
-            }
+            Some(m) => on_election(ctx, source, m).await,
             None => {
                 b.count("malformed election message");
                 tracing::debug!(peer = %source, "malformed election message");
@@ -247,7 +228,131 @@ fn ignored_key(what: &str, why: Ignored) -> &'static str {
         (_, Ignored::Conflict) => "election: conflicting claim",
         (_, Ignored::Sticky) => "election: manager alive",
         (_, Ignored::NotManager) => "election: not the manager",
+        (_, Ignored::NoCertificate) => "election: no valid certificate",
+        (_, Ignored::TermJump) => "election: term jump",
+        (_, Ignored::TermTooHigh) => "election: term too high",
+        (_, Ignored::AlreadyVoted) => "election: already voted",
     }
+}
+
+/// Publishes what the election machine asks for; our own vote goes straight back in.
+async fn election_out(ctx: &Arc<Ctx>, out: Out<PeerId, Vote>) {
+    let topic = ctx.balance.config.topic("manager");
+    let msg = match out {
+        Out::Candidacy { term } => {
+            tracing::info!(term, "standing for manager");
+            let mine = Vote::sign(&topic, term, ctx.local, &ctx.key);
+            let won = ctx
+                .balance
+                .state()
+                .election
+                .on_vote(ctx.local, term, ctx.local, mine);
+            send_election(ctx, ManagerMsg::Candidacy { term }).await;
+            match won {
+                Some(Out::Heartbeat { term, beat, cert }) => {
+                    tracing::info!(term, votes = cert.len(), "elected manager");
+                    ManagerMsg::Heartbeat { term, beat, cert }
+                }
+                _ => return,
+            }
+        }
+        Out::Vote { term, candidate } => {
+            ManagerMsg::Vote(Vote::sign(&topic, term, candidate, &ctx.key))
+        }
+        Out::Heartbeat { term, beat, cert } => ManagerMsg::Heartbeat { term, beat, cert },
+    };
+    send_election(ctx, msg).await;
+}
+
+async fn send_election(ctx: &Arc<Ctx>, msg: ManagerMsg) {
+    if let Some(bytes) = wire::encode(&msg) {
+        if let Err(e) = publish(ctx, "manager", bytes).await {
+            tracing::debug!("election message not sent: {e}");
+        }
+    }
+}
+
+/// One election message from `source` (gossipsub checked that `source` signed it). Only
+/// storage peers take part; votes and certificates are checked here, the rules in
+/// [`crate::balance::election`].
+async fn on_election(ctx: &Arc<Ctx>, source: PeerId, m: ManagerMsg) {
+    let b = &ctx.balance;
+    if !ctx.peers.is_live(&source) {
+        b.count("election: not a storage peer");
+        tracing::debug!(peer = %source, "election message from a peer that is not a storage peer");
+        return;
+    }
+    let topic = b.config.topic("manager");
+    let now = mono_ms();
+    let (result, out) = match m {
+        ManagerMsg::Candidacy { term } => {
+            let mut st = b.state();
+            match st.election.on_candidacy(source, term, now) {
+                Ok(out) => (Ok(()), Some(out)),
+                // A candidacy we ignore as manager: tell its author at once who manages.
+                Err(why) => (Err(why), st.election.reassert()),
+            }
+        }
+        ManagerMsg::Vote(vote) => {
+            if vote.voter != source || !vote.verifies(&topic) {
+                b.count("election: forged vote");
+                return;
+            }
+            let out =
+                b.state()
+                    .election
+                    .on_vote(vote.voter, vote.term, vote.candidate, vote.clone());
+            if let Some(Out::Heartbeat { term, ref cert, .. }) = out {
+                tracing::info!(term, votes = cert.len(), "elected manager");
+            }
+            (Ok(()), out)
+        }
+        ManagerMsg::Heartbeat { term, cert, .. } => {
+            let known = b.state().election.follows(source, term);
+            let voters = if known {
+                Vec::new()
+            } else {
+                match certificate_voters(&topic, source, term, &cert) {
+                    Some(v) => v,
+                    None => {
+                        b.count("election: forged vote");
+                        return;
+                    }
+                }
+            };
+            let r = b.state().election.on_heartbeat(source, term, &voters, now);
+            (r, None)
+        }
+    };
+    if let Err(why) = result {
+        b.count(ignored_key("election", why));
+        tracing::debug!(peer = %source, "election message ignored: {}", why.as_str());
+    }
+    if let Some(out) = out {
+        election_out(ctx, out).await;
+    }
+}
+
+/// The voters of a heartbeat's certificate, once every vote in it is checked: at most
+/// [`MAX_CERT`], each for `candidate` in `term`, from distinct voters, each signed by its voter.
+/// `None` if any vote is bad (a forger gets one signature check per vote it sends, no more).
+fn certificate_voters(
+    topic: &str,
+    candidate: PeerId,
+    term: u64,
+    cert: &[Vote],
+) -> Option<Vec<PeerId>> {
+    if cert.len() > MAX_CERT {
+        return None;
+    }
+    let mut voters: Vec<PeerId> = Vec::with_capacity(cert.len());
+    for v in cert {
+        if v.term != term || v.candidate != candidate || voters.contains(&v.voter) {
+            return None;
+        }
+        voters.push(v.voter);
+    }
+    cert.iter().all(|v| v.verifies(topic)).then_some(voters)
 }
 
 /// Takes in an accepted batch and starts applying what is addressed to this node.
