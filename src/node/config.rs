@@ -53,6 +53,10 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// Load measurement, reports, election and balancing (builder methods below).
     pub balance: BalanceConfig,
+    /// Test hook: lie about records from the first moment (see `Node::lie_about_records`),
+    /// so that no honest answer slips out between the start and the switch.
+    #[cfg(feature = "test-hooks")]
+    pub lie_about_records: bool,
 }
 
 impl NodeConfig {
@@ -83,6 +87,8 @@ impl NodeConfig {
             swarm_key: None,
             metrics: None,
             balance: BalanceConfig::default(),
+            #[cfg(feature = "test-hooks")]
+            lie_about_records: false,
         }
     }
 

@@ -190,7 +190,7 @@ impl Node {
             allowance: allowance::Allowance::default(),
             started: Instant::now(),
             #[cfg(feature = "test-hooks")]
-            lie_about_records: AtomicBool::new(false),
+            lie_about_records: AtomicBool::new(config.lie_about_records),
         });
         // Bound before anything is spawned, so a taken port fails the start cleanly.
         let mut metrics_addr = None;
