@@ -86,21 +86,36 @@ async fn a_wrong_manager_cannot_strip_a_block_of_its_copies() {
         },
         name: "precious.bin".into(),
     }));
-    publish(1 << 40, items).await.expect("published");
+    publish(1 << 40, items.clone()).await.expect("published");
 
     // The target pulls a copy and is listed; one source lets its copy go, and no more than
-    // the proven copies allow: never fewer than R on disk.
+    // the proven copies allow: never fewer than R on disk. Like a real manager, which issues
+    // its decisions again each round, the batch goes out again every two seconds (gossip
+    // right after start may miss a node).
     let target_idx = swarm.index_of(&target);
     let original: Vec<usize> = holders.iter().map(|h| swarm.index_of(h)).collect();
     let mut least = usize::MAX;
-    let moved = eventually(Duration::from_secs(60), || {
+    let mut moved = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = Instant::now();
+    let mut resent = 0;
+    while Instant::now() < deadline {
         let have = copies(&swarm, n, &block.id);
         least = least.min(have.len());
-        let released = original.iter().any(|i| !have.contains(i));
-        let done = have.contains(&target_idx) && released;
-        async move { done }
-    })
-    .await;
+        if have.contains(&target_idx) && original.iter().any(|i| !have.contains(i)) {
+            moved = true;
+            break;
+        }
+        if sent.elapsed() > Duration::from_secs(2) {
+            // A new batch number: a source that gave up on the first waits again.
+            resent += 1;
+            publish((1 << 40) + resent, items.clone())
+                .await
+                .expect("published");
+            sent = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if !moved {
         // What each node made of the decisions, for whoever reads the failure.
         for (i, node) in swarm.running().enumerate() {
@@ -141,7 +156,7 @@ async fn a_wrong_manager_cannot_strip_a_block_of_its_copies() {
         .iter()
         .map(|i| mv(swarm.node(*i).peer_id()))
         .collect();
-    publish((1 << 40) + 1, items).await.expect("published");
+    publish(1 << 41, items).await.expect("published");
     let until = Instant::now() + T * 20;
     while Instant::now() < until {
         let now = real(&swarm);
