@@ -17,7 +17,7 @@ use common::procs::NodeProc;
 use common::*;
 use futures::prelude::*;
 use libp2p::identity::Keypair;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use swarmstore::ids::BlockId;
 use swarmstore::protocol::block::{self, BlockRequest, BlockResponse};
 use swarmstore::protocol::codec::decode_body;
@@ -49,18 +49,9 @@ struct Raw {
 impl Raw {
     async fn connect(addr: &Multiaddr) -> (Raw, PeerId) {
         let mut swarm: Swarm<libp2p_stream::Behaviour> =
-            libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default(),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .expect("tcp")
-                .with_behaviour(|_| libp2p_stream::Behaviour::new())
-                .expect("behaviour")
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-                .build();
+            tcp_swarm(Keypair::generate_ed25519(), |_| {
+                libp2p_stream::Behaviour::new()
+            });
         let peer = match addr.iter().last() {
             Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
             _ => panic!("{addr} names no peer"),

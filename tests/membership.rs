@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
+use libp2p::identify;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::ProtocolSupport;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, noise, tcp, yamux};
 use swarmstore::net::{rr, BlockRR};
 use swarmstore::protocol::{block, KAD_PROTOCOL};
 
@@ -28,39 +28,28 @@ async fn a_peer_with_another_version_string_joins_the_dht() {
     let swarm = TestSwarm::start(4, 3).await;
     let key = Keypair::generate_ed25519();
     let me = key.public().to_peer_id();
-    let mut foreign = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|k| {
-            let local = k.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(
-                local,
-                MemoryStore::new(local),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(Some(kad::Mode::Server));
-            Foreign {
-                kad,
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/some-other-implementation/0.1".into(),
-                    k.public(),
-                )),
-                block: rr(
-                    block::PROTOCOL,
-                    ProtocolSupport::Inbound,
-                    block::FRAME_LIMIT,
-                    Duration::from_secs(10),
-                ),
-            }
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
+    let mut foreign = tcp_swarm(key, |k| {
+        let local = k.public().to_peer_id();
+        let mut kad = kad::Behaviour::with_config(
+            local,
+            MemoryStore::new(local),
+            kad::Config::new(KAD_PROTOCOL),
+        );
+        kad.set_mode(Some(kad::Mode::Server));
+        Foreign {
+            kad,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/some-other-implementation/0.1".into(),
+                k.public(),
+            )),
+            block: rr(
+                block::PROTOCOL,
+                ProtocolSupport::Inbound,
+                block::FRAME_LIMIT,
+                Duration::from_secs(10),
+            ),
+        }
+    });
     foreign
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
         .expect("listen");

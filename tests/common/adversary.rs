@@ -9,7 +9,7 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use swarmstore::net::{rr, BlockRR, MetaRR};
 use swarmstore::protocol::block::{self, BlockRequest, BlockResponse};
 use swarmstore::protocol::meta::{self, MetaRequest, MetaResponse};
@@ -33,31 +33,20 @@ impl Adversary {
     }
 
     pub fn with_key(key: Keypair) -> Self {
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp")
-            .with_behaviour(|_| Wire {
-                meta: rr(
-                    meta::PROTOCOL,
-                    ProtocolSupport::Outbound,
-                    meta::FRAME_LIMIT,
-                    Duration::from_secs(20),
-                ),
-                block: rr(
-                    block::PROTOCOL,
-                    ProtocolSupport::Outbound,
-                    block::FRAME_LIMIT,
-                    Duration::from_secs(20),
-                ),
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let swarm = super::tcp_swarm(key.clone(), |_| Wire {
+            meta: rr(
+                meta::PROTOCOL,
+                ProtocolSupport::Outbound,
+                meta::FRAME_LIMIT,
+                Duration::from_secs(20),
+            ),
+            block: rr(
+                block::PROTOCOL,
+                ProtocolSupport::Outbound,
+                block::FRAME_LIMIT,
+                Duration::from_secs(20),
+            ),
+        });
         Adversary {
             key,
             swarm,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::identity::Keypair;
-use libp2p::{noise, tcp, yamux, Multiaddr, Swarm};
+use libp2p::{Multiaddr, Swarm};
 
 pub struct GossipPeer {
     swarm: Swarm<gossipsub::Behaviour>,
@@ -16,26 +16,15 @@ pub struct GossipPeer {
 impl GossipPeer {
     pub fn new() -> Self {
         let key = Keypair::generate_ed25519();
-        let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp")
-            .with_behaviour(|k| {
-                let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
-                    .flood_publish(true)
-                    .build()
-                    .expect("gossipsub config");
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(k.clone()), config)
-                    .expect("gossipsub")
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let swarm = super::tcp_swarm(key, |k| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .flood_publish(true)
+                .build()
+                .expect("gossipsub config");
+            gossipsub::Behaviour::new(MessageAuthenticity::Signed(k.clone()), config)
+                .expect("gossipsub")
+        });
         GossipPeer { swarm }
     }
 
