@@ -294,6 +294,10 @@ async fn on_election(ctx: &Arc<Ctx>, source: PeerId, m: ManagerMsg) {
             }
         }
         ManagerMsg::Vote(vote) => {
+            // Only the candidate counts votes: the others need not pay for the check.
+            if vote.candidate != ctx.local {
+                return;
+            }
             if vote.voter != source || !vote.verifies(&topic) {
                 b.count("election: forged vote");
                 return;
