@@ -25,6 +25,8 @@ async fn put_through_one_get_through_another() {
         assert_eq!(put.version, 1);
         assert_eq!(put.blocks, size.div_ceil(MIB));
         assert_eq!(put.key, FileKey::for_name(&name));
+        // Every block reached R holders (an inline one needs none: it rides in the record).
+        assert_eq!(put.under_replicated, 0, "{name}: under-replicated at put");
 
         let got = reader.get_bytes(&name).await.expect("get");
         assert!(got == data, "{name}: bytes differ");

@@ -258,7 +258,11 @@ impl Client {
         let ((version, created), (blocks, size, new_blocks, reused_blocks)) =
             futures::future::try_join(version, upload).await?;
         let r = self.replication_hint();
-        let under = blocks.iter().filter(|b| b.holders.len() < r).count();
+        // An inline block lives in the record itself: no holders to reach.
+        let under = blocks
+            .iter()
+            .filter(|b| !b.is_inline() && b.holders.len() < r)
+            .count();
         let now = now_ms();
         let mut record = FileRecord {
             name: name.to_string(),
