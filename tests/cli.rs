@@ -101,6 +101,55 @@ fn three_node_processes_and_the_cli() {
     );
     assert!(std::fs::read(&out).unwrap() == data, "byte-identical");
 
+    // With --fsync, over an existing file; into a missing directory, a clear error and no
+    // temporary file left behind.
+    let o = out.to_str().unwrap();
+    let synced = cli(
+        &[
+            "get",
+            "docs/payload.bin",
+            "-o",
+            o,
+            "--fsync",
+            "--node",
+            &addrs[0],
+        ],
+        &id,
+    );
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "byte-identical after --fsync"
+    );
+    let nowhere = tmp.path().join("no-such-dir").join("x.bin");
+    let failed = cli(
+        &[
+            "get",
+            "docs/payload.bin",
+            "-o",
+            nowhere.to_str().unwrap(),
+            "--node",
+            &addrs[0],
+        ],
+        &id,
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("cannot create") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
     // To stdout as well.
     let piped = cli(
         &["get", "docs/payload.bin", "-o", "-", "--node", &addrs[1]],

@@ -7,10 +7,14 @@ use anyhow::Context;
 use clap::Args;
 use libp2p::Multiaddr;
 
+use futures::StreamExt;
+
+use super::download::{self, Sink};
 use super::output::{print_json, progress_bar};
 use super::AccessArgs;
-use crate::client::{Client, FileInfo};
+use crate::client::{Client, FileInfo, GetOutcome, Progress};
 use crate::identity;
+use crate::record::FileRecord;
 use crate::units::human_bytes;
 
 #[derive(Args, Debug)]
@@ -34,6 +38,10 @@ pub struct GetArgs {
     /// An older retained version instead of the newest.
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
+    /// Sync the file and its directory to disk before reporting success (default: like curl
+    /// and wget, leave it to the page cache; the file appears only complete either way).
+    #[arg(long)]
+    pub fsync: bool,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -160,12 +168,11 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
 
 pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
     let client = connect(&args.access).await?;
+    let record = client.record_for_get(&args.name, args.version).await?;
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if to_stdout {
-        let mut out = tokio::io::stdout();
-        let outcome = client
-            .get_into(&args.name, args.version, &mut out, None)
-            .await?;
+        let sink = Sink::new(Box::new(std::io::stdout()))?;
+        let outcome = download(&client, &record, sink, None, false).await?;
         if json {
             eprintln!("{}", serde_json::to_string(&outcome)?);
         }
@@ -179,27 +186,23 @@ pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
                 .context("cannot derive an output path from the name; pass -o PATH")?,
         ),
     };
-    let total = client.size_of(&args.name, args.version).await.unwrap_or(0);
     let tmp = temp_path_for(&dest);
     let result = async {
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let (bar, progress) = progress_bar(total, json, "get");
-        let outcome = client
-            .get_into(&args.name, args.version, &mut writer, progress)
-            .await;
+        let sink =
+            Sink::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let (bar, progress) = progress_bar(record.size, json, "get");
+        let outcome = download(&client, &record, sink, progress, args.fsync).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let outcome = outcome?;
-        let file = writer.into_inner();
-        file.sync_all().await?;
-        drop(file);
+        let outcome = outcome.with_context(|| format!("cannot write {}", tmp.display()))?;
         tokio::fs::rename(&tmp, &dest)
             .await
             .with_context(|| format!("cannot move the download to {}", dest.display()))?;
+        if args.fsync {
+            download::sync_dir_of(&dest)
+                .with_context(|| format!("cannot sync the directory of {}", dest.display()))?;
+        }
         anyhow::Ok(outcome)
     }
     .await;
@@ -255,6 +258,41 @@ async fn open_upload(
 }
 
 /// A hidden temp file beside `dest`, so the final rename stays on one filesystem.
+/// Streams `record`'s blocks, verified, into `sink` (the transfer runs ahead of the writer
+/// by the client's window plus the sink's queue), checking the total against the record.
+async fn download(
+    client: &Client,
+    record: &FileRecord,
+    mut sink: Sink,
+    progress: Option<Progress>,
+    fsync: bool,
+) -> anyhow::Result<GetOutcome> {
+    let mut blocks = std::pin::pin!(client.blocks_of(record));
+    let mut written: u64 = 0;
+    while let Some(block) = blocks.next().await {
+        let block = block?;
+        let len = block.len() as u64;
+        sink.write(block).await?;
+        written = written.saturating_add(len);
+        if let Some(p) = &progress {
+            p(len);
+        }
+    }
+    if written != record.size {
+        anyhow::bail!(
+            "integrity: got {written} bytes, the record says {}",
+            record.size
+        );
+    }
+    sink.finish(fsync).await?;
+    Ok(GetOutcome {
+        name: record.name.clone(),
+        version: record.version,
+        size: record.size,
+        blocks: record.blocks.len(),
+    })
+}
+
 fn temp_path_for(dest: &Path) -> PathBuf {
     let dir = dest
         .parent()

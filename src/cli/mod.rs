@@ -2,6 +2,7 @@
 //! each group of commands has its own file. Errors are one line on stderr with a non-zero exit
 //! code, never a panic.
 
+mod download;
 mod files;
 mod node;
 mod output;
