@@ -108,6 +108,12 @@ pub fn read_swarm_key(path: &std::path::Path) -> Result<PreSharedKey, TransportE
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    // libp2p's parser slices the key line by bytes and panics inside a multi-byte character.
+    if !text.is_ascii() {
+        return Err(bad(
+            "not a swarm key (non-ASCII text); expected three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits".into(),
+        ));
+    }
     text.parse::<PreSharedKey>().map_err(|e| {
         bad(format!(
             "not a swarm key ({e}); expected three lines: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits"

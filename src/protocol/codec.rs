@@ -127,10 +127,15 @@ pub fn encode_frame<T: Serialize + FrameKinds>(value: &T, limit: usize) -> io::R
     Ok(buf)
 }
 
-/// Decodes a frame body; malformed CBOR is `InvalidData`, never a panic.
+/// Decodes a frame body; malformed CBOR is `InvalidData`, never a panic. Counts that the
+/// body cannot hold are refused before serde sizes anything from them
+/// ([`limits::counts_fit`]).
 pub fn decode_body<T: DeserializeOwned>(body: &[u8], what: &str) -> io::Result<T> {
-    cbor4ii::serde::from_slice(body)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("malformed {what}: {e}")))
+    let malformed = |e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("malformed {what}: {e}"))
+    };
+    limits::counts_fit(body).map_err(|e| malformed(&e))?;
+    cbor4ii::serde::from_slice(body).map_err(|e| malformed(&e))
 }
 
 /// The next capacity of a frame buffer holding `cap` bytes: doubling (so a 64 MiB frame is

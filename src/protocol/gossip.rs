@@ -359,9 +359,10 @@ pub fn encode<T: Serialize>(value: &T) -> Option<Vec<u8>> {
     (bytes.len() <= MAX_MESSAGE).then_some(bytes)
 }
 
-/// Decodes a gossip payload; anything malformed or oversized is `None`.
+/// Decodes a gossip payload; anything malformed or oversized is `None` (counts the payload
+/// cannot hold are refused before serde sizes anything from them).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() > MAX_MESSAGE {
+    if bytes.len() > MAX_MESSAGE || super::limits::counts_fit(bytes).is_err() {
         return None;
     }
     cbor4ii::serde::from_slice(bytes).ok()

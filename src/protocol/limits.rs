@@ -174,6 +174,40 @@ fn head(b: &[u8]) -> Option<Result<(u8, u64, usize), &'static str>> {
     Some(Ok((major, value, 1 + width)))
 }
 
+/// Checks that no array or map in `body` announces more items than bytes are left after its
+/// head (every item takes at least one), and that no string runs past the end.
+///
+/// serde sizes a `Vec` from the announced count (up to 1 MiB of elements), so without this a
+/// 20-byte message announcing 2^32 peer ids made the decoder allocate 1 MiB before failing.
+/// With it, what decoding allocates up front is bounded by the body's own length. One linear
+/// pass over the heads; string payloads are skipped, not read.
+pub fn counts_fit(body: &[u8]) -> Result<(), &'static str> {
+    const INDEFINITE: u8 = 31;
+    let mut at = 0;
+    while at < body.len() {
+        if body[at] & 0x1f == INDEFINITE {
+            // Indefinite arrays, maps and strings announce no count; 0xff is their break.
+            at += 1;
+            continue;
+        }
+        let (major, arg, used) = match head(&body[at..]) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => return Err(e),
+            None => return Err("CBOR head cut short"),
+        };
+        at += used;
+        let left = (body.len() - at) as u64;
+        match major {
+            2 | 3 if arg > left => return Err("CBOR string runs past the end"),
+            2 | 3 => at += arg as usize,
+            4 if arg > left => return Err("CBOR array announces more items than bytes left"),
+            5 if arg > left / 2 => return Err("CBOR map announces more entries than bytes left"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The variant name at the start of a frame body: serde encodes an externally tagged enum as
 /// a text string (unit variant) or a one-entry map `{ name: content }`.
 pub fn peek_variant(body: &[u8]) -> Peek<'_> {
@@ -371,6 +405,34 @@ mod tests {
             Peek::Malformed(_)
         ));
         assert!(matches!(peek_variant(&[0x01]), Peek::Malformed(_)));
+        // Counts: what serde writes fits; counts or strings longer than the body do not.
+        let has = block::BlockRequest::Has {
+            ids: vec![crate::ids::BlockId::of(b"x"); 3],
+        };
+        assert_eq!(
+            counts_fit(&cbor4ii::serde::to_vec(Vec::new(), &has).unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            counts_fit(&[0x9f, 0x01, 0x02, 0xff]),
+            Ok(()),
+            "indefinite array"
+        );
+        assert_eq!(counts_fit(&[0x82, 0x01, 0x02]), Ok(()));
+        assert!(counts_fit(&[0x83, 0x01, 0x02]).is_err());
+        assert!(
+            counts_fit(&[0x9b, 0, 0, 0, 1, 0, 0, 0, 0]).is_err(),
+            "2^32 items"
+        );
+        assert!(
+            counts_fit(&[0xa2, 0x01, 0x02, 0x03]).is_err(),
+            "two entries in three bytes"
+        );
+        assert!(
+            counts_fit(&[0x43, 0x01, 0x02]).is_err(),
+            "a cut byte string"
+        );
+        assert!(counts_fit(&[0x18]).is_err(), "a cut head");
         assert!(matches!(
             peek_variant(&[0x7a, 0xff, 0xff, 0xff, 0xff]),
             Peek::Malformed(_)
