@@ -1567,6 +1567,14 @@ fn block_request() -> impl Strategy<Value = BlockRequest> {
             file,
             data
         }),
+        (block_id(), text(), bytes(2048), peer_list(8)).prop_map(|(id, file, data, then)| {
+            BlockRequest::PutChain {
+                id,
+                file,
+                data,
+                then,
+            }
+        }),
         block_id().prop_map(|id| BlockRequest::Get { id }),
         vec(block_id(), 0..20).prop_map(|ids| BlockRequest::Has { ids }),
         (block_id(), text(), peer_list(4)).prop_map(|(id, file, sources)| BlockRequest::Pull {
@@ -1584,6 +1592,7 @@ fn block_request() -> impl Strategy<Value = BlockRequest> {
 fn block_response() -> impl Strategy<Value = BlockResponse> {
     prop_oneof![
         Just(BlockResponse::Stored),
+        peer_list(8).prop_map(|holders| BlockResponse::StoredBy { holders }),
         bytes(2048).prop_map(|data| BlockResponse::Data { data }),
         Just(BlockResponse::NotFound),
         vec(block_id(), 0..20).prop_map(|ids| BlockResponse::Have { ids }),

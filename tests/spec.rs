@@ -199,6 +199,7 @@ fn block_request(r: &BlockRequest) -> String {
 fn block_response(r: &BlockResponse) -> &'static str {
     match r {
         BlockResponse::Stored => "Stored",
+        BlockResponse::StoredBy { .. } => "StoredBy",
         BlockResponse::Data { .. } => "Data",
         BlockResponse::NotFound => "NotFound",
         BlockResponse::Have { .. } => "Have",
@@ -206,7 +207,9 @@ fn block_response(r: &BlockResponse) -> &'static str {
         BlockResponse::Error { .. } => "Error",
     }
 }
-const BLOCK_RESPONSES: &[&str] = &["Stored", "Data", "NotFound", "Have", "Proofs", "Error"];
+const BLOCK_RESPONSES: &[&str] = &[
+    "Stored", "StoredBy", "Data", "NotFound", "Have", "Proofs", "Error",
+];
 
 fn meta_response(r: &MetaResponse) -> &'static str {
     match r {
@@ -469,6 +472,12 @@ fn examples() -> Vec<Example> {
             file: NAME.into(),
             data: DATA.to_vec(),
         },
+        BlockRequest::PutChain {
+            id,
+            file: NAME.into(),
+            data: DATA.to_vec(),
+            then: vec![peer(H2)],
+        },
         BlockRequest::Get { id },
         BlockRequest::Has { ids: vec![id] },
         BlockRequest::Pull {
@@ -487,6 +496,9 @@ fn examples() -> Vec<Example> {
     }
     let block_responses = vec![
         BlockResponse::Stored,
+        BlockResponse::StoredBy {
+            holders: vec![peer(H1), peer(H2)],
+        },
         BlockResponse::Data {
             data: DATA.to_vec(),
         },

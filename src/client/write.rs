@@ -385,13 +385,20 @@ impl Client {
                 "a holder of block {id} has no direct address"
             )));
         }
-        let mut holders = Vec::new();
+        // The write pipeline: the block goes once to the first holder, which stores it and
+        // passes it along the chain of the others (so the client sends 1x the file, not Rx).
+        let mut holders = self.put_chain(name, id, data, &order[..want], &addrs).await;
+        // Whatever the chain did not store (a link died, refused, or is an older node that
+        // stores without forwarding) the client sends directly, to the next candidates.
         let mut next = 0;
         let mut inflight = futures::stream::FuturesUnordered::new();
         while holders.len() < want {
             while holders.len() + inflight.len() < want && next < order.len() {
                 let peer = order[next];
                 next += 1;
+                if holders.contains(&peer) {
+                    continue;
+                }
                 let req = BlockRequest::Put {
                     id,
                     file: name.to_string(),
@@ -414,6 +421,49 @@ impl Client {
             )));
         }
         Ok(holders)
+    }
+}
+
+impl Client {
+    /// Sends `data` to `chain[0]` to be stored by every peer of `chain` in turn; the peers
+    /// of the chain that report having stored it (an empty list when the first link fails).
+    async fn put_chain(
+        &self,
+        name: &str,
+        id: BlockId,
+        data: &[u8],
+        chain: &[PeerId],
+        addrs: &HashMap<PeerId, Vec<Multiaddr>>,
+    ) -> Vec<PeerId> {
+        let Some((first, then)) = chain.split_first() else {
+            return Vec::new();
+        };
+        let req = BlockRequest::PutChain {
+            id,
+            file: name.to_string(),
+            data: data.to_vec(),
+            then: then.to_vec(),
+        };
+        let a = addrs.get(first).cloned().unwrap_or_default();
+        let holders = match self.session.block(*first, a, req).await {
+            Ok(BlockResponse::StoredBy { holders }) => holders,
+            Ok(BlockResponse::Stored) => vec![*first],
+            Ok(other) => {
+                tracing::debug!(block = %id, peer = %first, "chain refused: {other:?}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!(block = %id, peer = %first, "chain failed: {e}");
+                Vec::new()
+            }
+        };
+        let mut unique = Vec::with_capacity(holders.len().min(chain.len()));
+        for p in holders {
+            if chain.contains(&p) && !unique.contains(&p) {
+                unique.push(p);
+            }
+        }
+        unique
     }
 }
 

@@ -12,7 +12,7 @@ use super::allowance::UNSOLICITED_BYTES;
 use super::ctx::WINDOW_SLACK;
 use super::Ctx;
 use crate::ids::{hash_block, validate_name, BlockId, FileKey};
-use crate::protocol::block::{BlockRequest, BlockResponse, MAX_PROVE};
+use crate::protocol::block::{BlockRequest, BlockResponse, MAX_CHAIN, MAX_PROVE};
 use crate::record::now_ms;
 use crate::record::MAX_BLOCK_SIZE;
 use crate::store::{BlockError, StoreError};
@@ -35,6 +35,19 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
                 return BlockResponse::Error { message };
             }
             put(ctx, from, id, &file, data).await
+        }
+        BlockRequest::PutChain {
+            id,
+            file,
+            data,
+            then,
+        } => {
+            if let Err(message) = admit(ctx, from, &id, &file, data.len() as u64) {
+                ctx.refusals
+                    .refuse("unsolicited block", Some(from), &message);
+                return BlockResponse::Error { message };
+            }
+            put_chain(ctx, from, id, file, data, then).await
         }
         BlockRequest::Get { id } => {
             // Load measurement: every block served counts, whoever asked.
@@ -77,6 +90,84 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
     }
 }
 
+/// One link of a put's write pipeline: stores our copy while forwarding the block to the next
+/// peer of the chain, then answers with every peer that stored it (us first).
+///
+/// The next hop must be a live peer this node would itself place the block on (among the
+/// first `R + slack` placement targets): a client cannot make an honest holder push its
+/// bytes, or spend its allowance, at peers that would not take them from the client itself.
+/// What the rest of the chain reports is kept only for peers the chain named; the root checks
+/// every listed holder at publish anyway.
+async fn put_chain(
+    ctx: &Arc<Ctx>,
+    from: PeerId,
+    id: BlockId,
+    file: String,
+    data: Vec<u8>,
+    then: Vec<PeerId>,
+) -> BlockResponse {
+    let len = data.len() as u64;
+    let placed: Vec<PeerId> = ctx
+        .block_targets(&id, len)
+        .into_iter()
+        .take(ctx.config.replication + WINDOW_SLACK)
+        .collect();
+    let next = then
+        .first()
+        .copied()
+        .filter(|p| *p != ctx.local && *p != from && ctx.peers.is_live(p) && placed.contains(p));
+    if next.is_none() && !then.is_empty() {
+        tracing::debug!(block = %id, "chain ends here: the next hop is not one of ours");
+    }
+    // One copy of the bytes for the next hop, made before our own store consumes them.
+    let onward = next.map(|next| {
+        let req = BlockRequest::PutChain {
+            id,
+            file: file.clone(),
+            data: data.clone(),
+            then: then[1..].to_vec(),
+        };
+        (next, req)
+    });
+    let forward = async {
+        let Some((next, req)) = onward else {
+            return Vec::new();
+        };
+        match ctx.net.block(next, req).await {
+            Ok(BlockResponse::StoredBy { holders }) => {
+                holders.into_iter().filter(|p| then.contains(p)).collect()
+            }
+            Ok(BlockResponse::Stored) => vec![next],
+            Ok(other) => {
+                tracing::debug!(block = %id, peer = %next, "chain link refused: {other:?}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!(block = %id, peer = %next, "chain link failed: {e}");
+                Vec::new()
+            }
+        }
+    };
+    let (local, downstream) = tokio::join!(put(ctx, from, id, &file, data), forward);
+    let mut holders = Vec::with_capacity(1 + downstream.len());
+    let mine = match local {
+        BlockResponse::Stored => {
+            holders.push(ctx.local);
+            None
+        }
+        other => Some(other),
+    };
+    for p in downstream {
+        if !holders.contains(&p) {
+            holders.push(p);
+        }
+    }
+    match mine {
+        Some(err) if holders.is_empty() => err,
+        _ => BlockResponse::StoredBy { holders },
+    }
+}
+
 /// Whether this node takes a new block of `len` bytes for `file` from `from`: it already has
 /// it, or it was assigned (placement picks it for the block, or the request comes from the
 /// file's replica set or from this node), or the sender's unsolicited allowance covers it.
@@ -114,6 +205,21 @@ fn check_request(req: &BlockRequest) -> Result<(), String> {
                     "a block of {} bytes; at most {MAX_BLOCK_SIZE}",
                     data.len()
                 ));
+            }
+            Ok(())
+        }
+        BlockRequest::PutChain {
+            file, data, then, ..
+        } => {
+            validate_name(file)?;
+            if data.len() > MAX_BLOCK_SIZE as usize {
+                return Err(format!(
+                    "a block of {} bytes; at most {MAX_BLOCK_SIZE}",
+                    data.len()
+                ));
+            }
+            if then.len() > MAX_CHAIN {
+                return Err(format!("a chain of {}; at most {MAX_CHAIN}", then.len()));
             }
             Ok(())
         }

@@ -23,6 +23,19 @@ pub enum BlockRequest {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Store a block and pass it on along `then`, a put's write pipeline (as HDFS's): the
+    /// holder stores its copy while it forwards the block to `then[0]` with the rest of the
+    /// chain, and answers [`BlockResponse::StoredBy`] with every holder that stored it, so the
+    /// client sends each block once. A holder forwards only to a live peer it would itself
+    /// place the block on; otherwise the chain ends with it and the client fills the rest.
+    /// At most [`MAX_CHAIN`] peers in `then`.
+    PutChain {
+        id: BlockId,
+        file: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        then: Vec<libp2p::PeerId>,
+    },
     /// Read a block.
     Get { id: BlockId },
     /// Which of these blocks do you hold? (repair's probe)
@@ -42,12 +55,15 @@ pub enum BlockRequest {
 
 /// Most blocks one `Prove` may name: each costs the holder a read of the block.
 pub const MAX_PROVE: usize = 16;
+/// Most peers a `PutChain` may name after the receiver.
+pub const MAX_CHAIN: usize = 7;
 
 impl BlockRequest {
     /// The request's kind, as metrics and logs name it.
     pub fn kind(&self) -> &'static str {
         match self {
             BlockRequest::Put { .. } => "put",
+            BlockRequest::PutChain { .. } => "put-chain",
             BlockRequest::Get { .. } => "get",
             BlockRequest::Has { .. } => "has",
             BlockRequest::Pull { .. } => "pull",
@@ -56,12 +72,17 @@ impl BlockRequest {
     }
 
     /// Every kind [`BlockRequest::kind`] returns.
-    pub const KINDS: &'static [&'static str] = &["put", "get", "has", "pull", "prove"];
+    pub const KINDS: &'static [&'static str] = &["put", "put-chain", "get", "has", "pull", "prove"];
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BlockResponse {
     Stored,
+    /// Answer to a `PutChain`: the peers of the chain (the receiver first) that stored the
+    /// block, as far as the receiver knows; the root still checks every listed holder.
+    StoredBy {
+        holders: Vec<libp2p::PeerId>,
+    },
     Data {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,

@@ -73,6 +73,7 @@ kinds!(
     "block request",
     [
         ("Put", BLOCK),
+        ("PutChain", BLOCK),
         ("Get", SMALL),
         ("Has", LIST),
         ("Pull", SMALL),
@@ -84,6 +85,7 @@ kinds!(
     "block response",
     [
         ("Stored", SMALL),
+        ("StoredBy", SMALL),
         ("Data", BLOCK),
         ("NotFound", SMALL),
         ("Have", LIST),
@@ -454,6 +456,7 @@ mod tests {
                     assert!(
                         [
                             "Put",
+                            "PutChain",
                             "Data",
                             "PutBlock",
                             "Block",
