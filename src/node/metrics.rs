@@ -235,7 +235,8 @@ impl Metrics {
     /// read and write blocks straight from holders, so this is where block latency lives).
     pub fn observe_block(&self, kind: &'static str, took: Duration) {
         let family = match kind {
-            "put" => &self.put_latency,
+            // A chained put's time includes the rest of the chain: what its sender waits.
+            "put" | "put-chain" => &self.put_latency,
             "get" => &self.get_latency,
             _ => return,
         };
