@@ -385,6 +385,21 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
     .await;
     let decisions = swarm.node(0).balance_status().decisions;
     assert!(applied, "no replicate/delegate applied: {decisions:?}");
+    // The metric counts what was applied.
+    let counted: f64 = swarm
+        .running()
+        .map(|n| {
+            let mut registry = prometheus_client::registry::Registry::default();
+            n.metrics().register(&mut registry);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+            text.lines()
+                .filter(|l| l.starts_with("swarmstore_decisions_applied_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(counted >= 1.0, "decisions_applied counted {counted}");
 
     // After the decisions: who serves the block now?
     tokio::time::sleep(t * 2).await;

@@ -102,6 +102,7 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
     };
     match &state {
         DecisionState::Applied => {
+            ctx.metrics.decision_applied(item.decision.kind());
             tracing::info!(?id, decision = ?item.decision, "decision applied")
         }
         other => tracing::info!(?id, decision = ?item.decision, "decision {}", other.label()),
@@ -300,7 +301,10 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
     for mut m in moves {
         match listed_holders(ctx, &m.name, &m.block).await {
             Ok(Some(h)) if h.contains(&m.to) => match release(ctx, &m).await {
-                Ok(()) => finish(ctx, m.id, DecisionState::Applied),
+                Ok(()) => {
+                    ctx.metrics.decision_applied("move");
+                    finish(ctx, m.id, DecisionState::Applied)
+                }
                 Err(why) if Instant::now() > m.deadline + RELEASE_PATIENCE => {
                     // The target stays listed beside us: one copy more than R, never less.
                     tracing::info!(block = %m.block, file = %m.name, "move not finished: {why}");
