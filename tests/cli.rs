@@ -2,30 +2,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{NodeProc, BIN};
-
-fn cli(args: &[&str], identity: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--identity")
-        .arg(identity)
-        .env_remove("SWARMSTORE_NODE")
-        .output()
-        .expect("run cli")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
-}
+use common::procs::{cli, json, NodeProc, BIN};
 
 #[test]
 fn three_node_processes_and_the_cli() {

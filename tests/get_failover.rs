@@ -24,8 +24,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::procs::{NodeProc, BIN};
-use sha2::{Digest, Sha256};
+use common::procs::{cli, json, sha256_of, NodeProc, BIN};
 
 /// Size of the file: big enough that a get is still running after its first eighth.
 const FILE_SIZE: u64 = 128 << 20;
@@ -35,25 +34,6 @@ const GET_DEADLINE: Duration = Duration::from_secs(45);
 /// The cases run one at a time: each is 4 nodes and a CLI on a small machine, and their
 /// timings are compared.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn cli(args: &[&str], identity: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--identity")
-        .arg(identity)
-        .env_remove("SWARMSTORE_NODE")
-        .output()
-        .expect("run cli")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
-}
 
 /// A port nothing listens on right now, for a node's `--metrics`.
 fn free_port() -> u16 {
@@ -125,19 +105,6 @@ fn wait_live(node: &Node, want: usize, id: &Path) {
         }
         assert!(Instant::now() < deadline, "{} sees {live} peers", node.addr);
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn sha256_of(path: &Path) -> [u8; 32] {
-    let mut f = std::fs::File::open(path).expect("open for hashing");
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read for hashing");
-        if n == 0 {
-            return h.finalize().into();
-        }
-        h.update(&buf[..n]);
     }
 }
 

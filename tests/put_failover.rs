@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{NodeProc, BIN};
+use common::procs::{cli, json, sha256_of, NodeProc, BIN};
 use sha2::{Digest, Sha256};
 
 /// Size of each file put: long enough that the put is still running after the first blocks land.
@@ -53,25 +53,6 @@ const NODE_ARGS: &[&str] = &[
     "--sync-interval",
     "1s",
 ];
-
-fn cli(args: &[&str], identity: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--identity")
-        .arg(identity)
-        .env_remove("SWARMSTORE_NODE")
-        .output()
-        .expect("run cli")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
-}
 
 /// A node process with its address and peer id.
 struct Node {
@@ -119,19 +100,6 @@ fn wait_live(node: &Node, want: usize, id: &Path) {
         }
         assert!(Instant::now() < deadline, "{} sees {live} peers", node.addr);
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn sha256_of(path: &Path) -> [u8; 32] {
-    let mut f = std::fs::File::open(path).expect("open for hashing");
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).expect("read for hashing");
-        if n == 0 {
-            return h.finalize().into();
-        }
-        h.update(&buf[..n]);
     }
 }
 

@@ -1,10 +1,48 @@
 //! `swarmstore node` as a child process: start, address, SIGKILL, SIGTERM, restart.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_swarmstore");
+
+/// Runs a client command of the built binary with `identity`, ignoring `$SWARMSTORE_NODE`.
+pub fn cli(args: &[&str], identity: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--identity")
+        .arg(identity)
+        .env_remove("SWARMSTORE_NODE")
+        .output()
+        .expect("run cli")
+}
+
+/// The JSON a successful command printed; panics with its stderr otherwise.
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+/// SHA-256 of a file, read 1 MiB at a time.
+pub fn sha256_of(path: &Path) -> [u8; 32] {
+    let mut f = std::fs::File::open(path).expect("open for hashing");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read for hashing");
+        if n == 0 {
+            return h.finalize().into();
+        }
+        h.update(&buf[..n]);
+    }
+}
 
 pub struct NodeProc {
     pub child: Option<Child>,
