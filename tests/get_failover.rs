@@ -13,6 +13,8 @@
 //! - `holder_of_every_block_dies_mid_get`: 3 nodes take the put (R = 3, so each holds every
 //!   block), a 4th joins and serves the get as its access node holding none of them; the victim
 //!   is listed by every block, so whatever was in flight from it must fail over.
+//! - `holder_of_every_block_stalls_mid_get`: the same, but the victim is SIGSTOPped (a silent
+//!   holder, sockets open) rather than killed, and resumed after the get.
 
 mod common;
 
@@ -178,10 +180,30 @@ fn plain_get(name: &str, dest: &Path, access: &Node, id: &Path, want: &[u8; 32])
     took
 }
 
+/// What happens to the busiest holder mid-get.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fault {
+    /// SIGKILL: its connections reset, requests to it fail at once.
+    Kill,
+    /// SIGSTOP: its sockets stay open and silent, so requests to it hang until the reader
+    /// gives up on them or asks another holder. Resumed (SIGCONT) after the get.
+    Stall,
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
 /// Runs a get of `name` through `nodes[access]` and, once an eighth of the file has arrived,
-/// SIGKILLs whichever of `candidates` has served the most block reads since the get started.
-/// Returns the victim's index and how long the get took.
-fn get_killing_busiest(
+/// applies `fault` to whichever of `candidates` has served the most block reads since the
+/// get started. Returns the victim's index and how long the get took.
+#[allow(clippy::too_many_arguments)]
+fn get_disturbing_busiest(
     name: &str,
     dest: &Path,
     nodes: &mut [Node],
@@ -189,6 +211,7 @@ fn get_killing_busiest(
     candidates: &[usize],
     id: &Path,
     want: &[u8; 32],
+    fault: Fault,
 ) -> (usize, Duration) {
     let before: Vec<u64> = nodes.iter().map(Node::block_gets).collect();
     let started = Instant::now();
@@ -223,21 +246,27 @@ fn get_killing_busiest(
         "no candidate served this get: {served:?}"
     );
     let at = started.elapsed();
-    nodes[victim].proc.kill9();
+    match fault {
+        Fault::Kill => nodes[victim].proc.kill9(),
+        Fault::Stall => signal(nodes[victim].proc.pid(), "-STOP"),
+    }
     assert!(
         child.try_wait().expect("poll get").is_none(),
-        "the get finished before the kill"
+        "the get finished before the {fault:?}"
     );
     let out = finish(child, started);
     let took = started.elapsed();
+    if fault == Fault::Stall {
+        signal(nodes[victim].proc.pid(), "-CONT");
+    }
     assert!(
         out.status.success(),
-        "get failed after its busiest holder died: {}",
+        "get failed after its busiest holder got {fault:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         sha256_of(dest) == *want,
-        "the get is byte-identical after its busiest holder died"
+        "the get is byte-identical after its busiest holder got {fault:?}"
     );
     assert!(!tmp.exists(), "no temporary file left behind");
     let others: Vec<(usize, u64)> = nodes
@@ -247,7 +276,7 @@ fn get_killing_busiest(
         .map(|(i, n)| (i, n.block_gets() - before[i]))
         .collect();
     eprintln!(
-        "killed node {victim} at {at:?} ({arrived} bytes written; reads served since the get \
+        "{fault:?} node {victim} at {at:?} ({arrived} bytes written; reads served since the get \
          started: {served:?}); reads served by the others over the whole get, repair copies \
          after the death included: {others:?}"
     );
@@ -321,8 +350,16 @@ fn busiest_holder_dies_mid_get() {
     let dest = tmp.path().join("copy.bin");
     let plain = plain_get(name, &dest, &nodes[access], &id, &want);
 
-    let (victim, took) =
-        get_killing_busiest(name, &dest, &mut nodes, access, &[1, 2, 3], &id, &want);
+    let (victim, took) = get_disturbing_busiest(
+        name,
+        &dest,
+        &mut nodes,
+        access,
+        &[1, 2, 3],
+        &id,
+        &want,
+        Fault::Kill,
+    );
     let listed = blocks
         .iter()
         .filter(|h| h.contains(&nodes[victim].peer))
@@ -335,8 +372,9 @@ fn busiest_holder_dies_mid_get() {
     );
 }
 
-#[test]
-fn holder_of_every_block_dies_mid_get() {
+/// 3 nodes take the put, a 4th that holds none of it is the access node, and `fault` hits the
+/// busiest holder listed by every block mid-get.
+fn holder_of_every_block_mid_get(fault: Fault) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().expect("temp dir");
     let id = tmp.path().join("client.key");
@@ -378,12 +416,32 @@ fn holder_of_every_block_dies_mid_get() {
         !candidates.is_empty(),
         "no node is listed by every block: {blocks:?}"
     );
-    let (victim, took) =
-        get_killing_busiest(name, &dest, &mut nodes, access, &candidates, &id, &want);
+    let (victim, took) = get_disturbing_busiest(
+        name,
+        &dest,
+        &mut nodes,
+        access,
+        &candidates,
+        &id,
+        &want,
+        fault,
+    );
     eprintln!(
-        "holder_of_every_block_dies_mid_get: {} MiB, undisturbed {plain:?}, with node {victim} \
-         (holder of all {} blocks) killed mid-get {took:?}",
+        "holder_of_every_block_mid_get: {} MiB, undisturbed {plain:?}, with node {victim} \
+         (holder of all {} blocks) {fault:?} mid-get {took:?}",
         FILE_SIZE >> 20,
         blocks.len()
     );
+}
+
+#[test]
+fn holder_of_every_block_dies_mid_get() {
+    holder_of_every_block_mid_get(Fault::Kill);
+}
+
+/// A holder that goes silent (SIGSTOP: connections open, nothing answered) mid-get: requests
+/// to it are hedged to the other holders, and the get completes byte-identical.
+#[test]
+fn holder_of_every_block_stalls_mid_get() {
+    holder_of_every_block_mid_get(Fault::Stall);
 }

@@ -1,7 +1,14 @@
-//! Which holder a reader tries first, and how long it waits for one: a holder that was slow,
-//! silent or wrong is tried last for a while ([`DEMOTE_FOR`]), and the wait for a block adapts
-//! to how fast blocks have been arriving, so a lying or stalled holder costs a reader one
-//! short timeout, not a full one per block.
+//! Which holder serves each block of a read, and how long a reader waits for it.
+//!
+//! Blocks are striped across their holders by expected finish time: a holder's cost is its
+//! requests in flight from this client plus one, times its own measured block time, so a
+//! fast holder takes more of the file and a loaded one (slower answers, whoever loads it)
+//! takes less; ties keep the access node's ranking, which reflects the swarm's load reports.
+//! A request that runs well past the usual block time is hedged to another holder, and the
+//! overdue holder is tried last until it answers again (or [`SLOW_FOR`] passes), so a holder
+//! that stalls mid-transfer loses its share at once. A holder that failed (error, timeout, wrong bytes)
+//! is tried last for a while ([`DEMOTE_FOR`]). A lying or stalled holder costs a reader one
+//! short wait, not one per block.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,14 +23,68 @@ const MIN_PATIENCE: Duration = Duration::from_secs(2);
 const MAX_PATIENCE: Duration = Duration::from_secs(15);
 /// Wait this many times the usual block time before giving up on a holder.
 const PATIENCE_FACTOR: u32 = 8;
-/// Demoted holders remembered at most.
-const MAX_DEMOTED: usize = 4096;
+/// Ask a second holder once a request has taken this many times the usual block time.
+const HEDGE_FACTOR: u32 = 4;
+/// Never hedge sooner than this: on a busy machine block times jitter by tens of ms, and a
+/// hedge costs a second copy of the block on the wire.
+const MIN_HEDGE: Duration = Duration::from_millis(200);
+/// How long a holder that was overdue (hedged or overtaken) is tried last unless it answers:
+/// long enough to route a transfer around a stall, short enough that a holder slowed by a
+/// moment's jitter is soon back in the stripe.
+const SLOW_FOR: Duration = Duration::from_secs(20);
+/// Block time assumed for a holder never measured (only ratios between holders matter).
+const UNMEASURED: Duration = Duration::from_millis(10);
+/// Holders remembered at most (demoted, or with a measured block time).
+const MAX_TRACKED: usize = 4096;
+/// Blocks in flight per distinct holder of a file, and bounds on the whole window: enough
+/// to keep every holder's pipe full, bounded so a get holds at most `MAX_WINDOW` blocks.
+const DEPTH_PER_HOLDER: usize = 4;
+const MIN_WINDOW: usize = 8;
+const MAX_WINDOW: usize = 24;
+
+#[derive(Default)]
+struct Holder {
+    in_flight: u32,
+    /// Smoothed time this holder took per block (EWMA), once measured.
+    block_time: Option<Duration>,
+    /// When it was last overdue (a request hedged or overtaken), unless it answered since.
+    slow: Option<Instant>,
+}
 
 #[derive(Default)]
 struct Inner {
     demoted: HashMap<PeerId, Instant>,
-    /// Smoothed time to fetch one block (EWMA), once any block arrived.
+    holders: HashMap<PeerId, Holder>,
+    /// Smoothed time to fetch one block from anyone (EWMA), once any block arrived.
     usual: Option<Duration>,
+}
+
+impl Inner {
+    /// Failed lately, or overdue lately without having answered since: tried last.
+    fn shunned(&self, peer: &PeerId) -> bool {
+        self.demoted.contains_key(peer)
+            || self
+                .holders
+                .get(peer)
+                .and_then(|h| h.slow)
+                .is_some_and(|at| at.elapsed() < SLOW_FOR)
+    }
+
+    /// Expected time until a new request to `peer` is answered.
+    fn cost(&self, peer: &PeerId) -> Duration {
+        let Some(h) = self.holders.get(peer) else {
+            return UNMEASURED;
+        };
+        let time = h.block_time.unwrap_or(UNMEASURED);
+        time.saturating_mul(h.in_flight.saturating_add(1))
+    }
+
+    fn holder(&mut self, peer: PeerId) -> &mut Holder {
+        if self.holders.len() >= MAX_TRACKED && !self.holders.contains_key(&peer) {
+            self.holders.retain(|_, h| h.in_flight > 0);
+        }
+        self.holders.entry(peer).or_default()
+    }
 }
 
 #[derive(Default)]
@@ -31,45 +92,116 @@ pub(super) struct HolderOrder {
     inner: Mutex<Inner>,
 }
 
+/// One request in flight to one holder; dropping it (served, failed, or cancelled because
+/// another holder answered first) ends the request's share of the holder's load.
+pub(super) struct Lease<'a> {
+    order: &'a HolderOrder,
+    peer: PeerId,
+    started: Instant,
+    done: bool,
+}
+
+impl Lease<'_> {
+    pub(super) fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The block arrived, verified.
+    pub(super) fn served(mut self) {
+        self.done = true;
+        let took = self.started.elapsed();
+        let mut inner = self.order.lock();
+        inner.usual = Some(match inner.usual {
+            None => took,
+            Some(u) => (u * 7 + took) / 8,
+        });
+        let h = inner.holder(self.peer);
+        h.in_flight = h.in_flight.saturating_sub(1);
+        h.slow = None;
+        h.block_time = Some(match h.block_time {
+            None => took,
+            Some(t) => (t * 3 + took) / 4,
+        });
+    }
+
+    /// Error, timeout or wrong bytes: the holder goes to the back for a while.
+    pub(super) fn failed(mut self) {
+        self.done = true;
+        let mut inner = self.order.lock();
+        let h = inner.holder(self.peer);
+        h.in_flight = h.in_flight.saturating_sub(1);
+        if inner.demoted.len() >= MAX_TRACKED {
+            inner.demoted.clear();
+        }
+        inner.demoted.insert(self.peer, Instant::now());
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut inner = self.order.lock();
+        let h = inner.holder(self.peer);
+        h.in_flight = h.in_flight.saturating_sub(1);
+    }
+}
+
 impl HolderOrder {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `listed` in the access node's order, holders demoted lately moved to the back.
-    pub(super) fn order(&self, listed: &[PeerId]) -> Vec<PeerId> {
+    /// The holder to ask next among `listed` (in the access node's order), skipping `tried`:
+    /// holders neither failed nor overdue lately first, then the lowest expected finish time,
+    /// then list order.
+    pub(super) fn pick(&self, listed: &[PeerId], tried: &[PeerId]) -> Option<Lease<'_>> {
         let mut inner = self.lock();
         inner.demoted.retain(|_, at| at.elapsed() < DEMOTE_FOR);
-        let (good, bad): (Vec<PeerId>, Vec<PeerId>) = listed
+        let peer = listed
             .iter()
-            .copied()
-            .partition(|p| !inner.demoted.contains_key(p));
-        good.into_iter().chain(bad).collect()
+            .enumerate()
+            .filter(|(_, p)| !tried.contains(p))
+            .min_by_key(|(rank, p)| (inner.shunned(p), inner.cost(p), *rank))
+            .map(|(_, p)| *p)?;
+        let h = inner.holder(peer);
+        h.in_flight = h.in_flight.saturating_add(1);
+        Some(Lease {
+            order: self,
+            peer,
+            started: Instant::now(),
+            done: false,
+        })
     }
 
-    pub(super) fn demote(&self, peer: PeerId) {
-        let mut inner = self.lock();
-        if inner.demoted.len() >= MAX_DEMOTED {
-            inner.demoted.clear();
-        }
-        inner.demoted.insert(peer, Instant::now());
+    /// `peer` has not answered a request well past the usual block time: new blocks go to
+    /// other holders first until it answers one or [`SLOW_FOR`] passes.
+    pub(super) fn overdue(&self, peer: PeerId) {
+        self.lock().holder(peer).slow = Some(Instant::now());
     }
 
-    /// A block arrived after `took`.
-    pub(super) fn served(&self, took: Duration) {
-        let mut inner = self.lock();
-        inner.usual = Some(match inner.usual {
-            None => took,
-            Some(u) => (u * 7 + took) / 8,
-        });
-    }
-
-    /// How long to wait for a block from one holder.
+    /// How long to wait for a block from one holder before giving up on it.
     pub(super) fn patience(&self) -> Duration {
         match self.lock().usual {
             None => MAX_PATIENCE,
             Some(u) => (u * PATIENCE_FACTOR).clamp(MIN_PATIENCE, MAX_PATIENCE),
         }
+    }
+
+    /// How long a request may run before the same block is asked of another holder.
+    pub(super) fn hedge_after(&self) -> Duration {
+        match self.lock().usual {
+            None => MIN_PATIENCE,
+            Some(u) => (u * HEDGE_FACTOR).clamp(MIN_HEDGE, MIN_PATIENCE),
+        }
+    }
+
+    /// Blocks to keep in flight for a file whose blocks sit on `holders` distinct peers.
+    pub(super) fn window(holders: usize) -> usize {
+        holders
+            .saturating_mul(DEPTH_PER_HOLDER)
+            .clamp(MIN_WINDOW, MAX_WINDOW)
     }
 }
 
@@ -77,25 +209,100 @@ impl HolderOrder {
 mod tests {
     use super::*;
 
+    fn served_in(order: &HolderOrder, peer: PeerId, took: Duration) {
+        let lease = order.pick(&[peer], &[]).expect("a holder");
+        let mut lease = lease;
+        lease.started = Instant::now() - took;
+        lease.served();
+    }
+
     #[test]
-    fn a_failed_holder_goes_last_and_patience_follows_the_usual_block_time() {
+    fn blocks_stripe_across_holders_by_load_and_speed() {
         let h = HolderOrder::default();
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        assert_eq!(h.order(&[a, b, c]), vec![a, b, c]);
-        h.demote(a);
-        assert_eq!(h.order(&[a, b, c]), vec![b, c, a]);
+        // Unmeasured and idle: the access node's order; then each in flight pushes to the next.
+        let first: Vec<Lease> = (0..3).filter_map(|_| h.pick(&[a, b, c], &[])).collect();
+        let peers: Vec<PeerId> = first.iter().map(Lease::peer).collect();
+        assert_eq!(
+            peers,
+            vec![a, b, c],
+            "one request each before any holder gets two"
+        );
+        drop(first);
+        // b measured three times slower than a and c: it gets the smallest share.
+        served_in(&h, a, Duration::from_millis(10));
+        served_in(&h, c, Duration::from_millis(10));
+        served_in(&h, b, Duration::from_millis(30));
+        let leases: Vec<Lease> = (0..10).filter_map(|_| h.pick(&[a, b, c], &[])).collect();
+        let count = |p| leases.iter().filter(|l| l.peer() == p).count();
+        assert!(count(a) >= 4 && count(c) >= 4, "fast holders take most");
+        assert!(
+            (1..=2).contains(&count(b)),
+            "slow holder takes less ({})",
+            count(b)
+        );
+    }
+
+    #[test]
+    fn a_failed_or_overdue_holder_goes_last_until_it_answers() {
+        let h = HolderOrder::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let lease = h.pick(&[a, b], &[]).expect("a holder");
+        assert_eq!(lease.peer(), a);
+        lease.failed();
+        let lease = h.pick(&[a, b], &[]).expect("a holder");
+        assert_eq!(lease.peer(), b, "a failed: tried last");
+        drop(lease);
+        assert_eq!(
+            h.pick(&[a, b], &[b]).map(|l| l.peer()),
+            Some(a),
+            "still tried when nothing else is left"
+        );
+        // A stalled holder overtaken by a hedge is tried last until it answers again.
+        let h = HolderOrder::default();
+        served_in(&h, a, Duration::from_millis(10));
+        served_in(&h, b, Duration::from_millis(10));
+        let stalled = h.pick(&[a, b], &[]).expect("a holder");
+        let (slow, other) = if stalled.peer() == a { (a, b) } else { (b, a) };
+        h.overdue(slow);
+        drop(stalled);
+        let leases: Vec<Lease> = (0..20).filter_map(|_| h.pick(&[a, b], &[])).collect();
+        assert!(
+            leases.iter().all(|l| l.peer() == other),
+            "20 in flight to one holder before one to the stalled {slow}"
+        );
+        drop(leases);
+        served_in(&h, slow, Duration::from_millis(10));
+        let next: Vec<PeerId> = (0..2)
+            .filter_map(|_| h.pick(&[a, b], &[]).map(|l| l.peer()))
+            .collect();
+        assert!(
+            next.contains(&slow),
+            "back in the stripe once it answered: {next:?}"
+        );
+    }
+
+    #[test]
+    fn patience_hedging_and_window_follow_what_was_measured() {
+        let h = HolderOrder::default();
+        let a = PeerId::random();
         assert_eq!(h.patience(), MAX_PATIENCE, "nothing measured yet");
+        assert_eq!(h.hedge_after(), MIN_PATIENCE);
         for _ in 0..20 {
-            h.served(Duration::from_millis(10));
+            served_in(&h, a, Duration::from_millis(10));
         }
         assert_eq!(h.patience(), MIN_PATIENCE, "fast blocks: a short wait");
+        assert_eq!(h.hedge_after(), MIN_HEDGE);
         for _ in 0..100 {
-            h.served(Duration::from_secs(1));
+            served_in(&h, a, Duration::from_secs(1));
         }
         let p = h.patience();
         assert!(
             p > Duration::from_millis(7900) && p <= Duration::from_secs(8),
             "slow blocks: a longer wait ({p:?})"
         );
+        assert_eq!(HolderOrder::window(1), MIN_WINDOW);
+        assert_eq!(HolderOrder::window(3), 12);
+        assert_eq!(HolderOrder::window(100), MAX_WINDOW);
     }
 }

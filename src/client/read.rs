@@ -1,12 +1,13 @@
 //! The read path: a file's record from the access node, then its blocks straight from their
-//! holders in the order the access node ranked them, a window in flight, each verified
-//! against its id before a byte reaches the caller.
+//! holders, striped across them by expected finish time (see `holders`), a window in flight,
+//! slow requests hedged to another holder, each block verified against its id before a byte
+//! reaches the caller.
 
-use std::time::Instant;
-
-use futures::stream::StreamExt;
+use futures::stream::{FuturesUnordered, StreamExt};
+use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::holders::{HolderOrder, Lease};
 use super::{unexpected, Client, GetOutcome, Progress};
 use crate::error::{Error, Result};
 use crate::ids::{hash_block, BlockId};
@@ -14,26 +15,29 @@ use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::record::{BlockEntry, FileRecord};
 
-/// Blocks in flight during a get.
-const GET_WINDOW: usize = 8;
-
 impl Client {
     /// The blocks of `record` in order, each verified against its id, with a window of
-    /// requests in flight. Memory stays at about `GET_WINDOW` blocks whatever the file size.
+    /// requests in flight sized from the number of holders (see [`HolderOrder::window`]):
+    /// memory stays at a few dozen blocks at most whatever the file size.
     pub fn blocks_of<'a>(
         &'a self,
         record: &FileRecord,
     ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
-        futures::stream::iter(record.blocks.clone().into_iter().enumerate())
-            .map(move |(i, entry)| self.fetch_block(i, entry))
-            .buffered(GET_WINDOW)
+        let mut holders: Vec<PeerId> = record
+            .blocks
+            .iter()
+            .flat_map(|b| b.holders.iter().copied())
+            .collect();
+        holders.sort_unstable();
+        holders.dedup();
+        futures::stream::iter(record.blocks.clone())
+            .map(move |entry| self.fetch_block(entry))
+            .buffered(HolderOrder::window(holders.len()))
     }
 
-    /// One block, verified: straight from a holder, in the order the access node ranked them
-    /// (least loaded first, extra replicas included; randomised among equals, so several
-    /// sources serve at once), failing over to the other holders and finally to the access
-    /// node.
-    async fn fetch_block(&self, _index: usize, entry: BlockEntry) -> Result<Vec<u8>> {
+    /// One block, verified: straight from its holders (extra replicas included), failing
+    /// over to the others and finally to the access node.
+    async fn fetch_block(&self, entry: BlockEntry) -> Result<Vec<u8>> {
         if let Some(data) = entry.inline {
             // Verified with the record's signature check at the root; checked again here.
             let data = data.into_vec();
@@ -46,32 +50,8 @@ impl Client {
             return Ok(data);
         }
         if self.direct_reads && !entry.holders.is_empty() {
-            for peer in self.holders.order(&entry.holders) {
-                let addrs = {
-                    let known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
-                    known.get(&peer).cloned()
-                };
-                let Some(addrs) = addrs else { continue };
-                let started = Instant::now();
-                let reply = self
-                    .session
-                    .block(peer, addrs, BlockRequest::Get { id: entry.id });
-                let data = match tokio::time::timeout(self.holders.patience(), reply).await {
-                    Ok(Ok(BlockResponse::Data { data })) => data,
-                    _ => {
-                        // Slow, silent or refusing: tried last for a while, so one bad holder
-                        // costs one short wait, not one per block.
-                        self.holders.demote(peer);
-                        continue;
-                    }
-                };
-                let (actual, data) = hash_block(data).await;
-                if actual == entry.id && data.len() == entry.len as usize {
-                    self.holders.served(started.elapsed());
-                    return Ok(data);
-                }
-                self.holders.demote(peer);
-                tracing::warn!(%peer, block = %entry.id, "holder returned wrong bytes; trying another");
+            if let Some(data) = self.fetch_direct(&entry).await {
+                return Ok(data);
             }
         }
         let req = ClientRequest::GetBlock {
@@ -90,6 +70,92 @@ impl Client {
             )));
         }
         Ok(data)
+    }
+
+    /// One block straight from its holders: the one with the lowest expected finish time
+    /// first; a request slower than the usual block time by [`HolderOrder::hedge_after`] is
+    /// hedged to the next holder, and the first verified copy wins. `None` when no holder
+    /// gave the right bytes (the caller falls back to the access node).
+    async fn fetch_direct(&self, entry: &BlockEntry) -> Option<Vec<u8>> {
+        let usable: Vec<(PeerId, Vec<Multiaddr>)> = {
+            let known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
+            entry
+                .holders
+                .iter()
+                .filter_map(|p| known.get(p).map(|a| (*p, a.clone())))
+                .collect()
+        };
+        let listed: Vec<PeerId> = usable.iter().map(|(p, _)| *p).collect();
+        let mut tried: Vec<PeerId> = Vec::new();
+        let mut failed: Vec<PeerId> = Vec::new();
+        let mut attempts = FuturesUnordered::new();
+        // Each turn asks one more holder: the first, then after a failure or a hedge timeout.
+        loop {
+            if let Some(lease) = self.holders.pick(&listed, &tried) {
+                tried.push(lease.peer());
+                let addrs = usable
+                    .iter()
+                    .find(|(p, _)| *p == lease.peer())
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or_default();
+                attempts.push(self.attempt(lease, addrs, entry));
+            }
+            if attempts.is_empty() {
+                return None;
+            }
+            let more = tried.len() < listed.len();
+            let wait = self.holders.hedge_after();
+            let hedge = tokio::time::sleep(wait);
+            tokio::select! {
+                Some((lease, got)) = attempts.next() => match got {
+                    Some(data) => {
+                        let winner = lease.peer();
+                        lease.served();
+                        // Holders still working on this block were overtaken: overdue. Their
+                        // requests are dropped with `attempts`.
+                        for peer in tried.iter().filter(|p| **p != winner && !failed.contains(p)) {
+                            self.holders.overdue(*peer);
+                        }
+                        return Some(data);
+                    }
+                    None => {
+                        failed.push(lease.peer());
+                        lease.failed();
+                    }
+                },
+                _ = hedge, if more => {
+                    // The last holder asked is overdue: new blocks avoid it from now on.
+                    if let Some(&peer) = tried.iter().rev().find(|p| !failed.contains(p)) {
+                        tracing::debug!(%peer, block = %entry.id, ?wait, "hedging a slow read");
+                        self.holders.overdue(peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One request for `entry` to the holder of `lease`, within the reader's patience,
+    /// verified. The lease comes back so the caller records how it went.
+    async fn attempt<'a>(
+        &self,
+        lease: Lease<'a>,
+        addrs: Vec<Multiaddr>,
+        entry: &BlockEntry,
+    ) -> (Lease<'a>, Option<Vec<u8>>) {
+        let peer = lease.peer();
+        let reply = self
+            .session
+            .block(peer, addrs, BlockRequest::Get { id: entry.id });
+        let data = match tokio::time::timeout(self.holders.patience(), reply).await {
+            Ok(Ok(BlockResponse::Data { data })) => data,
+            _ => return (lease, None),
+        };
+        let (actual, data) = hash_block(data).await;
+        if actual == entry.id && data.len() == entry.len as usize {
+            return (lease, Some(data));
+        }
+        tracing::warn!(%peer, block = %entry.id, "holder returned wrong bytes; trying another");
+        (lease, None)
     }
 
     /// Reads a file (the head, or `version`) as a stream of verified chunks, in order.
