@@ -22,11 +22,11 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, json, sha256_of, NodeProc, BIN};
+use common::procs::{cli, finish, json, sha256_of, wait_live, NodeProc, BIN};
 
 /// Size of the file: big enough that a get is still running after its first eighth.
 const FILE_SIZE: u64 = 128 << 20;
@@ -91,25 +91,6 @@ impl Node {
     }
 }
 
-/// Waits until `node` sees `want` live storage peers.
-fn wait_live(node: &Node, want: usize, id: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = json(&cli(&["status", "--json", "--node", &node.addr], id));
-        let live = status["peers"]
-            .as_array()
-            .expect("peers")
-            .iter()
-            .filter(|p| p["live"] == true)
-            .count();
-        if live >= want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{} sees {live} peers", node.addr);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `FILE_SIZE` random bytes at `path`; their SHA-256.
 fn random_file(path: &Path) -> [u8; 32] {
     let mut src = std::fs::File::open("/dev/urandom")
@@ -144,28 +125,15 @@ fn spawn_get(name: &str, dest: &Path, access: &Node, id: &Path) -> Child {
         .expect("spawn get")
 }
 
-/// Waits for `child` at most `GET_DEADLINE` from `started`, killing it if it runs over.
-fn finish(mut child: Child, started: Instant) -> Output {
-    loop {
-        if child.try_wait().expect("poll get").is_some() {
-            return child.wait_with_output().expect("get output");
-        }
-        if started.elapsed() > GET_DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("get output");
-            panic!(
-                "get still running after {GET_DEADLINE:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// An undisturbed get of `name` through `access`; how long it took.
 fn plain_get(name: &str, dest: &Path, access: &Node, id: &Path, want: &[u8; 32]) -> Duration {
     let started = Instant::now();
-    let out = finish(spawn_get(name, dest, access, id), started);
+    let out = finish(
+        spawn_get(name, dest, access, id),
+        started,
+        GET_DEADLINE,
+        "get",
+    );
     let took = started.elapsed();
     assert!(
         out.status.success(),
@@ -254,7 +222,7 @@ fn get_disturbing_busiest(
         child.try_wait().expect("poll get").is_none(),
         "the get finished before the {fault:?}"
     );
-    let out = finish(child, started);
+    let out = finish(child, started, GET_DEADLINE, "get");
     let took = started.elapsed();
     if fault == Fault::Stall {
         signal(nodes[victim].proc.pid(), "-CONT");
@@ -328,7 +296,7 @@ fn busiest_holder_dies_mid_get() {
         nodes.push(Node::start(&tmp.path().join(format!("n{i}")), Some(&boot)));
     }
     for n in &nodes {
-        wait_live(n, 3, &id);
+        wait_live(&n.addr, 3, &id);
     }
 
     let src = tmp.path().join("big.bin");
@@ -385,7 +353,7 @@ fn holder_of_every_block_mid_get(fault: Fault) {
         nodes.push(Node::start(&tmp.path().join(format!("n{i}")), Some(&boot)));
     }
     for n in &nodes {
-        wait_live(n, 2, &id);
+        wait_live(&n.addr, 2, &id);
     }
     let src = tmp.path().join("big.bin");
     let want = random_file(&src);
@@ -396,7 +364,7 @@ fn holder_of_every_block_mid_get(fault: Fault) {
     // every block is read from the three that hold them all.
     nodes.push(Node::start(&tmp.path().join("n3"), Some(&boot)));
     for n in &nodes {
-        wait_live(n, 3, &id);
+        wait_live(&n.addr, 3, &id);
     }
     let access = 3;
     let dest = tmp.path().join("copy.bin");

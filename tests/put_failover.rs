@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, json, sha256_of, NodeProc, BIN};
+use common::procs::{cli, finish, json, sha256_of, wait_live, NodeProc, BIN};
 use sha2::{Digest, Sha256};
 
 /// Size of each file put: long enough that the put is still running after the first blocks land.
@@ -84,25 +84,6 @@ impl Node {
     }
 }
 
-/// Waits until `node` sees `want` live storage peers.
-fn wait_live(node: &Node, want: usize, id: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = json(&cli(&["status", "--json", "--node", &node.addr], id));
-        let live = status["peers"]
-            .as_array()
-            .expect("peers")
-            .iter()
-            .filter(|p| p["live"] == true)
-            .count();
-        if live >= want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{} sees {live} peers", node.addr);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `FILE_SIZE` random bytes at `path`; their SHA-256 and the ids (SHA-256, hex) of their
 /// 1 MiB blocks.
 fn random_file(path: &Path) -> ([u8; 32], Vec<String>) {
@@ -138,26 +119,6 @@ fn spawn_put(src: &Path, name: &str, access: &Node, id: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn put")
-}
-
-/// Waits for `child` at most `PUT_DEADLINE` from `started`, killing it if it runs over: a put
-/// that hangs after losing a holder is a failure, not a slow pass.
-fn finish(mut child: Child, started: Instant) -> Output {
-    loop {
-        if child.try_wait().expect("poll put").is_some() {
-            return child.wait_with_output().expect("put output");
-        }
-        if started.elapsed() > PUT_DEADLINE {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("put output");
-            panic!(
-                "put still running after {PUT_DEADLINE:?}: stdout {} stderr {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The put's JSON outcome, checked for the file's size and block count.
@@ -198,7 +159,7 @@ fn holder_dies_mid_put() {
         nodes.push(Node::start(&tmp.path().join(format!("n{i}")), Some(&boot)));
     }
     for n in &nodes {
-        wait_live(n, NODES - 1, &id);
+        wait_live(&n.addr, NODES - 1, &id);
     }
     let access = 0;
 
@@ -209,6 +170,8 @@ fn holder_dies_mid_put() {
     let out = finish(
         spawn_put(&plain_src, "putfail/plain.bin", &nodes[access], &id),
         started,
+        PUT_DEADLINE,
+        "put",
     );
     let plain = started.elapsed();
     let plain_outcome = outcome(&out);
@@ -264,7 +227,7 @@ fn holder_dies_mid_put() {
     let dead = nodes[victim].peer.clone();
     eprintln!("killed node {victim} at {at:?}, after it had stored {gained} blocks of the put");
 
-    let out = finish(child, started);
+    let out = finish(child, started, PUT_DEADLINE, "put");
     let disturbed = started.elapsed();
     let (result, retried) = if out.status.success() {
         (outcome(&out), None)
@@ -282,7 +245,12 @@ fn holder_dies_mid_put() {
         );
         eprintln!("the disturbed put failed, retrying: {}", errors[0]);
         let again = Instant::now();
-        let out = finish(spawn_put(&src, name, &nodes[access], &id), again);
+        let out = finish(
+            spawn_put(&src, name, &nodes[access], &id),
+            again,
+            PUT_DEADLINE,
+            "put",
+        );
         (
             outcome(&out),
             Some((errors[0].to_string(), again.elapsed())),

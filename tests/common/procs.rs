@@ -30,6 +30,45 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
 }
 
+/// Waits until the node at `addr` sees `want` live storage peers (30 s at most).
+pub fn wait_live(addr: &str, want: usize, identity: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = json(&cli(&["status", "--json", "--node", addr], identity));
+        let live = status["peers"]
+            .as_array()
+            .expect("peers")
+            .iter()
+            .filter(|p| p["live"] == true)
+            .count();
+        if live >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr} sees {live} peers");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits for a CLI `child` (doing `what`) at most `deadline` from `started`, killing it if
+/// it runs over: a command that hangs after losing a node is a failure, not a slow pass.
+pub fn finish(mut child: Child, started: Instant, deadline: Duration, what: &str) -> Output {
+    loop {
+        if child.try_wait().expect("poll child").is_some() {
+            return child.wait_with_output().expect("child output");
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("child output");
+            panic!(
+                "{what} still running after {deadline:?}: stdout {} stderr {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// SHA-256 of a file, read 1 MiB at a time.
 pub fn sha256_of(path: &Path) -> [u8; 32] {
     let mut f = std::fs::File::open(path).expect("open for hashing");
