@@ -114,6 +114,14 @@ impl Report {
         self.violations.is_empty()
     }
 
+    /// Panics with the whole report unless the history passed: what a harness ends with.
+    pub fn assert_linearizable(&self) {
+        assert!(
+            self.is_linearizable(),
+            "history is not linearizable: {self}"
+        );
+    }
+
     /// The distinct kinds found, in order.
     pub fn kinds(&self) -> BTreeSet<Kind> {
         self.violations.iter().map(|v| v.kind).collect()

@@ -305,6 +305,72 @@ fn conflict_while_head_matched_fails() {
 }
 
 #[test]
+fn reads_disagreeing_on_an_unacknowledged_version_fail() {
+    // Two indeterminate writes could each have made version 2, but not both.
+    let upd = |value| Op::Update {
+        if_version: None,
+        value,
+    };
+    assert_fails(
+        &[
+            put(1, 0, 10, 1),
+            pending(upd(2), 20),
+            pending(upd(3), 20),
+            get(30, 40, 2, 2),
+            get(30, 40, 2, 3),
+        ],
+        &[Kind::ValueMismatch],
+    );
+}
+
+#[test]
+fn read_of_a_version_a_guarded_write_cannot_make_fails() {
+    // The pending update is guarded on version 1, so it can only ever be version 2.
+    let guarded = Op::Update {
+        if_version: Some(1),
+        value: 2,
+    };
+    assert_fails(
+        &[put(1, 0, 10, 1), pending(guarded, 20), get(30, 40, 3, 2)],
+        &[Kind::Phantom],
+    );
+}
+
+#[test]
+fn put_over_a_live_file_fails() {
+    assert_fails(
+        &[put(1, 0, 10, 1), put(2, 20, 30, 2)],
+        &[Kind::CasViolation],
+    );
+}
+
+#[test]
+fn lost_delete_fails() {
+    assert_fails(
+        &[put(1, 0, 10, 1), rm(20, 30, 2), get(40, 50, 1, 1)],
+        &[Kind::LostWrite],
+    );
+}
+
+#[test]
+fn conflict_beside_an_indeterminate_write_passes() {
+    // The pending rm may have made version 2 before the guarded update reached the root.
+    assert_passes(&[
+        put(1, 0, 10, 1),
+        pending(Op::Rm { if_version: None }, 15),
+        cas(1, 2, 20, 30, Outcome::Conflict),
+    ]);
+}
+
+#[test]
+fn outcome_that_does_not_fit_the_op_fails() {
+    assert_fails(
+        &[done(Op::Get, 0, 10, Outcome::Written(1))],
+        &[Kind::Malformed],
+    );
+}
+
+#[test]
 fn files_are_checked_independently() {
     // The same versions and values on two names do not collide.
     let mut other = put(1, 0, 10, 1);
@@ -353,6 +419,5 @@ fn recorder_from_threads_gives_a_checkable_history() {
         .iter()
         .all(|e| e.completed().is_none_or(|t| t >= e.invoked)));
     assert!(entries[5].outcome().is_none());
-    let report = check(&entries);
-    assert!(report.is_linearizable(), "{report}");
+    check(&entries).assert_linearizable();
 }
