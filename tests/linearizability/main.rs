@@ -4,13 +4,16 @@
 //!
 //! The tests here run the checker on hand-written histories, fast and without a network:
 //! histories that must fail, each with the violation kind it must name, and histories that
-//! must pass (concurrency, indeterminate and failed writes, reads during writes). A harness
-//! that runs clients against node processes and feeds this checker comes later.
+//! must pass (concurrency, indeterminate and failed writes, reads during writes). [`run`]
+//! records clients against node processes while a nemesis kills nodes, and checks the result.
 //!
 //! Times in the tests are milliseconds from the start of the history.
 
 mod checker;
+#[path = "../common/mod.rs"]
+mod common;
 mod history;
+mod run;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
