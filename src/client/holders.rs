@@ -3,7 +3,11 @@
 //! Blocks are striped across their holders by expected finish time: a holder's cost is its
 //! requests in flight from this client plus one, times its own measured block time, so a
 //! fast holder takes more of the file and a loaded one (slower answers, whoever loads it)
-//! takes less; ties keep the access node's ranking, which reflects the swarm's load reports.
+//! takes less. The access node's ranking reflects the swarm's load reports and the
+//! balancer's decisions (the less loaded holders first, extra replicas included), so it decides
+//! among holders whose block times are within [`TIE_FACTOR`] of the fastest: a reader's own
+//! measurements override the swarm's view only when they differ clearly, and a holder
+//! never measured is assumed to be as fast as the usual one, so a new replica gets tried.
 //! A request that runs well past the usual block time is hedged to another holder, and the
 //! overdue holder is tried last until it answers again (or [`SLOW_FOR`] passes), so a holder
 //! that stalls mid-transfer loses its share at once. A holder that failed (error, timeout, wrong bytes)
@@ -32,8 +36,13 @@ const MIN_HEDGE: Duration = Duration::from_millis(200);
 /// long enough to route a transfer around a stall, short enough that a holder slowed by a
 /// moment's jitter is soon back in the stripe.
 const SLOW_FOR: Duration = Duration::from_secs(20);
-/// Block time assumed for a holder never measured (only ratios between holders matter).
+/// Block time assumed for a holder never measured while nothing has been (only ratios
+/// between holders matter); once any block arrived, an unmeasured holder is assumed usual.
 const UNMEASURED: Duration = Duration::from_millis(10);
+/// Block times within this factor of the fastest holder's count as equal, so list order
+/// picks among equally loaded holders: measured jitter on a busy machine is often 1.3x, and
+/// it must not override the swarm's ranking.
+const TIE_FACTOR: f64 = 1.5;
 /// Holders remembered at most (demoted, or with a measured block time).
 const MAX_TRACKED: usize = 4096;
 /// Blocks in flight per distinct holder of a file, and bounds on the whole window: enough
@@ -70,13 +79,26 @@ impl Inner {
                 .is_some_and(|at| at.elapsed() < SLOW_FOR)
     }
 
-    /// Expected time until a new request to `peer` is answered.
-    fn cost(&self, peer: &PeerId) -> Duration {
-        let Some(h) = self.holders.get(peer) else {
-            return UNMEASURED;
+    /// The measured block time of `peer`, or the usual one if it was never measured.
+    fn block_time(&self, peer: &PeerId) -> Duration {
+        let usual = self.usual.unwrap_or(UNMEASURED);
+        self.holders
+            .get(peer)
+            .and_then(|h| h.block_time)
+            .unwrap_or(usual)
+    }
+
+    /// Expected time until a new request to `peer` is answered: its block time, counted as
+    /// `fastest` when within [`TIE_FACTOR`] of it, times its requests in flight plus one.
+    fn cost(&self, peer: &PeerId, fastest: Duration) -> Duration {
+        let time = self.block_time(peer);
+        let time = if time < fastest.mul_f64(TIE_FACTOR) {
+            fastest
+        } else {
+            time
         };
-        let time = h.block_time.unwrap_or(UNMEASURED);
-        time.saturating_mul(h.in_flight.saturating_add(1))
+        let in_flight = self.holders.get(peer).map_or(0, |h| h.in_flight);
+        time.saturating_mul(in_flight.saturating_add(1))
     }
 
     fn holder(&mut self, peer: PeerId) -> &mut Holder {
@@ -154,17 +176,27 @@ impl HolderOrder {
     }
 
     /// The holder to ask next among `listed` (in the access node's order), skipping `tried`:
-    /// holders neither failed nor overdue lately first, then the lowest expected finish time,
-    /// then list order.
+    /// holders neither failed nor overdue lately first, then the lowest expected finish time
+    /// (block times within [`TIE_FACTOR`] of the fastest counting as equal), then list order.
     pub(super) fn pick(&self, listed: &[PeerId], tried: &[PeerId]) -> Option<Lease<'_>> {
         let mut inner = self.lock();
         inner.demoted.retain(|_, at| at.elapsed() < DEMOTE_FOR);
-        let peer = listed
+        let candidates: Vec<(usize, PeerId, bool)> = listed
             .iter()
             .enumerate()
             .filter(|(_, p)| !tried.contains(p))
-            .min_by_key(|(rank, p)| (inner.shunned(p), inner.cost(p), *rank))
-            .map(|(_, p)| *p)?;
+            .map(|(rank, p)| (rank, *p, inner.shunned(p)))
+            .collect();
+        let fastest = candidates
+            .iter()
+            .filter(|(_, _, shunned)| !shunned)
+            .map(|(_, p, _)| inner.block_time(p))
+            .min()
+            .unwrap_or(UNMEASURED);
+        let peer = candidates
+            .iter()
+            .min_by_key(|(rank, p, shunned)| (*shunned, inner.cost(p, fastest), *rank))
+            .map(|(_, p, _)| *p)?;
         let h = inner.holder(peer);
         h.in_flight = h.in_flight.saturating_add(1);
         Some(Lease {
@@ -241,6 +273,35 @@ mod tests {
             "slow holder takes less ({})",
             count(b)
         );
+    }
+
+    #[test]
+    fn the_swarms_ranking_decides_unless_a_holder_is_clearly_slower() {
+        let h = HolderOrder::default();
+        let (base, extra) = (PeerId::random(), PeerId::random());
+        // A reader that has read only from the base holder, then sees an extra replica
+        // listed first (the balancer's decision): the new replica is tried, not ignored.
+        for _ in 0..5 {
+            served_in(&h, base, Duration::from_millis(5));
+        }
+        let lease = h.pick(&[extra, base], &[]).expect("a holder");
+        assert_eq!(
+            lease.peer(),
+            extra,
+            "an unmeasured replica is assumed usual"
+        );
+        drop(lease);
+        // Jitter (here 1.3x) does not override the ranking ...
+        served_in(&h, extra, Duration::from_millis(6));
+        let lease = h.pick(&[extra, base], &[]).expect("a holder");
+        assert_eq!(lease.peer(), extra, "within the tie band: list order");
+        drop(lease);
+        // ... a clearly slower holder loses its turn.
+        for _ in 0..10 {
+            served_in(&h, extra, Duration::from_millis(20));
+        }
+        let lease = h.pick(&[extra, base], &[]).expect("a holder");
+        assert_eq!(lease.peer(), base, "4x slower: the faster holder first");
     }
 
     #[test]
