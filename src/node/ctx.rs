@@ -101,6 +101,12 @@ impl Ctx {
         }
     }
 
+    /// Whether this node started so recently that its view of the swarm may still be
+    /// incomplete (peers it has not yet reconnected to).
+    pub fn view_forming(&self) -> bool {
+        self.started.elapsed() < JOIN_GRACE * 2
+    }
+
     pub fn is_leaving(&self) -> bool {
         self.leaving.load(Ordering::Relaxed)
     }

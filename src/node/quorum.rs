@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
-use super::root::check_copy;
+use super::root::{check_copy, OUTSIDE_WINDOW};
 use super::{Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::placement::majority;
@@ -37,6 +37,9 @@ pub struct ReadOutcome {
     /// Members that answered with something that verified (a state, or "none").
     pub answered: usize,
     pub set_size: usize,
+    /// Copies refused because their signer is outside this node's view of the key's window:
+    /// on a node that has just started, a sign that its view is still forming.
+    pub outside_window: usize,
 }
 
 impl ReadOutcome {
@@ -118,8 +121,21 @@ pub async fn read_state_detailed(
     name: &str,
     note: Option<DownloadNote>,
 ) -> Result<ReadOutcome, NodeError> {
-    let set = ctx.replica_set(name).await;
-    read_from(ctx, name, note, set).await
+    loop {
+        let set = ctx.replica_set(name).await;
+        let outcome = read_from(ctx, name, note.clone(), set).await;
+        // A node that has just (re)started may not yet see the peer that signed a file's
+        // root-kept fields, and refuses every copy as signed by a stranger. Refusing is safe;
+        // answering "not found" is not: ask again while the view forms, a few seconds at most.
+        let forming = ctx.view_forming();
+        match &outcome {
+            Ok(o) if o.best.is_none() && o.outside_window > 0 && forming => {}
+            Err(NodeError::NoReplica { failures, .. })
+                if forming && failures.contains(OUTSIDE_WINDOW) => {}
+            _ => return outcome,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// [`read_state_detailed`] from a given replica set (a hand-over reads back from exactly the
@@ -147,6 +163,7 @@ pub async fn read_from(
     let mut answers: Vec<(usize, PeerId, FileState)> = Vec::new();
     let mut failures = Vec::new();
     let mut answered = 0;
+    let mut outside_window = 0;
     let needed = majority(set.len().max(1));
     loop {
         // Once a majority answered, a silent member gets a short grace, not a full timeout.
@@ -167,6 +184,9 @@ pub async fn read_from(
                     answers.push((i, peer, state));
                 }
                 Err(e) => {
+                    if e.to_string().contains(OUTSIDE_WINDOW) {
+                        outside_window += 1;
+                    }
                     ctx.refusals.refuse("invalid state read", Some(peer), &e);
                     failures.push(format!("{peer}: {e}"));
                 }
@@ -214,6 +234,7 @@ pub async fn read_from(
         signed,
         answered,
         set_size: set.len(),
+        outside_window,
     })
 }
 

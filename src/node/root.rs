@@ -196,6 +196,10 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, mut record: FileRecord) -> MetaRe
     }
 }
 
+/// How a copy signed by a peer outside this node's view of the key's window is refused (a
+/// reader that has just started retries on it while its view forms).
+pub const OUTSIDE_WINDOW: &str = "who is not in the replica set";
+
 /// Checks a copy of a file's state on its own and its attestation: every version valid and
 /// of `key`, and the root-kept fields signed by a peer of the key's window. The check every
 /// path applies to a state it did not make itself (replicas, sync, drain, reads).
@@ -204,7 +208,7 @@ pub fn check_copy(ctx: &Ctx, key: &FileKey, state: &FileState) -> Result<(), Rec
     let signer = state.check_attestation(key, now_ms())?;
     if !ctx.in_key_window(key, &signer) {
         return Err(RecordError::Unauthorized(format!(
-            "root-kept fields signed by {signer}, who is not in the replica set"
+            "root-kept fields signed by {signer}, {OUTSIDE_WINDOW}"
         )));
     }
     Ok(())
