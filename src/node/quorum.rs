@@ -16,12 +16,12 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 
-use super::root::{check_copy, OUTSIDE_WINDOW};
+use super::root::{check_copy_why, CopyRefusal};
 use super::{Ctx, NodeError};
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::record::{compatible, DownloadNote, FileState};
+use crate::record::{compatible, DownloadNote, FileState, RecordError};
 
 /// How long a read waits for the rest of the replica set once a majority has answered.
 const STRAGGLER_GRACE: Duration = Duration::from_secs(3);
@@ -37,9 +37,6 @@ pub struct ReadOutcome {
     /// Members that answered with something that verified (a state, or "none").
     pub answered: usize,
     pub set_size: usize,
-    /// Copies refused because their signer is outside this node's view of the key's window:
-    /// on a node that has just started, a sign that its view is still forming.
-    pub outside_window: usize,
 }
 
 impl ReadOutcome {
@@ -123,16 +120,13 @@ pub async fn read_state_detailed(
 ) -> Result<ReadOutcome, NodeError> {
     loop {
         let set = ctx.replica_set(name).await;
-        let outcome = read_from(ctx, name, note.clone(), set).await;
+        let (outcome, outside_window) = read_once(ctx, name, note.clone(), set).await;
         // A node that has just (re)started may not yet see the peer that signed a file's
         // root-kept fields, and refuses every copy as signed by a stranger. Refusing is safe;
         // answering "not found" is not: ask again while the view forms, a few seconds at most.
-        let forming = ctx.view_forming();
-        match &outcome {
-            Ok(o) if o.best.is_none() && o.outside_window > 0 && forming => {}
-            Err(NodeError::NoReplica { failures, .. })
-                if forming && failures.contains(OUTSIDE_WINDOW) => {}
-            _ => return outcome,
+        let nothing_won = outcome.as_ref().map_or(true, |o| o.best.is_none());
+        if !(nothing_won && outside_window > 0 && ctx.view_forming()) {
+            return outcome;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -146,6 +140,16 @@ pub async fn read_from(
     note: Option<DownloadNote>,
     set: Vec<PeerId>,
 ) -> Result<ReadOutcome, NodeError> {
+    read_once(ctx, name, note, set).await.0
+}
+
+/// One read of the set, and how many copies were refused only for their signer's place.
+async fn read_once(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    note: Option<DownloadNote>,
+    set: Vec<PeerId>,
+) -> (Result<ReadOutcome, NodeError>, usize) {
     let key = FileKey::for_name(name);
     let mut replies: FuturesUnordered<_> = set
         .iter()
@@ -178,28 +182,32 @@ pub async fn read_from(
         let Some((i, peer, reply)) = next else { break };
         match reply {
             Ok(MetaResponse::State { state: None }) => answered += 1,
-            Ok(MetaResponse::State { state: Some(state) }) => match check_copy(ctx, &key, &state) {
-                Ok(()) => {
-                    answered += 1;
-                    answers.push((i, peer, state));
-                }
-                Err(e) => {
-                    if e.to_string().contains(OUTSIDE_WINDOW) {
-                        outside_window += 1;
+            Ok(MetaResponse::State { state: Some(state) }) => {
+                match check_copy_why(ctx, &key, &state) {
+                    Ok(()) => {
+                        answered += 1;
+                        answers.push((i, peer, state));
                     }
-                    ctx.refusals.refuse("invalid state read", Some(peer), &e);
-                    failures.push(format!("{peer}: {e}"));
+                    Err(refusal) => {
+                        if matches!(refusal, CopyRefusal::OutsideWindow(_)) {
+                            outside_window += 1;
+                        }
+                        let e = RecordError::from(refusal);
+                        ctx.refusals.refuse("invalid state read", Some(peer), &e);
+                        failures.push(format!("{peer}: {e}"));
+                    }
                 }
-            },
+            }
             Ok(other) => failures.push(format!("{peer}: {other:?}")),
             Err(e) => failures.push(format!("{peer}: {e}")),
         }
     }
     if answered == 0 && !failures.is_empty() {
-        return Err(NodeError::NoReplica {
+        let error = NodeError::NoReplica {
             name: name.to_string(),
             failures: failures.join("; "),
-        });
+        };
+        return (Err(error), outside_window);
     }
     answers.sort_by_key(|(i, _, _)| *i);
     let states: Vec<FileState> = answers.iter().map(|(_, _, s)| s.clone()).collect();
@@ -207,9 +215,10 @@ pub async fn read_from(
     let best = match choose(&states, set.len()) {
         Choice::Nothing => None,
         Choice::Conflict => {
-            return Err(NodeError::Refused(format!(
+            let error = NodeError::Refused(format!(
                 "the replica set of {name:?} holds conflicting histories and none has a majority"
-            )))
+            ));
+            return (Err(error), outside_window);
         }
         Choice::Winner {
             winner,
@@ -229,13 +238,13 @@ pub async fn read_from(
             Some((root, members, state))
         }
     };
-    Ok(ReadOutcome {
+    let outcome = ReadOutcome {
         best,
         signed,
         answered,
         set_size: set.len(),
-        outside_window,
-    })
+    };
+    (Ok(outcome), outside_window)
 }
 
 /// Sends the winning state to members found behind, in the background.

@@ -196,20 +196,42 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, mut record: FileRecord) -> MetaRe
     }
 }
 
-/// How a copy signed by a peer outside this node's view of the key's window is refused (a
-/// reader that has just started retries on it while its view forms).
-pub const OUTSIDE_WINDOW: &str = "who is not in the replica set";
+/// Why [`check_copy_why`] refused a copy.
+pub enum CopyRefusal {
+    /// Not sound on its own: a bad signature, key, chain or attestation.
+    Invalid(RecordError),
+    /// Sound, but its root-kept fields were signed by a peer outside this node's view of the
+    /// key's window: forged, or signed by a member this node does not see yet.
+    OutsideWindow(PeerId),
+}
+
+impl From<CopyRefusal> for RecordError {
+    fn from(refusal: CopyRefusal) -> Self {
+        match refusal {
+            CopyRefusal::Invalid(e) => e,
+            CopyRefusal::OutsideWindow(signer) => RecordError::Unauthorized(format!(
+                "root-kept fields signed by {signer}, who is not in the replica set"
+            )),
+        }
+    }
+}
 
 /// Checks a copy of a file's state on its own and its attestation: every version valid and
 /// of `key`, and the root-kept fields signed by a peer of the key's window. The check every
 /// path applies to a state it did not make itself (replicas, sync, drain, reads).
 pub fn check_copy(ctx: &Ctx, key: &FileKey, state: &FileState) -> Result<(), RecordError> {
-    check_state(key, state)?;
-    let signer = state.check_attestation(key, now_ms())?;
+    check_copy_why(ctx, key, state).map_err(RecordError::from)
+}
+
+/// [`check_copy`], saying whether a refusal was for the signer's place alone (a reader that
+/// has just started asks again on that while its view forms).
+pub fn check_copy_why(ctx: &Ctx, key: &FileKey, state: &FileState) -> Result<(), CopyRefusal> {
+    check_state(key, state).map_err(CopyRefusal::Invalid)?;
+    let signer = state
+        .check_attestation(key, now_ms())
+        .map_err(CopyRefusal::Invalid)?;
     if !ctx.in_key_window(key, &signer) {
-        return Err(RecordError::Unauthorized(format!(
-            "root-kept fields signed by {signer}, {OUTSIDE_WINDOW}"
-        )));
+        return Err(CopyRefusal::OutsideWindow(signer));
     }
     Ok(())
 }
