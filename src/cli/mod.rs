@@ -6,6 +6,8 @@ mod download;
 mod files;
 mod node;
 mod output;
+mod soak;
+mod soak_report;
 
 use std::path::PathBuf;
 
@@ -54,6 +56,8 @@ pub enum Command {
     Sim(node::SimArgs),
     /// Run a local swarm of N nodes in one process (for demos and benchmarks).
     Devnet(node::DevnetArgs),
+    /// Run node processes under a mixed workload with churn, sampling memory and descriptors.
+    Soak(soak::SoakArgs),
     /// Print a new pre-shared key for a private swarm (use with `node --swarm-key FILE`).
     SwarmKey(node::SwarmKeyArgs),
 }
@@ -140,6 +144,7 @@ pub fn run() -> i32 {
             Command::Rm(args) => files::rm(args, json).await,
             Command::Status(args) => files::status(args, json).await,
             Command::SwarmKey(args) => node::run_swarm_key(args),
+            Command::Soak(args) => soak::run_soak(args, json).await,
         }
     });
     // Background tasks (connections, timers) must not hold the process open.

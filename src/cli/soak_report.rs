@@ -1,0 +1,411 @@
+//! What `swarmstore soak` records: one CSV row per process per interval (memory, file
+//! descriptors, sockets, store size, the workload's counts, error lines in the node's log),
+//! the summary (least-squares slopes of memory and descriptors per process, over its longest
+//! uninterrupted life after a warm-up) and the SVG plot.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::soak::{Counters, WorkloadStats};
+
+/// Samples taken before a process has run this long are left out of its slopes: start-up
+/// (connections forming, caches filling) is not a leak.
+const WARMUP_S: f64 = 120.0;
+
+/// One process at one instant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub process: String,
+    pub pid: u32,
+    pub up_s: f64,
+    pub rss_kib: u64,
+    pub fds: u64,
+    pub sockets: u64,
+    pub store_bytes: u64,
+    pub ops_ok: u64,
+    pub ops_err: u64,
+    pub mismatches: u64,
+    pub events: u64,
+    /// ERROR lines in this process's log so far (nodes only).
+    pub log_errors: u64,
+    #[serde(skip)]
+    log: Option<PathBuf>,
+}
+
+/// Reads one process's numbers from /proc (zeros where the platform has none).
+pub fn sample(
+    process: &str,
+    pid: u32,
+    t_s: f64,
+    up_s: f64,
+    data_dir: Option<&Path>,
+    counters: &Counters,
+) -> Sample {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let rss_kib = std::fs::read_to_string(proc_dir.join("status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    let (mut fds, mut sockets) = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(proc_dir.join("fd")) {
+        for e in entries.flatten() {
+            fds += 1;
+            if std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            {
+                sockets += 1;
+            }
+        }
+    }
+    Sample {
+        t_s,
+        process: process.to_string(),
+        pid,
+        up_s,
+        rss_kib,
+        fds,
+        sockets,
+        store_bytes: data_dir.map(dir_bytes).unwrap_or(0),
+        ops_ok: counters.ok.load(Ordering::Relaxed),
+        ops_err: counters.errors.load(Ordering::Relaxed),
+        mismatches: counters.mismatches.load(Ordering::Relaxed),
+        events: counters.events.load(Ordering::Relaxed),
+        log_errors: 0,
+        log: data_dir.map(|d| d.with_extension("log")),
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The CSV, and how far each node's log has been scanned for ERROR lines.
+pub struct Sampler {
+    out: std::fs::File,
+    logs: HashMap<PathBuf, (u64, u64)>,
+}
+
+impl Sampler {
+    pub fn create(path: &Path) -> std::io::Result<Sampler> {
+        let mut out = std::fs::File::create(path)?;
+        writeln!(
+            out,
+            "t_s,process,pid,up_s,rss_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
+        )?;
+        Ok(Sampler {
+            out,
+            logs: HashMap::new(),
+        })
+    }
+
+    /// Fills in the sample's log count and appends its row.
+    pub fn write(&mut self, s: &mut Sample) -> std::io::Result<()> {
+        if let Some(log) = s.log.clone() {
+            s.log_errors = self.scan(&log);
+        }
+        writeln!(
+            self.out,
+            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{}",
+            s.t_s,
+            s.process,
+            s.pid,
+            s.up_s,
+            s.rss_kib,
+            s.fds,
+            s.sockets,
+            s.store_bytes,
+            s.ops_ok,
+            s.ops_err,
+            s.mismatches,
+            s.events,
+            s.log_errors
+        )?;
+        self.out.flush()
+    }
+
+    /// ERROR lines in `log` so far, reading only what was appended since the last call.
+    fn scan(&mut self, log: &Path) -> u64 {
+        let (offset, count) = self.logs.entry(log.to_path_buf()).or_default();
+        if let Ok(mut f) = std::fs::File::open(log) {
+            if f.seek(SeekFrom::Start(*offset)).is_ok() {
+                let mut reader = BufReader::new(f);
+                let mut line = String::new();
+                while let Ok(n) = reader.read_line(&mut line) {
+                    if n == 0 || !line.ends_with('\n') {
+                        break;
+                    }
+                    *offset += n as u64;
+                    if line.contains(" ERROR ") {
+                        *count += 1;
+                    }
+                    line.clear();
+                }
+            }
+        }
+        *count
+    }
+}
+
+/// One process's trend over its longest life.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trend {
+    pub process: String,
+    pub samples: usize,
+    pub span_s: f64,
+    pub rss_mib_first: f64,
+    pub rss_mib_last: f64,
+    pub rss_mib_max: f64,
+    pub rss_mib_per_hour: f64,
+    pub fds_first: u64,
+    pub fds_last: u64,
+    pub fds_per_hour: f64,
+    pub sockets_last: u64,
+    pub store_mib_last: f64,
+    pub log_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub duration_s: f64,
+    pub ops_ok: u64,
+    pub ops_err: u64,
+    pub mismatches: u64,
+    pub churn_events: u64,
+    pub get_p50_ms: u64,
+    pub get_p99_ms: u64,
+    pub trends: Vec<Trend>,
+    pub workload: WorkloadStats,
+}
+
+pub fn summarize(
+    samples: &[Sample],
+    counters: &Counters,
+    stats: &WorkloadStats,
+    duration: Duration,
+) -> Summary {
+    let mut order: Vec<&str> = Vec::new();
+    for s in samples {
+        if !order.contains(&s.process.as_str()) {
+            order.push(&s.process);
+        }
+    }
+    let trends = order.iter().filter_map(|p| trend(samples, p)).collect();
+    let mut gets = stats.get_ms.clone();
+    gets.sort_unstable();
+    let pct = |q: f64| {
+        gets.get(((gets.len() as f64 * q) as usize).min(gets.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut workload = stats.clone();
+    workload.get_ms.clear();
+    Summary {
+        duration_s: duration.as_secs_f64(),
+        ops_ok: counters.ok.load(Ordering::Relaxed),
+        ops_err: counters.errors.load(Ordering::Relaxed),
+        mismatches: counters.mismatches.load(Ordering::Relaxed),
+        churn_events: counters.events.load(Ordering::Relaxed),
+        get_p50_ms: pct(0.5),
+        get_p99_ms: pct(0.99),
+        trends,
+        workload,
+    }
+}
+
+/// The process's longest run of samples under one pid, after the warm-up.
+fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
+    let mut lives: HashMap<u32, Vec<&Sample>> = HashMap::new();
+    for s in samples.iter().filter(|s| s.process == process) {
+        lives.entry(s.pid).or_default().push(s);
+    }
+    let life = lives.into_values().max_by_key(Vec::len)?;
+    let last = *life.last()?;
+    let warm: Vec<&Sample> = life
+        .iter()
+        .copied()
+        .filter(|s| s.up_s >= WARMUP_S)
+        .collect();
+    let fit = if warm.len() >= 3 { &warm } else { &life };
+    let first = *fit.first()?;
+    let mib = |s: &Sample| s.rss_kib as f64 / 1024.0;
+    Some(Trend {
+        process: process.to_string(),
+        samples: fit.len(),
+        span_s: last.t_s - first.t_s,
+        rss_mib_first: mib(first),
+        rss_mib_last: mib(last),
+        rss_mib_max: life.iter().map(|s| mib(s)).fold(0.0, f64::max),
+        rss_mib_per_hour: slope(fit, mib) * 3600.0,
+        fds_first: first.fds,
+        fds_last: last.fds,
+        fds_per_hour: slope(fit, |s| s.fds as f64) * 3600.0,
+        sockets_last: last.sockets,
+        store_mib_last: last.store_bytes as f64 / (1 << 20) as f64,
+        log_errors: last.log_errors,
+    })
+}
+
+/// Least-squares slope of `y` over `t_s` (per second); 0 with fewer than two points.
+fn slope(points: &[&Sample], y: impl Fn(&Sample) -> f64) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mt = points.iter().map(|s| s.t_s).sum::<f64>() / n;
+    let my = points.iter().map(|s| y(s)).sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for s in points {
+        num += (s.t_s - mt) * (y(s) - my);
+        den += (s.t_s - mt) * (s.t_s - mt);
+    }
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+pub fn table(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nsoak: {:.0} s, {} ops ok, {} errors, {} mismatches, {} churn events, get p50 {} ms p99 {} ms",
+        s.duration_s, s.ops_ok, s.ops_err, s.mismatches, s.churn_events, s.get_p50_ms, s.get_p99_ms
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
+        "process",
+        "samples",
+        "span s",
+        "RSS MiB",
+        "max MiB",
+        "MiB/hour",
+        "fds",
+        "last",
+        "fds/hour",
+        "sockets",
+        "store MiB",
+        "errors"
+    );
+    for t in &s.trends {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
+            t.process,
+            t.samples,
+            t.span_s,
+            t.rss_mib_first,
+            t.rss_mib_max,
+            t.rss_mib_per_hour,
+            t.fds_first,
+            t.fds_last,
+            t.fds_per_hour,
+            t.sockets_last,
+            t.store_mib_last,
+            t.log_errors
+        );
+    }
+    out
+}
+
+#[cfg(feature = "plot")]
+pub fn plot(samples: &[Sample], path: &Path) -> anyhow::Result<()> {
+    draw(samples, path).map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))
+}
+
+#[cfg(not(feature = "plot"))]
+pub fn plot(_samples: &[Sample], path: &Path) -> anyhow::Result<()> {
+    eprintln!(
+        "note: this build has no plotting (the `plot` feature is off), so {} was not written; samples.csv was",
+        path.display()
+    );
+    Ok(())
+}
+
+/// RSS and file descriptors per process over the run, one line per process (a restart starts
+/// a new segment of the same colour).
+#[cfg(feature = "plot")]
+fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let halves = root.split_evenly((2, 1));
+    let t_max = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
+    let mut order: Vec<&str> = Vec::new();
+    for s in samples {
+        if !order.contains(&s.process.as_str()) {
+            order.push(&s.process);
+        }
+    }
+    let colors = [
+        RED,
+        BLUE,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        BLACK,
+        RGBColor(255, 140, 0),
+    ];
+    type Panel<'a> = (&'a str, fn(&Sample) -> f64);
+    let panels: [Panel; 2] = [
+        ("resident memory (MiB)", |s| s.rss_kib as f64 / 1024.0),
+        ("open file descriptors", |s| s.fds as f64),
+    ];
+    for (area, (title, get)) in halves.iter().zip(panels) {
+        let y_max = samples.iter().map(get).fold(1.0, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("soak: {title} per process"), ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+        chart.configure_mesh().x_desc("seconds").draw()?;
+        for (i, p) in order.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let mine: Vec<&Sample> = samples.iter().filter(|s| s.process == *p).collect();
+            let mut first = true;
+            for segment in mine.chunk_by(|a, b| a.pid == b.pid) {
+                let series = chart.draw_series(LineSeries::new(
+                    segment.iter().map(|s| (s.t_s, get(s))),
+                    ShapeStyle::from(&color).stroke_width(2),
+                ))?;
+                if first {
+                    series
+                        .label(p.to_string())
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+                    first = false;
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
