@@ -12,7 +12,9 @@
 //! for ([`BlockRefs`]): garbage collection asks those files' roots whether any retained version
 //! still references the block. A block without refs is never collected (a leak, never a loss).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
@@ -36,20 +38,44 @@ pub struct BlockRefs {
 /// Most file names remembered per block.
 const MAX_REFS: usize = 64;
 
+/// Free disk space a write leaves untouched. A full disk makes redb fail a commit with an I/O
+/// error, after which it refuses everything until reopened; refusing the write first keeps
+/// reads (and so serving) working.
+pub const RECORD_RESERVE: u64 = 8 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordStoreError {
     #[error("record store: {0}")]
     Db(String),
+    /// The file system failed a read or write; the store reopens on its next use.
+    #[error("record store I/O: {0}")]
+    Io(String),
+    #[error("record store: disk full ({free} bytes free, {reserve} kept in reserve)")]
+    Full { free: u64, reserve: u64 },
     #[error("record store holds an unreadable entry for {0}: {1}")]
     Decode(FileKey, String),
 }
 
-fn db_err(e: impl std::fmt::Display) -> RecordStoreError {
-    RecordStoreError::Db(e.to_string())
+fn db_err(e: impl Into<redb::Error>) -> RecordStoreError {
+    match e.into() {
+        e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => RecordStoreError::Io(e.to_string()),
+        e => RecordStoreError::Db(e.to_string()),
+    }
 }
 
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RecordStoreError> {
+    cbor4ii::serde::to_vec(Vec::new(), value).map_err(|e| RecordStoreError::Db(e.to_string()))
+}
+
+/// The redb database, reopened after an I/O error (redb refuses every later transaction with
+/// `PreviousIo` until then).
 pub struct RecordStore {
-    db: Database,
+    path: PathBuf,
+    /// `None` only after an I/O error whose reopen failed; the next use tries again.
+    db: RwLock<Option<Database>>,
+    broken: AtomicBool,
+    /// Whether the last write was refused for space: said once in the log, not per request.
+    full: AtomicBool,
 }
 
 /// What an update closure decided.
@@ -62,22 +88,91 @@ pub enum Change<T> {
 
 impl RecordStore {
     pub fn open(path: &Path) -> Result<Self, RecordStoreError> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Self::create(path)?)),
+            broken: AtomicBool::new(false),
+            full: AtomicBool::new(false),
+        })
+    }
+
+    fn create(path: &Path) -> Result<Database, RecordStoreError> {
         let db = Database::create(path)
             .map_err(|e| RecordStoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(RECORDS).map_err(db_err)?;
         txn.open_table(BLOCK_REFS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        Ok(db)
+    }
+
+    /// Runs `f` on the database, reopening it first if an earlier call hit an I/O error.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, RecordStoreError>,
+    ) -> Result<T, RecordStoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| RecordStoreError::Io("closed after an I/O error".into()))?;
+        let result = f(db);
+        if let Err(RecordStoreError::Io(e)) = &result {
+            tracing::warn!(path = %self.path.display(), "record store I/O error, reopening: {e}");
+            self.broken.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Like [`Self::with`] for a write: refused while the disk has less than
+    /// [`RECORD_RESERVE`] free.
+    fn with_room<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, RecordStoreError>,
+    ) -> Result<T, RecordStoreError> {
+        if let Some(free) = self.path.parent().and_then(super::free_disk) {
+            let full = free < RECORD_RESERVE;
+            if self.full.swap(full, Ordering::AcqRel) != full {
+                if full {
+                    tracing::warn!(path = %self.path.display(), free, "disk full: refusing new records until space returns");
+                } else {
+                    tracing::info!(path = %self.path.display(), free, "disk has room again: taking records");
+                }
+            }
+            if full {
+                return Err(RecordStoreError::Full {
+                    free,
+                    reserve: RECORD_RESERVE,
+                });
+            }
+        }
+        self.with(f)
+    }
+
+    fn reopen(&self) -> Result<(), RecordStoreError> {
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // redb locks its file: the old handle must be gone before the new one opens.
+        *guard = None;
+        *guard = Some(Self::create(&self.path)?);
+        self.broken.store(false, Ordering::Release);
+        tracing::info!(path = %self.path.display(), "record store reopened");
+        Ok(())
     }
 
     pub fn get(&self, key: &FileKey) -> Result<Option<FileState>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let Some(bytes) = table.get(&key.0).map_err(db_err)? else {
-            return Ok(None);
-        };
-        decode(key, bytes.value()).map(Some)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(RECORDS).map_err(db_err)?;
+            let Some(bytes) = table.get(&key.0).map_err(db_err)? else {
+                return Ok(None);
+            };
+            decode(key, bytes.value()).map(Some)
+        })
     }
 
     /// Atomically reads the state for `key`, lets `f` decide, and writes what it returns.
@@ -88,57 +183,63 @@ impl RecordStore {
         durable: bool,
         f: impl FnOnce(Option<FileState>) -> Result<Change<T>, E>,
     ) -> Result<Result<T, E>, RecordStoreError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::Eventual
-        });
-        let outcome = {
-            let mut table = txn.open_table(RECORDS).map_err(db_err)?;
-            let current = match table.get(&key.0).map_err(db_err)? {
-                Some(bytes) => Some(decode(key, bytes.value())?),
-                None => None,
+        self.with_room(|db| {
+            let mut txn = db.begin_write().map_err(db_err)?;
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::Eventual
+            });
+            let outcome = {
+                let mut table = txn.open_table(RECORDS).map_err(db_err)?;
+                let current = match table.get(&key.0).map_err(db_err)? {
+                    Some(bytes) => Some(decode(key, bytes.value())?),
+                    None => None,
+                };
+                match f(current) {
+                    Err(e) => return Ok(Err(e)),
+                    Ok(Change::Keep(t)) => {
+                        drop(table);
+                        txn.abort().map_err(db_err)?;
+                        return Ok(Ok(t));
+                    }
+                    Ok(Change::Write(state, t)) => {
+                        let bytes = encode(&state)?;
+                        table.insert(&key.0, bytes.as_slice()).map_err(db_err)?;
+                        t
+                    }
+                }
             };
-            match f(current) {
-                Err(e) => return Ok(Err(e)),
-                Ok(Change::Keep(t)) => {
-                    drop(table);
-                    txn.abort().map_err(db_err)?;
-                    return Ok(Ok(t));
-                }
-                Ok(Change::Write(state, t)) => {
-                    let bytes = cbor4ii::serde::to_vec(Vec::new(), &state).map_err(db_err)?;
-                    table.insert(&key.0, bytes.as_slice()).map_err(db_err)?;
-                    t
-                }
-            }
-        };
-        txn.commit().map_err(db_err)?;
-        Ok(Ok(outcome))
+            txn.commit().map_err(db_err)?;
+            Ok(Ok(outcome))
+        })
     }
 
     pub fn remove(&self, key: &FileKey) -> Result<(), RecordStoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(db_err)?;
-            table.remove(&key.0).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(db_err)?;
+                table.remove(&key.0).map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
     }
 
     /// Every key held, with the head version (for digests, repair and status).
     pub fn heads(&self) -> Result<Vec<(FileKey, u64)>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
-            let key = FileKey(*k.value());
-            let state = decode(&key, v.value())?;
-            out.push((key, state.head().map(|h| h.version).unwrap_or(0)));
-        }
-        Ok(out)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(RECORDS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let key = FileKey(*k.value());
+                let state = decode(&key, v.value())?;
+                out.push((key, state.head().map(|h| h.version).unwrap_or(0)));
+            }
+            Ok(out)
+        })
     }
 
     /// The head version held for each key (0 when none), in one read transaction.
@@ -146,30 +247,34 @@ impl RecordStore {
         &self,
         keys: &[FileKey],
     ) -> Result<Vec<(FileKey, Position)>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let position = match table.get(&key.0).map_err(db_err)? {
-                Some(v) => decode(key, v.value())?.position(),
-                None => Position::default(),
-            };
-            out.push((*key, position));
-        }
-        Ok(out)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(RECORDS).map_err(db_err)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let position = match table.get(&key.0).map_err(db_err)? {
+                    Some(v) => decode(key, v.value())?.position(),
+                    None => Position::default(),
+                };
+                out.push((*key, position));
+            }
+            Ok(out)
+        })
     }
 
     /// Every state held, for a full scan (store check, repair).
     pub fn all(&self) -> Result<Vec<(FileKey, FileState)>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
-            let key = FileKey(*k.value());
-            out.push((key, decode(&key, v.value())?));
-        }
-        Ok(out)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(RECORDS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let key = FileKey(*k.value());
+                out.push((key, decode(&key, v.value())?));
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -182,49 +287,55 @@ impl RecordStore {
         file: &str,
         now_ms: u64,
     ) -> Result<(), RecordStoreError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Eventual);
-        {
-            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
-            let mut refs = match table.get(&block.0).map_err(db_err)? {
-                Some(v) => decode_refs(v.value()),
-                None => BlockRefs {
-                    stored_ms: now_ms,
-                    ..Default::default()
-                },
-            };
-            let known = refs.files.iter().any(|f| f == file);
-            if known && refs.unreferenced_since.is_none() {
-                return Ok(());
+        self.with_room(|db| {
+            let mut txn = db.begin_write().map_err(db_err)?;
+            txn.set_durability(Durability::Eventual);
+            {
+                let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+                let mut refs = match table.get(&block.0).map_err(db_err)? {
+                    Some(v) => decode_refs(v.value()),
+                    None => BlockRefs {
+                        stored_ms: now_ms,
+                        ..Default::default()
+                    },
+                };
+                let known = refs.files.iter().any(|f| f == file);
+                if known && refs.unreferenced_since.is_none() {
+                    return Ok(());
+                }
+                if !known && refs.files.len() < MAX_REFS {
+                    refs.files.push(file.to_string());
+                }
+                // Stored again for a file: whatever GC saw before no longer holds.
+                refs.unreferenced_since = None;
+                let bytes = encode(&refs)?;
+                table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
             }
-            if !known && refs.files.len() < MAX_REFS {
-                refs.files.push(file.to_string());
-            }
-            // Stored again for a file: whatever GC saw before no longer holds.
-            refs.unreferenced_since = None;
-            let bytes = cbor4ii::serde::to_vec(Vec::new(), &refs).map_err(db_err)?;
-            table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)
+        })
     }
 
     pub fn block_refs(&self) -> Result<Vec<(BlockId, BlockRefs)>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)? {
-            let (k, v) = entry.map_err(db_err)?;
-            out.push((BlockId(*k.value()), decode_refs(v.value())));
-        }
-        Ok(out)
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                out.push((BlockId(*k.value()), decode_refs(v.value())));
+            }
+            Ok(out)
+        })
     }
 
     /// The refs of one block, if it has any.
     pub fn block_ref(&self, block: &BlockId) -> Result<Option<BlockRefs>, RecordStoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
-        let value = table.get(&block.0).map_err(db_err)?;
-        Ok(value.map(|v| decode_refs(v.value())))
+        self.with(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+            let value = table.get(&block.0).map_err(db_err)?;
+            Ok(value.map(|v| decode_refs(v.value())))
+        })
     }
 
     pub fn set_block_refs(
@@ -232,23 +343,27 @@ impl RecordStore {
         block: &BlockId,
         refs: &BlockRefs,
     ) -> Result<(), RecordStoreError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Eventual);
-        {
-            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
-            let bytes = cbor4ii::serde::to_vec(Vec::new(), refs).map_err(db_err)?;
-            table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.with_room(|db| {
+            let mut txn = db.begin_write().map_err(db_err)?;
+            txn.set_durability(Durability::Eventual);
+            {
+                let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+                let bytes = encode(refs)?;
+                table.insert(&block.0, bytes.as_slice()).map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
     }
 
     pub fn remove_block_refs(&self, block: &BlockId) -> Result<(), RecordStoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
-            table.remove(&block.0).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.with(|db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut table = txn.open_table(BLOCK_REFS).map_err(db_err)?;
+                table.remove(&block.0).map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
     }
 }
 
