@@ -10,6 +10,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::netns::Lab;
 use common::procs::{NodeProc, BIN};
 use libp2p::PeerId;
 use swarmstore::ids::FileKey;
@@ -22,92 +23,6 @@ const ARGS: &[&str] = &[
     "--sync-interval",
     "1s",
 ];
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Namespaces, veth pairs and two bridges; removed on drop.
-struct Lab {
-    tag: String,
-    n: usize,
-}
-
-impl Lab {
-    fn ns(&self, i: usize) -> String {
-        format!("ss{}n{i}", self.tag)
-    }
-    fn hub(&self) -> String {
-        format!("ss{}hub", self.tag)
-    }
-    fn veth(&self, i: usize) -> String {
-        format!("ss{}h{i}", self.tag)
-    }
-    fn addr(i: usize) -> String {
-        format!("10.203.0.{}", i + 1)
-    }
-
-    fn build(n: usize) -> Result<Lab, String> {
-        let lab = Lab {
-            tag: format!("{}", std::process::id() % 100_000),
-            n,
-        };
-        let hub = lab.hub();
-        if !ip(&["netns", "add", &hub]) {
-            return Err("cannot create a network namespace (needs root / CAP_NET_ADMIN)".into());
-        }
-        let ok = ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])
-            && ip(&["-n", &hub, "link", "add", "br1", "type", "bridge"])
-            && ip(&["-n", &hub, "link", "set", "br0", "up"])
-            && ip(&["-n", &hub, "link", "set", "br1", "up"]);
-        if !ok {
-            return Err("cannot create bridges".into());
-        }
-        for i in 0..n {
-            let (ns, vh, vn) = (lab.ns(i), lab.veth(i), format!("ss{}v{i}", lab.tag));
-            let addr = format!("{}/24", Lab::addr(i));
-            let ok = ip(&["netns", "add", &ns])
-                && ip(&["link", "add", &vh, "type", "veth", "peer", "name", &vn])
-                && ip(&["link", "set", &vh, "netns", &hub])
-                && ip(&["link", "set", &vn, "netns", &ns])
-                && ip(&["-n", &hub, "link", "set", &vh, "master", "br0"])
-                && ip(&["-n", &hub, "link", "set", &vh, "up"])
-                && ip(&["-n", &ns, "addr", "add", &addr, "dev", &vn])
-                && ip(&["-n", &ns, "link", "set", &vn, "up"])
-                && ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            if !ok {
-                return Err(format!("cannot wire namespace {ns}"));
-            }
-        }
-        Ok(lab)
-    }
-
-    /// Moves node `i` to bridge `br` (br0: everyone; br1: the cut-off side).
-    fn attach(&self, i: usize, br: &str) {
-        assert!(ip(&[
-            "-n",
-            &self.hub(),
-            "link",
-            "set",
-            &self.veth(i),
-            "master",
-            br
-        ]));
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for i in 0..self.n {
-            ip(&["netns", "del", &self.ns(i)]);
-        }
-        ip(&["netns", "del", &self.hub()]);
-    }
-}
 
 fn cli(lab: &Lab, i: usize, args: &[&str], identity: &std::path::Path) -> Output {
     Command::new("ip")
@@ -146,7 +61,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn partition_minority_reads_and_heal_converges() {
-    let lab = match Lab::build(5) {
+    let lab = match Lab::build(5, "10.203.0", false) {
         Ok(lab) => lab,
         Err(why) => {
             eprintln!("SKIPPED partition test: {why}");
@@ -159,7 +74,7 @@ fn partition_minority_reads_and_heal_converges() {
     for i in 0..5 {
         let ns = lab.ns(i);
         let wrapper = ["ip", "netns", "exec", ns.as_str()];
-        let listen = format!("/ip4/{}/tcp/4001", Lab::addr(i));
+        let listen = format!("/ip4/{}/tcp/4001", lab.addr(i));
         let boot: Vec<String> = nodes.first().map(|n| vec![n.addr()]).unwrap_or_default();
         nodes.push(NodeProc::start_in(
             &wrapper,

@@ -4,6 +4,7 @@
 
 pub mod adversary;
 pub mod gossip;
+pub mod netns;
 pub mod procs;
 
 use std::path::PathBuf;

@@ -118,6 +118,11 @@ impl History {
         }
     }
 
+    /// Time since the history began, on the clock its entries use.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     /// Records that `op` on `file` is about to be sent. Call it just before the request so
     /// the recorded interval contains the real one.
     pub fn invoke(&self, file: &str, op: Op) -> OpId {

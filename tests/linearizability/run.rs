@@ -4,7 +4,9 @@
 //!
 //! Five `swarmstore node` processes, R = 3. The nemesis kills one node other than the
 //! clients' access node at a time (so never more than R - 1 of any replica set is down),
-//! restarts it after a few seconds, and moves on to another. Four library clients in this
+//! restarts it after a few seconds, and moves on to another; where the machine allows network
+//! namespaces (root), the nodes run in a lab of namespaces and every other fault is instead a
+//! partition that cuts two nodes off for a few seconds and heals. Four library clients in this
 //! process share one identity (one owner, so their writes race on the same chains) and reach
 //! the swarm through node 0. Values are 8-byte tags at the start of each file's content;
 //! some files are written inline (small) and some as blocks on holders.
@@ -22,8 +24,9 @@ use swarmstore::record::RecordError;
 use swarmstore::Client;
 
 use crate::checker::{check, Kind};
+use crate::common::netns::Lab;
 use crate::common::procs::{wait_live, NodeProc};
-use crate::history::{History, Op, Outcome, Value};
+use crate::history::{Entry, History, Op, Outcome, Value};
 
 const NODES: usize = 5;
 const CLIENTS: usize = 4;
@@ -136,22 +139,44 @@ async fn client_loop(id: usize, client: Client, history: History, stop: Arc<Atom
     }
 }
 
+/// What the nemesis did, and when (on the history's clock).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Kill,
+    Partition,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn clients_and_kills_give_a_linearizable_history() {
+async fn clients_kills_and_partitions_give_a_linearizable_history() {
     let secs: u64 = std::env::var("SWARMSTORE_LIN_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    // Partitions need network namespaces; without them the nemesis only kills.
+    let lab = match Lab::build(NODES, "10.204.0", true) {
+        Ok(lab) => Some(lab),
+        Err(why) => {
+            eprintln!("no partitions in this run, kills only: {why}");
+            None
+        }
+    };
     let tmp = tempfile::tempdir().expect("temp dir");
     let id = tmp.path().join("cli.key");
-    let mut nodes = vec![NodeProc::start(&tmp.path().join("n0"), &[], &[])];
+    let start = |i: usize, boot: &[String]| {
+        let dir = tmp.path().join(format!("n{i}"));
+        match &lab {
+            Some(lab) => {
+                let ns = lab.ns(i);
+                let listen = format!("/ip4/{}/tcp/4001", lab.addr(i));
+                NodeProc::start_in(&["ip", "netns", "exec", &ns], &listen, &dir, boot, &[])
+            }
+            None => NodeProc::start(&dir, boot, &[]),
+        }
+    };
+    let mut nodes = vec![start(0, &[])];
     let boot = vec![nodes[0].addr()];
     for i in 1..NODES {
-        nodes.push(NodeProc::start(
-            &tmp.path().join(format!("n{i}")),
-            &boot,
-            &[],
-        ));
+        nodes.push(start(i, &boot));
     }
     for n in &nodes {
         wait_live(&n.addr(), NODES - 1, &id);
@@ -174,17 +199,33 @@ async fn clients_and_kills_give_a_linearizable_history() {
         )));
     }
 
-    // The nemesis: one node down at a time, never node 0 (the clients' access node).
+    // The nemesis, one fault at a time, never touching node 0 (the clients' access node):
+    // kill a node and restart it, or (with the lab) cut two nodes off and heal. Either way at
+    // most two of the five are out, so every replica set of three keeps one member, and
+    // most keep a majority.
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut kills = 0;
+    let mut faults: Vec<(Fault, Duration, Duration)> = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..4_000))).await;
-        let victim = rng.gen_range(1..NODES);
-        nodes[victim].kill9();
-        kills += 1;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..4_000))).await;
-        nodes[victim].restart(&boot);
+        let partition = lab.is_some() && faults.len() % 2 == 1;
+        let from = history.elapsed();
+        if let (true, Some(lab)) = (partition, &lab) {
+            let a = rng.gen_range(1..NODES);
+            let b = 1 + (a + rng.gen_range(0..NODES - 2)) % (NODES - 1);
+            lab.attach(a, "br1");
+            lab.attach(b, "br1");
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(3_000..6_000))).await;
+            lab.attach(a, "br0");
+            lab.attach(b, "br0");
+            faults.push((Fault::Partition, from, history.elapsed()));
+        } else {
+            let victim = rng.gen_range(1..NODES);
+            nodes[victim].kill9();
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(2_000..4_000))).await;
+            nodes[victim].restart(&boot);
+            faults.push((Fault::Kill, from, history.elapsed()));
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -193,40 +234,69 @@ async fn clients_and_kills_give_a_linearizable_history() {
 
     let entries = history.entries();
     let report = check(&entries);
-    let completed: Vec<&Outcome> = entries.iter().filter_map(|e| e.outcome()).collect();
-    let written = completed
-        .iter()
-        .filter(|o| matches!(o, Outcome::Written(_)))
-        .count();
-    let reads = completed
-        .iter()
-        .filter(|o| {
-            matches!(
-                o,
-                Outcome::Read { .. } | Outcome::NotFound | Outcome::Deleted { .. }
+    let kills = faults.iter().filter(|f| f.0 == Fault::Kill).count();
+    let partitions = faults.len() - kills;
+    let answered = |e: &Entry| {
+        matches!(
+            e.outcome(),
+            Some(
+                Outcome::Written(_)
+                    | Outcome::Read { .. }
+                    | Outcome::NotFound
+                    | Outcome::Deleted { .. }
+                    | Outcome::Conflict
             )
-        })
-        .count();
-    let refused = completed
-        .iter()
-        .filter(|o| matches!(o, Outcome::Conflict))
-        .count();
-    let failed = completed
-        .iter()
-        .filter(|o| matches!(o, Outcome::Failed(_)))
-        .count();
+        )
+    };
+    // Availability: answered operations among those invoked during each kind of fault.
+    let during = |kind: Option<Fault>| {
+        let mine: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| {
+                let inside = faults
+                    .iter()
+                    .find(|(_, from, to)| e.invoked >= *from && e.invoked < *to)
+                    .map(|f| f.0);
+                inside == kind
+            })
+            .collect();
+        let ok = mine.iter().filter(|e| answered(e)).count();
+        (ok, mine.len())
+    };
+    let pct = |(ok, all): (usize, usize)| 100.0 * ok as f64 / all.max(1) as f64;
+    let completed: Vec<&Outcome> = entries.iter().filter_map(|e| e.outcome()).collect();
+    let count = |f: fn(&Outcome) -> bool| completed.iter().filter(|o| f(o)).count();
+    let written = count(|o| matches!(o, Outcome::Written(_)));
+    let reads = count(|o| {
+        matches!(
+            o,
+            Outcome::Read { .. } | Outcome::NotFound | Outcome::Deleted { .. }
+        )
+    });
+    let refused = count(|o| matches!(o, Outcome::Conflict));
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
     let open = entries.len() - completed.len();
     eprintln!(
-        "{secs} s, {kills} kills: {} ops ({written} writes acknowledged, {reads} reads, \
-         {refused} refused, {failed} failed, {open} never answered); availability {:.1}%; \
-         violations: {:?}",
+        "{secs} s, {kills} kills, {partitions} partitions: {} ops ({written} writes \
+         acknowledged, {reads} reads, {refused} refused, {failed} failed, {open} never \
+         answered); availability {:.1}% overall, {:.1}% with no fault, {:.1}% during kills \
+         ({} ops), {:.1}% during partitions ({} ops); violations: {:?}",
         entries.len(),
-        100.0 * (written + reads + refused) as f64 / entries.len().max(1) as f64,
+        pct((
+            entries.iter().filter(|e| answered(e)).count(),
+            entries.len()
+        )),
+        pct(during(None)),
+        pct(during(Some(Fault::Kill))),
+        during(Some(Fault::Kill)).1,
+        pct(during(Some(Fault::Partition))),
+        during(Some(Fault::Partition)).1,
         report.kinds()
     );
     for e in entries
         .iter()
         .filter(|e| matches!(e.outcome(), Some(Outcome::Failed(_))))
+        .take(20)
     {
         eprintln!("failed: {:?} {:?}", e.op, e.outcome());
     }
@@ -240,4 +310,9 @@ async fn clients_and_kills_give_a_linearizable_history() {
     assert!(violations.is_empty(), "violations: {violations:#?}");
     assert!(written >= 20 && reads >= 20, "the run did too little");
     assert!(kills >= 1, "the nemesis never struck");
+    assert!(
+        lab.is_none() || partitions >= 1,
+        "the nemesis never partitioned"
+    );
+    drop(nodes);
 }
