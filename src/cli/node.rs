@@ -186,6 +186,9 @@ pub struct DevnetArgs {
     /// Copies kept of every block and record.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub replication: usize,
+    /// Where the first node serves its dashboard (and /metrics); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub dashboard: std::net::SocketAddr,
     /// Drive reads against the swarm: zipf or zipf:S (file popularity exponent S, default 1).
     /// Prints per-node load per interval with peak/mean.
     #[arg(long, value_name = "zipf[:S]", value_parser = parse_workload, help_heading = "Workload")]
@@ -336,10 +339,15 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
         let bootstrap = nodes.first().map(|n| vec![n.addr()]).unwrap_or_default();
         let config = NodeConfig::local(base.join(format!("node{i}")))
             .bootstrap(bootstrap)
-            .replication(args.replication);
+            .replication(args.replication)
+            .metrics((i == 0).then_some(args.dashboard));
         nodes.push(Node::start(args.balance.apply(config)).await?);
     }
     let first = nodes[0].addr();
+    let dashboard = nodes[0]
+        .metrics_addr()
+        .map(|a| format!("http://{a}/"))
+        .unwrap_or_default();
     std::fs::write(base.join("node.addr"), format!("{first}\n"))?;
     let want = args.nodes - 1;
     for n in &nodes {
@@ -349,6 +357,7 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
         print_json(&serde_json::json!({
             "base_dir": base,
             "replication": args.replication,
+            "dashboard": dashboard,
             "nodes": nodes.iter().enumerate().map(|(i, n)| serde_json::json!({
                 "peer": n.peer_id().to_string(),
                 "addr": n.addr().to_string(),
@@ -365,6 +374,8 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
         for (i, n) in nodes.iter().enumerate() {
             println!("  node {i:<3} {}", n.addr());
         }
+        println!();
+        println!("Dashboard: {dashboard}");
         println!();
         println!("Try, in another terminal:");
         println!("  export SWARMSTORE_NODE={first}");

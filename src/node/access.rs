@@ -302,7 +302,7 @@ async fn get_block(ctx: &Arc<Ctx>, id: BlockId, holders: Vec<PeerId>) -> ClientR
     ))
 }
 
-async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
+pub(super) async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
     let records = match ctx.store.run(|s| s.records.heads().map(|h| h.len())).await {
         Ok(n) => n,
         Err(e) => {

@@ -1,16 +1,11 @@
 //! Prometheus metrics: swarmstore's own counters ([`Metrics`], shared by every part of a node
-//! through its `Ctx`) and a tiny HTTP/1.1 endpoint ([`serve`]) for `/metrics` and `/health`.
+//! through its `Ctx`), served with the dashboard by the admin endpoint (`super::admin`).
 //!
 //! Every metric is an atomic, so recording never takes a lock and scraping never touches the
-//! event loop: the endpoint runs on its own task and only reads. libp2p's own metrics
-//! (`libp2p-metrics`, recorded by the event loop) live in the same registry under `libp2p_`.
-//!
-//! The endpoint is hand-rolled (about 80 lines) rather than hyper or axum: it serves two
-//! fixed paths to a scraper, and a web framework would be the largest dependency in the tree.
+//! event loop. libp2p's own metrics (`libp2p-metrics`, recorded by the event loop) live in the
+//! same registry under `libp2p_`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,9 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::protocol::block::BlockRequest;
 use crate::protocol::client::ClientRequest;
@@ -252,140 +244,4 @@ impl Metrics {
             })
             .inc();
     }
-}
-
-/// What the endpoint asks the node at each request.
-pub struct Probe {
-    /// Updates gauges that are sampled rather than counted (store sizes), before a scrape.
-    pub refresh: Box<dyn Fn() + Send + Sync>,
-    /// Whether the node is serving (its event loop is running).
-    pub healthy: Box<dyn Fn() -> bool + Send + Sync>,
-}
-
-/// The longest request head read; anything longer is refused.
-const MAX_HEAD: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Binds `addr` and serves `GET /metrics` (Prometheus text) and `GET /health` (200 while the
-/// node serves, else 503) until the returned task is aborted. Returns the bound address.
-pub async fn serve(
-    addr: SocketAddr,
-    registry: Arc<Registry>,
-    probe: Probe,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let probe = Arc::new(probe);
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::debug!("metrics endpoint: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let registry = registry.clone();
-            let probe = probe.clone();
-            tokio::spawn(async move {
-                if let Err(e) = answer(stream, &registry, &probe).await {
-                    tracing::debug!("metrics endpoint: {e}");
-                }
-            });
-        }
-    });
-    Ok((bound, task))
-}
-
-async fn answer(mut stream: TcpStream, registry: &Registry, probe: &Probe) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                "text/plain",
-                b"",
-            )
-            .await;
-        }
-        let n = match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => return Ok(()),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    if method != "GET" {
-        return respond(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            b"GET only\n",
-        )
-        .await;
-    }
-    match path {
-        "/metrics" => {
-            (probe.refresh)();
-            let mut body = String::new();
-            if prometheus_client::encoding::text::encode(&mut body, registry).is_err() {
-                return respond(&mut stream, "500 Internal Server Error", "text/plain", b"").await;
-            }
-            respond(
-                &mut stream,
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                body.as_bytes(),
-            )
-            .await
-        }
-        "/health" => {
-            if (probe.healthy)() {
-                respond(&mut stream, "200 OK", "text/plain", b"serving\n").await
-            } else {
-                respond(
-                    &mut stream,
-                    "503 Service Unavailable",
-                    "text/plain",
-                    b"stopped\n",
-                )
-                .await
-            }
-        }
-        _ => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                "text/plain",
-                b"try /metrics or /health\n",
-            )
-            .await
-        }
-    }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
 }

@@ -8,6 +8,7 @@
 //! (load reports, election and decisions, running the pure core in `crate::balance`).
 
 pub(crate) mod access;
+pub(crate) mod admin;
 pub(crate) mod allowance;
 pub(crate) mod balancing;
 pub(crate) mod behaviour;
@@ -82,25 +83,6 @@ pub struct Node {
     background: Tasks,
     /// Where `/metrics` is served, if it is.
     metrics_addr: Option<SocketAddr>,
-}
-
-/// What the metrics endpoint asks the node: sampled gauges and whether it is serving.
-fn probe(ctx: &Arc<Ctx>) -> metrics::Probe {
-    let (c1, c2) = (ctx.clone(), ctx.clone());
-    metrics::Probe {
-        refresh: Box::new(move || {
-            let m = &c1.metrics;
-            m.blocks_stored.set(c1.store.blocks.count() as i64);
-            m.bytes_stored.set(c1.store.blocks.used_bytes() as i64);
-            m.live_peers.set(c1.peers.live_peers().len() as i64);
-            let repair = c1.repair.snapshot();
-            m.repair_queue.set(repair.queue as i64);
-            m.blocks_under_replicated
-                .set(repair.under_replicated as i64);
-            m.blocks_lost.set(repair.lost as i64);
-        }),
-        healthy: Box::new(move || c2.net.is_running()),
-    }
 }
 
 impl Node {
@@ -196,13 +178,13 @@ impl Node {
         let mut metrics_addr = None;
         let mut background = Tasks::default();
         if let Some(addr) = config.metrics {
-            let (bound, server) = metrics::serve(addr, Arc::new(registry), probe(&ctx))
+            let (bound, server) = admin::serve(addr, Arc::new(registry), ctx.clone())
                 .await
                 .map_err(|source| StartError::Metrics {
                     addr: addr.to_string(),
                     source,
                 })?;
-            tracing::info!("metrics on http://{bound}/metrics");
+            tracing::info!("dashboard on http://{bound}/ (metrics at /metrics)");
             metrics_addr = Some(bound);
             background.0.push(server);
         }

@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod delegate;
+pub mod history;
 pub mod holdings;
 pub mod report;
 pub mod service;
@@ -53,6 +54,8 @@ pub struct Balance {
     ignored: Mutex<BTreeMap<&'static str, u64>>,
     pub(super) report_seq: AtomicU64,
     pub(super) housekeeping: AtomicBool,
+    /// The dashboard's chart and term history.
+    history: Mutex<history::LoadHistory>,
 }
 
 pub struct State {
@@ -90,6 +93,7 @@ impl Balance {
             ignored: Mutex::new(BTreeMap::new()),
             report_seq: AtomicU64::new(0),
             housekeeping: AtomicBool::new(false),
+            history: Mutex::new(history::LoadHistory::new(round)),
             config,
         }
     }
@@ -117,6 +121,44 @@ impl Balance {
             .unwrap_or_else(|p| p.into_inner())
             .entry(what)
             .or_insert(0) += 1;
+    }
+
+    /// Adds this round's view of the swarm's load to the history.
+    pub fn record_history(&self) {
+        let (points, manager) = {
+            let st = self.state();
+            let points = st
+                .view
+                .reports()
+                .map(|(p, r)| history::Point {
+                    peer: *p,
+                    load: r.load,
+                    util: r.load / r.bandwidth.max(1.0),
+                })
+                .collect();
+            (points, st.election.manager())
+        };
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(now_ms(), points, manager);
+    }
+
+    /// Load samples newer than `since_ms` and the manager's terms, for the dashboard.
+    pub fn history(&self, since_ms: u64) -> (Vec<history::Sample>, Vec<history::Term>) {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        (h.samples_since(since_ms), h.terms())
+    }
+
+    /// The newest `n` decisions, newest first.
+    pub fn decision_rows(&self, n: usize) -> Vec<DecisionRow> {
+        self.state()
+            .view
+            .decisions()
+            .rev()
+            .take(n)
+            .map(decision_row)
+            .collect()
     }
 
     pub fn ignored(&self) -> BTreeMap<String, u64> {

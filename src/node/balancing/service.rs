@@ -88,6 +88,7 @@ async fn round(ctx: &Arc<Ctx>, secs: f64) {
     let report = report::build(ctx, secs).await;
     let bytes = wire::encode_report(&report);
     b.state().view.on_report(ctx.local, report);
+    b.record_history();
     if let Err(e) = publish(ctx, "load", bytes).await {
         tracing::debug!("load report not sent: {e}");
     }
