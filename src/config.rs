@@ -135,10 +135,7 @@ impl NodeSettings {
         let capacity = bytes("capacity", raw.capacity)?;
         let metrics = raw
             .metrics
-            .map(|s| {
-                s.parse::<SocketAddr>()
-                    .map_err(|e| bad!("metrics: {s:?} is not an IP:PORT address ({e})"))
-            })
+            .map(|s| parse_admin_addr(&s).map_err(|e| bad!("metrics: {e}")))
             .transpose()?;
         let manager_peers = raw
             .manager_peers
@@ -362,9 +359,33 @@ impl BalanceSettings {
     }
 }
 
+/// The admin (metrics and dashboard) address: `IP:PORT`, or a bare `PORT` meaning
+/// 127.0.0.1:PORT, so the default never exposes the node beyond this machine.
+pub fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|e| format!("{s:?} is not a PORT or an IP:PORT address ({e})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_admin_port_stays_on_this_machine() {
+        assert_eq!(
+            parse_admin_addr("9090"),
+            Ok("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(
+            parse_admin_addr("0.0.0.0:9090"),
+            Ok("0.0.0.0:9090".parse().unwrap())
+        );
+        assert!(parse_admin_addr("localhost:x").is_err());
+    }
 
     #[test]
     fn file_keys_parse_and_paths_are_relative_to_the_file() {

@@ -81,11 +81,13 @@ pub struct NodeArgs {
         help_heading = "Network"
     )]
     pub swarm_key: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics (and /health), e.g. 127.0.0.1:9090.
+    /// Serve the dashboard at http://ADDR/, Prometheus metrics at /metrics and /health, e.g.
+    /// 127.0.0.1:9090 (a bare port means 127.0.0.1)
     #[arg(
         long,
         value_name = "ADDR",
         env = "SWARMSTORE_METRICS",
+        value_parser = crate::config::parse_admin_addr,
         help_heading = "Network"
     )]
     pub metrics: Option<SocketAddr>,
