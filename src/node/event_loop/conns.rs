@@ -97,10 +97,19 @@ impl Conns {
         {
             return false;
         }
+        // Only attempts inside the cooldown matter: drop the rest once the map grows, so
+        // relayed peers that come and go cannot grow it without bound.
+        if self.direct_dialed.len() >= DIRECT_DIALED_PRUNE {
+            self.direct_dialed
+                .retain(|_, t| now.duration_since(*t) < DIRECT_DIAL_COOLDOWN);
+        }
         self.direct_dialed.insert(peer, now);
         true
     }
 }
+
+/// Size of the direct-dial map at which expired attempts are dropped.
+const DIRECT_DIALED_PRUNE: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -165,6 +174,22 @@ mod tests {
         c.closed(peer, conn(2));
         c.closed(peer, conn(3));
         assert!(c.replaced_relays(t0 + 60 * SEC).is_empty());
+    }
+
+    #[test]
+    fn expired_direct_dial_attempts_are_forgotten() {
+        let mut c = Conns::default();
+        let start = Instant::now();
+        for _ in 0..DIRECT_DIALED_PRUNE * 3 {
+            assert!(c.may_dial_direct(PeerId::random(), start));
+        }
+        let later = start + DIRECT_DIAL_COOLDOWN + SEC;
+        assert!(c.may_dial_direct(PeerId::random(), later));
+        assert_eq!(
+            c.direct_dialed.len(),
+            1,
+            "only the attempt inside the cooldown is kept"
+        );
     }
 
     #[test]
