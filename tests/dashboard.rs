@@ -318,7 +318,13 @@ fn the_dashboard_in_chromium_shows_nodes_load_decisions_and_a_failover() {
     eprintln!("screenshot: {}", shot.display());
 
     // Kill the manager: the page shows a new one, with a higher term.
-    let old_term = api(&s.admin[d], "/api/history")["term"].as_u64().unwrap();
+    // (Asked again: the manager may have changed since the start.)
+    let now = api(&s.admin[d], "/api/history");
+    let old_term = now["term"].as_u64().unwrap();
+    let manager = now["manager"].as_str().unwrap().to_string();
+    let m = peers.iter().position(|p| *p == manager).unwrap();
+    let d = if m == d { (d + 1) % NODES } else { d };
+    let url = format!("http://{}/", s.admin[d]);
     let killed = Instant::now();
     s.nodes[m].kill9();
     let (new_manager, term) = wait_for(Duration::from_secs(60), "a new manager", || {
