@@ -471,6 +471,12 @@ async fn workload(
         match result {
             Ok(written) => {
                 if let Some(now) = written {
+                    tracing::debug!(
+                        name,
+                        op,
+                        value = ?now.map(|d| hex::encode(&d[..4])),
+                        "acknowledged"
+                    );
                     known[i] = vec![now];
                 }
                 counters.ok.fetch_add(1, Ordering::Relaxed);
@@ -501,7 +507,16 @@ fn check_read(
         *possible = vec![seen];
     } else {
         counters.mismatches.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(name, "a read returned a value no write put there");
+        let short = |v: &Option<[u8; 32]>| match v {
+            Some(d) => hex::encode(&d[..4]),
+            None => "absent".to_string(),
+        };
+        tracing::error!(
+            name,
+            seen = short(&seen),
+            expected = ?possible.iter().map(short).collect::<Vec<_>>(),
+            "a read returned a value no write put there"
+        );
     }
     Ok(())
 }
