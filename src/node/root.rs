@@ -327,7 +327,13 @@ async fn fetch(
     // as later peers joined nearer the key) would be refused by every reader, making an
     // untouched file unreadable: a member answers with its own attestation instead. The soak
     // found this after about forty minutes of joins and leaves.
-    let state = state.map(|s| vouched(ctx, &key, &s));
+    // Not for our own reads, and not while our view of the swarm is still forming after a
+    // start: then the signer may only look absent, and vouching for our own (possibly stale)
+    // copy would let it win over newer copies we cannot check yet.
+    let state = match state {
+        Some(s) if from != ctx.local && !ctx.view_forming() => Some(vouched(ctx, &key, &s)),
+        other => other,
+    };
     MetaResponse::State { state }
 }
 
