@@ -86,15 +86,7 @@ fn sigkill_during_put_leaves_complete_or_nothing() {
         let status = put.wait().unwrap();
 
         // Crash consistency of the killed node's own store.
-        let report = nodes[0].check();
-        assert!(
-            report["problems"].as_array().unwrap().is_empty(),
-            "{report}"
-        );
-        assert!(
-            report["corrupt_blocks"].as_array().unwrap().is_empty(),
-            "{report}"
-        );
+        nodes[0].assert_clean("after a kill during put");
 
         let boot = vec![nodes[1].addr()];
         nodes[0].restart(&boot);

@@ -39,22 +39,21 @@ fn swarm(dir: &Path, n: usize, extra: &[&str]) -> Vec<NodeProc> {
     nodes
 }
 
-fn assert_clean(node: &NodeProc, when: &str) {
-    let report = node.check();
-    assert!(
-        report["problems"].as_array().unwrap().is_empty(),
-        "{when}: {report}"
-    );
-    assert!(
-        report["corrupt_blocks"].as_array().unwrap().is_empty(),
-        "{when}: {report}"
-    );
-}
-
 fn write_src(dir: &Path, name: &str, data: &[u8]) -> String {
     let path = dir.join(format!("{}.src", name.replace('/', "_")));
     std::fs::write(&path, data).unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// Puts `data` as `name` through `node`; the put must succeed.
+fn put(dir: &Path, id: &Path, node: &str, name: &str, data: &[u8]) {
+    let src = write_src(dir, name, data);
+    let out = cli(&["put", &src, "--name", name, "--node", node], id);
+    assert!(
+        out.status.success(),
+        "put {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn spawn(args: &[&str], id: &Path) -> Child {
@@ -95,7 +94,7 @@ fn kill_during(nodes: &mut [NodeProc], child: Child, delay: Duration) -> bool {
     std::thread::sleep(delay);
     nodes[0].kill9();
     let out = common::procs::finish(child, Instant::now(), Duration::from_secs(60), "client");
-    assert_clean(&nodes[0], "after a kill");
+    nodes[0].assert_clean("after a kill");
     let boot = vec![nodes[1].addr()];
     nodes[0].restart(&boot);
     out.status.success()
@@ -112,12 +111,8 @@ fn sigkill_during_update_rm_and_gc_loses_nothing_acknowledged() {
 
     // Update: how long one takes here, then kills across it.
     let v1 = common::random_bytes(8 * MIB, 1);
-    let src = write_src(tmp.path(), "u", &v1);
     let a0 = nodes[0].addr();
-    assert!(cli(&["put", &src, "--name", "u", "--node", &a0], &id)
-        .status
-        .success());
-    let _ = v1;
+    put(tmp.path(), &id, &a0, "u", &v1);
     let t = Instant::now();
     let v2 = common::random_bytes(8 * MIB, 2);
     let src = write_src(tmp.path(), "u", &v2);
@@ -155,11 +150,14 @@ fn sigkill_during_update_rm_and_gc_loses_nothing_acknowledged() {
     }
 
     // Rm: how long one takes (the client process included), then kills across it.
-    let src = write_src(tmp.path(), "r", &common::random_bytes(2 * MIB, 99));
     let a0 = nodes[0].addr();
-    assert!(cli(&["put", &src, "--name", "r", "--node", &a0], &id)
-        .status
-        .success());
+    put(
+        tmp.path(),
+        &id,
+        &a0,
+        "r",
+        &common::random_bytes(2 * MIB, 99),
+    );
     let t = Instant::now();
     assert!(cli(&["rm", "r", "--node", &a0], &id).status.success());
     let rm_ms = t.elapsed().as_millis() as u64;
@@ -168,11 +166,8 @@ fn sigkill_during_update_rm_and_gc_loses_nothing_acknowledged() {
         let k = k as u64;
         let name = format!("r{k}");
         let data = common::random_bytes(2 * MIB + 1000, 100 + k);
-        let src = write_src(tmp.path(), &name, &data);
         let a0 = nodes[0].addr();
-        assert!(cli(&["put", &src, "--name", &name, "--node", &a0], &id)
-            .status
-            .success());
+        put(tmp.path(), &id, &a0, &name, &data);
         let child = spawn(&["rm", &name, "--node", &a0], &id);
         let delay = (rm_ms as f64 * fraction * rng.gen_range(0.9..1.1)) as u64;
         let acked = kill_during(&mut nodes, child, Duration::from_millis(delay));
@@ -195,28 +190,25 @@ fn sigkill_during_update_rm_and_gc_loses_nothing_acknowledged() {
         .map(|k| (format!("keep{k}"), common::random_bytes(3 * MIB, 200 + k)))
         .collect();
     for (name, data) in &keep {
-        let src = write_src(tmp.path(), name, data);
-        assert!(cli(
-            &["put", &src, "--name", name, "--node", &nodes[0].addr()],
-            &id
-        )
-        .status
-        .success());
+        put(tmp.path(), &id, &nodes[0].addr(), name, data);
     }
     for k in 0..3 {
         let name = format!("gone{k}");
-        let src = write_src(tmp.path(), &name, &common::random_bytes(3 * MIB, 300 + k));
         let a0 = nodes[0].addr();
-        assert!(cli(&["put", &src, "--name", &name, "--node", &a0], &id)
-            .status
-            .success());
+        put(
+            tmp.path(),
+            &id,
+            &a0,
+            &name,
+            &common::random_bytes(3 * MIB, 300 + k),
+        );
         assert!(cli(&["rm", &name, "--node", &a0], &id).status.success());
     }
     for round in 0..4 {
         let victim = rng.gen_range(1..nodes.len());
         std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
         nodes[victim].kill9();
-        assert_clean(&nodes[victim], "after a kill during GC");
+        nodes[victim].assert_clean("after a kill during GC");
         let boot = vec![nodes[0].addr()];
         nodes[victim].restart(&boot);
         eprintln!("gc round {round}: killed and restarted n{victim}");
@@ -235,7 +227,7 @@ fn sigkill_during_update_rm_and_gc_loses_nothing_acknowledged() {
     assert_eq!(read(&id, &nodes[0].addr(), "u", &out), Some(current));
     for n in nodes.iter_mut() {
         n.terminate();
-        assert_clean(n, "at the end");
+        n.assert_clean("at the end");
     }
 }
 
@@ -271,13 +263,7 @@ fn sigkill_during_repair_and_drain_loses_nothing() {
         .map(|k| (format!("f{k}"), common::random_bytes(3 * MIB, 400 + k)))
         .collect();
     for (name, data) in &files {
-        let src = write_src(tmp.path(), name, data);
-        assert!(cli(
-            &["put", &src, "--name", name, "--node", &nodes[0].addr()],
-            &id
-        )
-        .status
-        .success());
+        put(tmp.path(), &id, &nodes[0].addr(), name, data);
     }
 
     // Repair: n4 dies for good; while the roots copy its blocks, kill and restart others.
@@ -286,7 +272,7 @@ fn sigkill_during_repair_and_drain_loses_nothing() {
     for (round, victim) in [1, 2, 3].into_iter().enumerate() {
         std::thread::sleep(Duration::from_millis(rng.gen_range(2000..4500)));
         nodes[victim].kill9();
-        assert_clean(&nodes[victim], "after a kill during repair");
+        nodes[victim].assert_clean("after a kill during repair");
         let boot = vec![nodes[0].addr()];
         nodes[victim].restart(&boot);
         eprintln!("repair round {round}: killed and restarted n{victim}");
@@ -321,7 +307,7 @@ fn sigkill_during_repair_and_drain_loses_nothing() {
             .success());
         std::thread::sleep(Duration::from_millis(rng.gen_range(50..600)));
         nodes[3].kill9();
-        assert_clean(&nodes[3], "after a kill during drain");
+        nodes[3].assert_clean("after a kill during drain");
         let boot = vec![nodes[0].addr()];
         nodes[3].restart(&boot);
         wait_live(&nodes[3].addr(), 3, &id);
@@ -329,7 +315,7 @@ fn sigkill_during_repair_and_drain_loses_nothing() {
     }
     let status = nodes[3].terminate().expect("drained node exits");
     assert!(status.success(), "a full drain exits 0: {status:?}");
-    assert_clean(&nodes[3], "after a full drain");
+    nodes[3].assert_clean("after a full drain");
     for (name, data) in &files {
         assert_eq!(
             read(&id, &nodes[0].addr(), name, &out),
@@ -339,6 +325,6 @@ fn sigkill_during_repair_and_drain_loses_nothing() {
     }
     for n in nodes.iter_mut().take(3) {
         n.kill9();
-        assert_clean(n, "at the end");
+        n.assert_clean("at the end");
     }
 }

@@ -231,6 +231,19 @@ impl NodeProc {
         self.spawn(bootstrap);
     }
 
+    /// [`Self::check`], which must find no problem and no corrupt block.
+    pub fn assert_clean(&self, when: &str) {
+        let report = self.check();
+        assert!(
+            report["problems"].as_array().unwrap().is_empty(),
+            "{when}: {report}"
+        );
+        assert!(
+            report["corrupt_blocks"].as_array().unwrap().is_empty(),
+            "{when}: {report}"
+        );
+    }
+
     /// `swarmstore node --check --json` on this node's data dir (node must be stopped).
     pub fn check(&self) -> serde_json::Value {
         let out = Command::new(BIN)
