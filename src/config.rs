@@ -305,7 +305,7 @@ pub struct BalanceSettings {
     /// How often load is measured and reported (T); the election's clock [default: 2s]
     #[arg(long, env = "SWARMSTORE_REPORT_INTERVAL", value_name = "DURATION", value_parser = parse_duration, help_heading = "Balancing")]
     pub report_interval: Option<Duration>,
-    /// Serving capacity per second, the planner's yardstick for "hot" [default: 100M]
+    /// Serve at most this many bytes per second (blocks, plus 4 KiB per record read) and report it as this node's capacity [default: no cap, capacity 100M]
     #[arg(long, env = "SWARMSTORE_BANDWIDTH", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
     pub bandwidth: Option<u64>,
     /// Only these peers may become manager (comma-separated peer ids) [default: every node]
@@ -339,7 +339,8 @@ impl BalanceSettings {
             config = config.report_interval(t);
         }
         if let Some(b) = self.bandwidth {
-            config = config.bandwidth(b);
+            // A capacity the node reports is one it keeps: it serves no faster.
+            config = config.bandwidth(b).serve_limit(Some(b));
         }
         if !self.manager_peers.is_empty() {
             config = config.manager_peers(self.manager_peers.clone());

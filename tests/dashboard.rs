@@ -10,52 +10,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, wait_live, NodeProc};
+use common::procs::{cli, free_port, http, wait_live, NodeProc};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Zipf};
 
 const NODES: usize = 5;
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 request; the status code and body.
-fn http(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect to the admin endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (code, raw[split + 4..].to_vec())
-}
 
 fn api(addr: &str, path: &str) -> serde_json::Value {
     let (code, body) = http(addr, "GET", path);

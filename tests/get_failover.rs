@@ -20,13 +20,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, finish, json, sha256_of, wait_live, NodeProc, BIN};
+use common::procs::{cli, finish, free_port, json, sha256_of, wait_live, NodeProc, BIN};
 
 /// Size of the file: big enough that a get is still running after its first eighth.
 const FILE_SIZE: u64 = 128 << 20;
@@ -36,14 +36,6 @@ const GET_DEADLINE: Duration = Duration::from_secs(45);
 /// The cases run one at a time: each is 4 nodes and a CLI on a small machine, and their
 /// timings are compared.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A port nothing listens on right now, for a node's `--metrics`.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
 
 /// A node process with its metrics endpoint.
 struct Node {

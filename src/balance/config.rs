@@ -20,6 +20,9 @@ pub struct BalanceConfig {
     pub report_interval: Duration,
     /// Serving capacity in work units (bytes) per second.
     pub bandwidth: u64,
+    /// Work units per second the node serves at most (block bytes, `META_COST` per record
+    /// read); `None` serves as fast as it can. `--bandwidth` sets both this and `bandwidth`.
+    pub serve_limit: Option<u64>,
     /// Peers allowed to become manager; empty means every storage node.
     pub manager_peers: Vec<PeerId>,
     /// Free-form zone label shown in `status`.
@@ -36,6 +39,7 @@ impl Default for BalanceConfig {
             report_interval: Duration::from_secs(2),
             // Generous: a node is only "hot" when it serves a good share of this.
             bandwidth: 100_000_000,
+            serve_limit: None,
             manager_peers: Vec::new(),
             zone: None,
             planner: true,

@@ -197,6 +197,13 @@ impl NodeConfig {
         self
     }
 
+    /// Caps what this node serves at `bytes_per_sec` work units (see `serve_limit.rs`);
+    /// `None` lifts the cap.
+    pub fn serve_limit(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.balance.serve_limit = bytes_per_sec.map(|b| b.max(1));
+        self
+    }
+
     pub fn manager_peers(mut self, peers: Vec<PeerId>) -> Self {
         self.balance.manager_peers = peers;
         self

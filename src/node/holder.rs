@@ -20,6 +20,10 @@ use crate::store::{BlockError, StoreError};
 /// Most ids one `Has` may ask about, and most sources one `Pull` may name.
 pub const MAX_HAS: usize = 8192;
 pub const MAX_SOURCES: usize = 16;
+/// The answer of a node whose serving cap is booked [`MAX_QUEUE`] ahead.
+///
+/// [`MAX_QUEUE`]: super::serve_limit::MAX_QUEUE
+pub const BUSY: &str = "busy: serving queue full, try another holder";
 
 pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockResponse {
     if let Err(message) = check_request(&req) {
@@ -52,9 +56,18 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
         BlockRequest::Get { id } => {
             // Load measurement: every block served counts, whoever asked.
             let _busy = ctx.balance.meter.begin();
+            // Charged before the read, so a request waiting for its slot holds no bytes.
+            let cost = ctx.store.blocks.len_of(&id).unwrap_or(0);
+            if !ctx.balance.serve_slot(u64::from(cost)).await {
+                ctx.metrics.serve_busy.inc();
+                return BlockResponse::Error {
+                    message: BUSY.into(),
+                };
+            }
             let resp = get(ctx, id).await;
             if let BlockResponse::Data { data } = &resp {
                 ctx.balance.meter.block_served(id, data.len() as u64);
+                ctx.metrics.block_bytes_served.inc_by(data.len() as u64);
             }
             resp
         }

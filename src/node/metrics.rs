@@ -56,6 +56,10 @@ pub struct Metrics {
     pub bytes_stored: Gauge,
     /// Inbound requests this node served, by protocol and kind.
     pub requests_served: Family<RequestLabels, Counter>,
+    /// Bytes of blocks this node served to readers (what `--bandwidth` caps).
+    pub block_bytes_served: Counter,
+    /// Reads refused because the serving cap was booked too far ahead.
+    pub serve_busy: Counter,
     /// Access-node time to serve a client's put: `block` (placing one block on R holders) and
     /// `record` (publishing the record to a majority of the replica set).
     pub put_latency: Histograms,
@@ -88,6 +92,8 @@ impl Default for Metrics {
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
             requests_served: Family::default(),
+            block_bytes_served: Counter::default(),
+            serve_busy: Counter::default(),
             put_latency: Family::new_with_constructor(latency_histogram),
             get_latency: Family::new_with_constructor(latency_histogram),
             repair_queue: Gauge::default(),
@@ -144,6 +150,16 @@ impl Metrics {
             "requests_served",
             "Inbound requests served, by protocol and kind",
             self.requests_served.clone(),
+        );
+        r.register(
+            "block_bytes_served",
+            "Bytes of blocks served to readers",
+            self.block_bytes_served.clone(),
+        );
+        r.register(
+            "serve_busy",
+            "Reads refused because the serving cap (--bandwidth) was booked too far ahead",
+            self.serve_busy.clone(),
         );
         r.register(
             "put_latency_seconds",

@@ -29,6 +29,7 @@ pub(crate) mod quorum;
 pub(crate) mod refusals;
 pub(crate) mod repair;
 pub(crate) mod root;
+pub(crate) mod serve_limit;
 pub(crate) mod sync;
 
 use std::collections::{HashMap, HashSet};

@@ -20,6 +20,7 @@ use libp2p::PeerId;
 
 use super::balancing::delegate;
 use super::{drain, holders, quorum, Ctx, NodeError};
+use crate::balance::config::META_COST;
 use crate::ids::FileKey;
 use crate::placement::majority;
 use crate::protocol::meta::{MetaRequest, MetaResponse};
@@ -308,6 +309,12 @@ async fn fetch(
 ) -> MetaResponse {
     let _busy = ctx.balance.meter.begin();
     ctx.balance.meter.record_read(key);
+    if !ctx.balance.serve_slot(META_COST as u64).await {
+        ctx.metrics.serve_busy.inc();
+        return MetaResponse::Error {
+            message: super::holder::BUSY.into(),
+        };
+    }
     // A delegate serves the file's record reads from the state its root pushes to it.
     if let Some(state) = ctx.balance.delegated_state(&key) {
         return MetaResponse::State { state: Some(state) };

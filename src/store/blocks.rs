@@ -96,6 +96,11 @@ impl BlockStore {
         self.index().contains_key(id)
     }
 
+    /// The length of block `id`, if held.
+    pub fn len_of(&self, id: &BlockId) -> Option<u32> {
+        self.index().get(id).copied()
+    }
+
     pub fn count(&self) -> usize {
         self.index().len()
     }

@@ -86,6 +86,9 @@ pub enum Change<T> {
     Keep(T),
 }
 
+/// The record store's page cache (redb's default is 1 GiB).
+const RECORD_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl RecordStore {
     pub fn open(path: &Path) -> Result<Self, RecordStoreError> {
         Ok(Self {
@@ -97,7 +100,12 @@ impl RecordStore {
     }
 
     fn create(path: &Path) -> Result<Database, RecordStoreError> {
-        let db = Database::create(path)
+        // redb's default page cache is 1 GiB, filled as the store grows: a node holding
+        // many records would grow its memory for hours (the soak showed ~15 MiB/h). Records
+        // are small and read by key, so a modest cache keeps reads warm with memory flat.
+        let db = Database::builder()
+            .set_cache_size(RECORD_CACHE_BYTES)
+            .create(path)
             .map_err(|e| RecordStoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(RECORDS).map_err(db_err)?;

@@ -9,6 +9,7 @@ use libp2p::PeerId;
 
 use super::apply::short;
 use super::holdings::Delegation;
+use crate::balance::config::META_COST;
 use crate::ids::FileKey;
 use crate::node::access::{self, View};
 use crate::node::root::check_copy;
@@ -184,6 +185,9 @@ pub async fn read_via_delegate(
     if let Some(state) = ctx.balance.delegated_state(&key) {
         // We are the delegate ourselves.
         ctx.balance.meter.record_read(key);
+        if !ctx.balance.serve_slot(META_COST as u64).await {
+            return None; // too busy: the replica set serves this read
+        }
         if !is_current(ctx, name, key, &state).await {
             return None;
         }

@@ -30,6 +30,7 @@ use crate::balance::load::{LoadMeter, Served};
 use crate::balance::view::{SwarmView, Tracked};
 use crate::balance::BalanceConfig;
 use crate::ids::{BlockId, FileKey};
+use crate::node::serve_limit::ServeLimit;
 use crate::protocol::gossip as wire;
 use crate::protocol::status::{BalanceStatus, DecisionRow, ManagerInfo, NodeRow};
 use crate::record::now_ms;
@@ -47,6 +48,8 @@ pub struct Gossip {
 pub struct Balance {
     pub config: BalanceConfig,
     pub meter: LoadMeter,
+    /// The serving cap, when `serve_limit` is set.
+    pub limit: Option<ServeLimit>,
     local: PeerId,
     state: Mutex<State>,
     inbound: mpsc::Sender<Gossip>,
@@ -80,6 +83,7 @@ impl Balance {
         );
         Self {
             meter: LoadMeter::new(config.bandwidth as f64),
+            limit: config.serve_limit.map(ServeLimit::new),
             local,
             state: Mutex::new(State {
                 election,
@@ -95,6 +99,15 @@ impl Balance {
             housekeeping: AtomicBool::new(false),
             history: Mutex::new(history::LoadHistory::new(round)),
             config,
+        }
+    }
+
+    /// Waits for a serving slot of `cost` work units under the cap (at once without one);
+    /// `false` when the node is too busy to serve it soon.
+    pub async fn serve_slot(&self, cost: u64) -> bool {
+        match &self.limit {
+            Some(limit) => limit.take(cost).await,
+            None => true,
         }
     }
 
