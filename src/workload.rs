@@ -68,6 +68,26 @@ pub fn parse_workload(s: &str) -> Result<f64, String> {
     }
 }
 
+/// One serving-capacity multiplier of `--capacities`: `3x` or `3` (a positive finite number).
+pub fn parse_capacity(s: &str) -> Result<f64, String> {
+    s.strip_suffix(['x', 'X'])
+        .unwrap_or(s)
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x > 0.0 && *x <= 1e6)
+        .ok_or_else(|| format!("bad capacity {s:?} (expected a multiplier such as 1x or 2.5x)"))
+}
+
+/// Node `i`'s serving cap under `--capacities`: `base` times the multiplier of its place in
+/// the cycle; `None` when no capacities are given (serve uncapped).
+pub fn capacity_of(i: usize, base: u64, capacities: &[f64]) -> Option<u64> {
+    if capacities.is_empty() {
+        return None;
+    }
+    let c = capacities[i % capacities.len()];
+    Some(((base as f64 * c).round() as u64).max(1))
+}
+
 #[derive(Default, Debug)]
 pub struct WorkloadStats {
     pub gets: AtomicU64,
@@ -221,6 +241,9 @@ pub struct BenchConfig {
     pub clients: usize,
     pub report_interval: Duration,
     pub bandwidth: u64,
+    /// Multipliers of `bandwidth`, node by node (cycled): each node serves at most its share
+    /// (see [`capacity_of`]). Empty: every node reports `bandwidth` and serves uncapped.
+    pub capacities: Vec<f64>,
     pub hold: Duration,
     /// The planner's `storage_aim`. A devnet stores a few MB per node, so one copy of a
     /// 256 KiB block is a big step in storage and the default (0.09: no copy may take a node
@@ -244,6 +267,7 @@ impl Default for BenchConfig {
             clients: 4,
             report_interval: Duration::from_millis(500),
             bandwidth: 8_000_000,
+            capacities: Vec::new(),
             hold: Duration::from_secs(5),
             storage_aim: 1.0,
             duration: Duration::from_secs(30),
@@ -282,11 +306,13 @@ pub async fn start_swarm(
         let mut policy = NodeConfig::local(".").balance.policy;
         policy.hold_ms = cfg.hold.as_millis() as u64;
         policy.storage_aim = cfg.storage_aim;
+        let cap = capacity_of(i, cfg.bandwidth, &cfg.capacities);
         let config = NodeConfig::local(base.join(format!("node{i}")))
             .bootstrap(bootstrap)
             .replication(cfg.replication)
             .report_interval(cfg.report_interval)
-            .bandwidth(cfg.bandwidth)
+            .bandwidth(cap.unwrap_or(cfg.bandwidth))
+            .serve_limit(cap)
             .planner(planner)
             .balance_policy(policy);
         nodes.push(Node::start(config).await?);
@@ -462,6 +488,19 @@ pub fn table(cfg: &BenchConfig, off: &ModeResult, on: &ModeResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacities_parse_and_cycle() {
+        assert_eq!(parse_capacity("3x"), Ok(3.0));
+        assert_eq!(parse_capacity("2.5"), Ok(2.5));
+        for bad in ["0x", "-1x", "x", "inf", "nanx", ""] {
+            assert!(parse_capacity(bad).is_err(), "{bad:?} accepted");
+        }
+        let caps = [1.0, 3.0, 10.0];
+        let got: Vec<_> = (0..4).map(|i| capacity_of(i, 1000, &caps)).collect();
+        assert_eq!(got, [Some(1000), Some(3000), Some(10_000), Some(1000)]);
+        assert_eq!(capacity_of(0, 1000, &[]), None);
+    }
 
     #[test]
     fn zipf_ranks_follow_their_shares() {

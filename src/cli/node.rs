@@ -191,6 +191,10 @@ pub struct DevnetArgs {
     /// Where the first node serves its dashboard (and /metrics); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub dashboard: std::net::SocketAddr,
+    /// Emulate nodes of different speeds: node i serves at most --bandwidth times the i-th
+    /// multiplier (cycled), e.g. 1x,3x,10x. Use with --bandwidth (without it the base is 100M).
+    #[arg(long, value_delimiter = ',', value_name = "Nx,...", value_parser = workload::parse_capacity)]
+    pub capacities: Vec<f64>,
     /// Drive reads against the swarm: zipf or zipf:S (file popularity exponent S, default 1).
     /// Prints per-node load per interval with peak/mean.
     #[arg(long, value_name = "zipf[:S]", value_parser = parse_workload, help_heading = "Workload")]
@@ -317,6 +321,7 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
             rate: args.rate,
             report_interval: args.balance.effective().report_interval,
             bandwidth: args.balance.effective().bandwidth,
+            capacities: args.capacities.clone(),
             hold: Duration::from_millis(args.balance.effective().policy.hold_ms),
             duration: args.duration.unwrap_or(Duration::from_secs(30)),
             verbose: !json,
@@ -343,7 +348,11 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
             .bootstrap(bootstrap)
             .replication(args.replication)
             .metrics((i == 0).then_some(args.dashboard));
-        nodes.push(Node::start(args.balance.apply(config)).await?);
+        let mut config = args.balance.apply(config);
+        if let Some(cap) = workload::capacity_of(i, config.balance.bandwidth, &args.capacities) {
+            config = config.bandwidth(cap).serve_limit(Some(cap));
+        }
+        nodes.push(Node::start(config).await?);
     }
     let first = nodes[0].addr();
     let dashboard = nodes[0]
@@ -374,7 +383,14 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
             base.display()
         );
         for (i, n) in nodes.iter().enumerate() {
-            println!("  node {i:<3} {}", n.addr());
+            match n.serve_limit() {
+                Some(cap) => println!(
+                    "  node {i:<3} {}  (serves ≤ {}/s)",
+                    n.addr(),
+                    human_bytes(cap)
+                ),
+                None => println!("  node {i:<3} {}", n.addr()),
+            }
         }
         println!();
         println!("Dashboard: {dashboard}");

@@ -319,6 +319,11 @@ impl Node {
     }
 
     /// What this node served since it started.
+    /// The serving cap (`--bandwidth`), if any.
+    pub fn serve_limit(&self) -> Option<u64> {
+        self.ctx.config.balance.serve_limit
+    }
+
     pub fn served(&self) -> Served {
         self.ctx.balance.served()
     }
