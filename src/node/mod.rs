@@ -194,6 +194,8 @@ impl Node {
                 .with_p2p_metrics(p2p_metrics)
                 .with_relay_listeners(relay_listeners);
         let event_loop = Tasks(vec![tokio::spawn(event_loop.run())]);
+        // Extra replicas and delegations from before a restart (see `balancing::persist`).
+        balancing::persist::restore(&ctx, balancing::persist::load(&config.data_dir));
         background.0.extend([
             tokio::spawn(sync::run(ctx.clone())),
             tokio::spawn(gc::run(ctx.clone())),

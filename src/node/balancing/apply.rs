@@ -333,6 +333,7 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
         }
     }
     ctx.balance.state().holdings.moves_out.extend(keep);
+    super::persist::save_if_changed(ctx).await;
 }
 
 /// The source's half of a move whose target the root lists: once the target proves its copy

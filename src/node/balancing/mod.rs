@@ -14,6 +14,7 @@ pub mod apply;
 pub mod delegate;
 pub mod history;
 pub mod holdings;
+pub mod persist;
 pub mod report;
 pub mod service;
 
@@ -59,6 +60,8 @@ pub struct Balance {
     pub(super) housekeeping: AtomicBool,
     /// The dashboard's chart and term history.
     history: Mutex<history::LoadHistory>,
+    /// What `persist` last wrote to the data dir.
+    saved: Mutex<Option<persist::Saved>>,
 }
 
 pub struct State {
@@ -98,6 +101,7 @@ impl Balance {
             report_seq: AtomicU64::new(0),
             housekeeping: AtomicBool::new(false),
             history: Mutex::new(history::LoadHistory::new(round)),
+            saved: Mutex::new(None),
             config,
         }
     }
@@ -109,6 +113,10 @@ impl Balance {
             Some(limit) => limit.take(cost).await,
             None => true,
         }
+    }
+
+    pub(super) fn saved(&self) -> MutexGuard<'_, Option<persist::Saved>> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
