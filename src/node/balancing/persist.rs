@@ -170,3 +170,33 @@ pub fn restore(ctx: &Arc<Ctx>, saved: Saved) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::BlockId;
+
+    #[test]
+    fn a_saved_state_loads_back_and_a_damaged_one_loads_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(load(dir.path()), Saved::default(), "no file yet");
+        let peer = PeerId::random();
+        let saved = Saved {
+            extras: vec![ExtraHeld {
+                id: BlockId([3; 32]),
+                file: "a/b".into(),
+                size: 1 << 20,
+                base: vec![peer],
+            }],
+            delegations: vec![(FileKey::for_name("a/b"), "a/b".into(), 42)],
+            delegates: vec![(FileKey::for_name("c"), peer, 7)],
+        };
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &saved).expect("encode");
+        write_atomically(&path(dir.path()), &bytes).expect("write");
+        assert_eq!(load(dir.path()), saved);
+        for damaged in [&bytes[..bytes.len() / 2], b"not cbor at all", &[0xff; 3]] {
+            std::fs::write(path(dir.path()), damaged).expect("write");
+            assert_eq!(load(dir.path()), Saved::default());
+        }
+    }
+}
