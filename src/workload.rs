@@ -95,6 +95,35 @@ pub struct WorkloadStats {
     pub errors: AtomicU64,
     /// Gets that returned bytes other than what was put: must stay 0.
     pub mismatches: AtomicU64,
+    /// Each completed get: when it started (ms since the workload began) and how long it took
+    /// (µs). Capped at [`MAX_TIMINGS`] entries.
+    pub timings: std::sync::Mutex<Vec<(u32, u32)>>,
+}
+
+/// Gets timed per run at most (a few MB of memory).
+pub const MAX_TIMINGS: usize = 1 << 20;
+
+impl WorkloadStats {
+    /// p50, p95 and p99 get latency in ms over the gets that started at or after `from_ms`.
+    pub fn latency_ms(&self, from_ms: u32) -> (f64, f64, f64) {
+        let mut lat: Vec<u32> = self
+            .timings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(at, _)| *at >= from_ms)
+            .map(|(_, us)| *us)
+            .collect();
+        lat.sort_unstable();
+        let q = |p: f64| -> f64 {
+            if lat.is_empty() {
+                return 0.0;
+            }
+            let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+            f64::from(lat[i]) / 1000.0
+        };
+        (q(0.50), q(0.95), q(0.99))
+    }
 }
 
 /// Files the workload reads: name and SHA-256 of the content.
@@ -143,13 +172,22 @@ impl Workload {
                     (stats.clone(), stop.clone(), zipf.clone(), files.clone());
                 tokio::spawn(async move {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(seed + i as u64);
+                    let began = Instant::now();
                     let mut every = tokio::time::interval(period);
                     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                     while !stop.load(Ordering::Relaxed) {
                         every.tick().await;
                         let (name, digest) = &files[zipf.sample(&mut rng)];
+                        let start = Instant::now();
                         match client.get_bytes(name).await {
                             Ok(data) => {
+                                let took = start.elapsed().as_micros().min(u128::from(u32::MAX));
+                                let at = start.duration_since(began).as_millis();
+                                let mut t = stats.timings.lock().unwrap_or_else(|p| p.into_inner());
+                                if t.len() < MAX_TIMINGS {
+                                    t.push((at.min(u128::from(u32::MAX)) as u32, took as u32));
+                                }
+                                drop(t);
                                 stats.gets.fetch_add(1, Ordering::Relaxed);
                                 stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                                 if Sha256::digest(&data).as_slice() != digest {
@@ -292,6 +330,10 @@ pub struct ModeResult {
     /// After the workload stopped: time until no node held an extra replica (planner on).
     pub extras_gone_after: Option<Duration>,
     pub extras_at_stop: usize,
+    /// Get latency p50/p95/p99 (ms) over the second half of the run.
+    pub latency_ms: (f64, f64, f64),
+    /// The highest per-node utilisation (mean load over the second half / its capacity).
+    pub hottest_util: f64,
 }
 
 /// A swarm of real nodes in this process under `base`.
@@ -392,6 +434,14 @@ async fn run_mode(cfg: &BenchConfig, planner: bool) -> anyhow::Result<ModeResult
         pm += if m > 0.0 { p / m } else { 0.0 } / tail.len() as f64;
     }
     let (hottest, mean) = peak_mean(&per_node);
+    let hottest_util = per_node
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let cap = capacity_of(i, cfg.bandwidth, &cfg.capacities).unwrap_or(cfg.bandwidth);
+            l / cap.max(1) as f64
+        })
+        .fold(0.0, f64::max);
     let mut extras_gone_after = None;
     if planner {
         let limit = cfg.hold + cfg.report_interval * 30;
@@ -418,6 +468,9 @@ async fn run_mode(cfg: &BenchConfig, planner: bool) -> anyhow::Result<ModeResult
         decisions_applied,
         extras_gone_after,
         extras_at_stop,
+        latency_ms: stats
+            .latency_ms((cfg.duration.as_millis() / 2).min(u128::from(u32::MAX)) as u32),
+        hottest_util,
     })
 }
 
@@ -445,16 +498,27 @@ pub fn table(cfg: &BenchConfig, off: &ModeResult, on: &ModeResult) -> String {
         cfg.storage_aim,
         cfg.duration
     ));
-    s.push_str("| planner | gets | errors | wrong bytes | hottest node MB/s | mean MB/s | peak/mean | decisions applied |\n");
-    s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    if !cfg.capacities.is_empty() {
+        let caps: Vec<String> = cfg.capacities.iter().map(|c| format!("{c}x")).collect();
+        s.push_str(&format!(
+            "capacities (each node serves at most --bandwidth times its own): {}\n",
+            caps.join(",")
+        ));
+    }
+    s.push_str("| planner | gets | errors | wrong bytes | get p50 ms | p95 ms | p99 ms | hottest node MB/s | hottest util | mean MB/s | peak/mean | decisions applied |\n");
+    s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in [off, on] {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
             if r.planner { "on" } else { "off" },
             r.gets,
             r.errors,
             r.mismatches,
+            r.latency_ms.0,
+            r.latency_ms.1,
+            r.latency_ms.2,
             r.hottest / 1e6,
+            r.hottest_util,
             r.mean / 1e6,
             r.peak_mean,
             r.decisions_applied
