@@ -529,9 +529,17 @@ pub fn table(cfg: &BenchConfig, off: &ModeResult, on: &ModeResult) -> String {
     } else {
         0.0
     };
-    s.push_str(&format!(
-        "hottest node's load drop: {drop:.2}x (target >= 2x)\n"
-    ));
+    if cfg.capacities.is_empty() {
+        s.push_str(&format!(
+            "hottest node's load drop: {drop:.2}x (target >= 2x)\n"
+        ));
+    } else {
+        // Nodes differ: what matters is how busy the busiest is against its own capacity.
+        s.push_str(&format!(
+            "hottest utilisation {:.2} -> {:.2}; get p99 {:.1} -> {:.1} ms (planner off -> on)\n",
+            off.hottest_util, on.hottest_util, off.latency_ms.2, on.latency_ms.2
+        ));
+    }
     let bound = cfg.hold + cfg.report_interval * 2;
     match on.extras_gone_after {
         Some(t) => s.push_str(&format!(
