@@ -321,7 +321,12 @@ pub async fn run_devnet(args: DevnetArgs, json: bool) -> anyhow::Result<()> {
             rate: args.rate,
             report_interval: args.balance.effective().report_interval,
             bandwidth: args.balance.effective().bandwidth,
-            capacities: args.capacities.clone(),
+            // An explicit --bandwidth is a cap here too, as on every node.
+            capacities: if args.capacities.is_empty() && args.balance.bandwidth.is_some() {
+                vec![1.0]
+            } else {
+                args.capacities.clone()
+            },
             hold: Duration::from_millis(args.balance.effective().policy.hold_ms),
             duration: args.duration.unwrap_or(Duration::from_secs(30)),
             verbose: !json,
