@@ -190,26 +190,35 @@ impl Ctx {
     /// storage peers (this node included), and the closest R of every storage peer this node
     /// knows, live or down (so a root that just died still counts for what it signed).
     pub fn key_window(&self, key: &FileKey) -> Vec<PeerId> {
-        let me = Candidate {
-            peer: self.local,
-            point: crate::ids::peer_point(&self.local),
-            free: None,
-        };
         let r = self.config.replication;
-        let mut live = self.peers.candidates(None, false);
-        live.push(me.clone());
         let mut known = self.peers.known_storage();
-        known.push(me);
-        let mut window: Vec<PeerId> = placement::closest(&key.0, live, r + WINDOW_SLACK)
-            .into_iter()
-            .map(|c| c.peer)
-            .collect();
+        known.push(self.me());
+        let mut window = self.live_window(key);
         for c in placement::closest(&key.0, known, r) {
             if !window.contains(&c.peer) {
                 window.push(c.peer);
             }
         }
         window
+    }
+
+    /// The closest R + [`WINDOW_SLACK`] live storage peers of a key, this node included: the
+    /// key's window without the peers that are down.
+    pub fn live_window(&self, key: &FileKey) -> Vec<PeerId> {
+        let mut live = self.peers.candidates(None, false);
+        live.push(self.me());
+        placement::closest(&key.0, live, self.config.replication + WINDOW_SLACK)
+            .into_iter()
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    fn me(&self) -> Candidate {
+        Candidate {
+            peer: self.local,
+            point: crate::ids::peer_point(&self.local),
+            free: None,
+        }
     }
 
     /// Whether `peer` is in the key's window (see [`Ctx::key_window`]).

@@ -125,7 +125,18 @@ pub async fn read_state_detailed(
         // root-kept fields, and refuses every copy as signed by a stranger. Refusing is safe;
         // answering "not found" is not: ask again while the view forms, a few seconds at most.
         let nothing_won = outcome.as_ref().map_or(true, |o| o.best.is_none());
-        if !(nothing_won && outside_window > 0 && ctx.view_forming()) {
+        if nothing_won && outside_window > 0 && !ctx.view_forming() {
+            // Copies exist but were refused only for who signed them: the file is there and
+            // cannot be checked now, which is "unavailable", never "not found".
+            return Err(NodeError::NoReplica {
+                name: name.to_string(),
+                failures: format!(
+                    "{outside_window} copies are signed by peers this node does not see in \
+                     the key's window; try again later or through another node"
+                ),
+            });
+        }
+        if !(nothing_won && outside_window > 0) {
             return outcome;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

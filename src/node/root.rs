@@ -241,10 +241,13 @@ pub fn check_copy_why(ctx: &Ctx, key: &FileKey, state: &FileState) -> Result<(),
 /// longer in the key's window as this node sees it (a root that left), this node, a member,
 /// signs it anew, so receivers that check the signer against their own view still take it.
 pub fn vouched(ctx: &Ctx, key: &FileKey, state: &FileState) -> FileState {
+    // Judged by the live window, stricter than the window readers accept by: a reader that
+    // never knew a departed signer (it restarted, or joined after the signer left) refuses
+    // its attestation even while we still count the signer as "known, down".
     let signer_ok = state
         .attest
         .as_ref()
-        .is_some_and(|a| ctx.in_key_window(key, &a.by));
+        .is_some_and(|a| ctx.live_window(key).contains(&a.by));
     let mut out = state.clone();
     if !signer_ok && ctx.in_key_window(key, &ctx.local) {
         out.attest(key, &ctx.key);
