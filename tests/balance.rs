@@ -471,6 +471,23 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
         want.len(),
         delegations.len()
     );
+
+    // With the reads gone, the extras go (after the 5 s hold), the restored ones included.
+    let cooled = Instant::now();
+    let gone = eventually(Duration::from_secs(60), || {
+        let ok = swarm.running().all(|n| n.extra_replicas().is_empty());
+        async move { ok }
+    })
+    .await;
+    let left: Vec<usize> = swarm.running().map(|n| n.extra_replicas().len()).collect();
+    assert!(
+        gone,
+        "extra replicas left a minute after the reads stopped: {left:?}"
+    );
+    println!(
+        "all extras dropped {:?} after the restart",
+        cooled.elapsed()
+    );
     swarm.shutdown().await;
 }
 

@@ -74,12 +74,17 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     }
                     // Remaining holders absorb the dropped share and must stay
                     // below the mean: relief replicas (added above `hi`) only
-                    // go once their holders have cooled well below it.
-                    let ok = b.holders.iter().filter(|h| h.node != x).all(|h| {
-                        let n = &self.nodes[h.node as usize];
-                        let delta = b.heat * n.cap * (1.0 / new_sum - 1.0 / b.cap_sum);
-                        n.pressure() + delta <= self.settled_util * n.cap
-                    });
+                    // go once their holders have cooled well below it. A block
+                    // nobody reads adds nothing to anyone: its extras go even
+                    // when a holder is busy with other work (otherwise one
+                    // holder above the mean, by background traffic alone, kept
+                    // a cold block's extras for good on real nodes).
+                    let ok = b.heat <= 0.0
+                        || b.holders.iter().filter(|h| h.node != x).all(|h| {
+                            let n = &self.nodes[h.node as usize];
+                            let delta = b.heat * n.cap * (1.0 / new_sum - 1.0 / b.cap_sum);
+                            n.pressure() + delta <= self.settled_util * n.cap
+                        });
                     if !ok {
                         continue;
                     }

@@ -139,6 +139,30 @@ fn no_drop_within_hold_time_of_replicate() {
 }
 
 #[test]
+fn a_cold_blocks_extras_go_even_when_a_holder_is_busy_with_other_work() {
+    // Nobody reads block 1 any more; its base holder 0 is above the mean with other work
+    // (background traffic on real nodes). The extras must still go: dropping them moves
+    // no reads onto anyone. (On real nodes they stayed for good.)
+    let mut nodes: Vec<_> = (0..10).map(|i| node(i, 0.05)).collect();
+    nodes[0].load = 0.11 * CAP;
+    let mut b = block(1, &[0, 1, 2], 0.0);
+    b.extra = vec![5, 6, 7];
+    let view = ClusterView {
+        now: 10_000_000,
+        replication: 3,
+        nodes,
+        files: vec![],
+        blocks: vec![b],
+    };
+    let ds = plan(&view, &Policy::default(), &History::new());
+    let drops = ds
+        .iter()
+        .filter(|d| matches!(d, Decision::Drop { .. }))
+        .count();
+    assert_eq!(drops, 3, "{ds:?}");
+}
+
+#[test]
 fn never_drops_below_r_live_holders() {
     // Block with 2 live base holders (one dead) and 2 cold extras: at most
     // one extra may go.
