@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, free_port, http, wait_live, NodeProc};
+use common::procs::{cli, free_port, http, put_files, wait_live, NodeProc};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Zipf};
 
@@ -170,26 +170,7 @@ fn the_dashboard_in_chromium_shows_nodes_load_decisions_and_a_failover() {
         .map(|i| (format!("zipf/{i}"), common::random_bytes(256 << 10, 50 + i)))
         .collect();
     let tmp = s._tmp.path().to_path_buf();
-    for (name, data) in &files {
-        let src = tmp.join(name.replace('/', "_"));
-        std::fs::write(&src, data).unwrap();
-        let out = cli(
-            &[
-                "put",
-                src.to_str().unwrap(),
-                "--name",
-                name,
-                "--node",
-                &s.nodes[0].addr(),
-            ],
-            &s.id,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    put_files(&files, &tmp, &s.nodes[0].addr(), &s.id);
 
     // The workload: three readers through three access nodes, Zipf(1.5) over the files.
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, free_port, http, NodeProc};
+use common::procs::{free_port, http, put_files, NodeProc};
 
 const CAP: u64 = 2 << 20;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -39,26 +39,7 @@ fn serve_rate(args: &[&str]) -> (f64, u64) {
     let files: Vec<(String, Vec<u8>)> = (0..4)
         .map(|i| (format!("cap/{i}"), common::random_bytes(1 << 20, 70 + i)))
         .collect();
-    for (name, data) in &files {
-        let src = tmp.path().join(name.replace('/', "_"));
-        std::fs::write(&src, data).unwrap();
-        let out = cli(
-            &[
-                "put",
-                src.to_str().unwrap(),
-                "--name",
-                name,
-                "--node",
-                &node.addr(),
-            ],
-            &id,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    put_files(&files, tmp.path(), &node.addr(), &id);
 
     let stop = Arc::new(AtomicBool::new(false));
     let gets = Arc::new(AtomicU64::new(0));

@@ -294,3 +294,21 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, Vec<u8>) {
         .expect("a status code");
     (code, raw[split + 4..].to_vec())
 }
+
+/// Puts each `(name, bytes)` through `node` with the CLI (files written under `dir` first);
+/// every put must succeed.
+pub fn put_files(files: &[(String, Vec<u8>)], dir: &Path, node: &str, identity: &Path) {
+    for (name, data) in files {
+        let src = dir.join(name.replace('/', "_"));
+        std::fs::write(&src, data).unwrap();
+        let out = cli(
+            &["put", src.to_str().unwrap(), "--name", name, "--node", node],
+            identity,
+        );
+        assert!(
+            out.status.success(),
+            "put {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
