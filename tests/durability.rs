@@ -287,3 +287,94 @@ async fn a_replica_that_missed_a_holder_change_catches_up() {
     assert!(caught_up, "the replica took the root's newer holder lists");
     swarm.shutdown().await;
 }
+
+/// A block left listed on R + 1 live holders that all prove their copies (what a move whose
+/// source could not let go in time leaves behind) goes back to R once the surplus outlives
+/// ten balancing rounds: the root unlists the last-listed holder, and never goes below R.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_left_on_more_than_r_holders_goes_back_to_r() {
+    let quick: Tune = Arc::new(|c| {
+        c.repair_interval(Duration::from_millis(300))
+            .report_interval(Duration::from_millis(300))
+            .liveness(Duration::from_secs(2))
+    });
+    let swarm = TestSwarm::start_with(5, 3, quick).await;
+    let client = swarm.client(0).await;
+    let data = random_bytes(300_000, 41);
+    client.put_bytes("surplus", &data).await.expect("put");
+    let info = client.stat("surplus").await.expect("stat");
+    let (block, holders) = (info.blocks[0].id, info.blocks[0].holders.clone());
+    assert_eq!(holders.len(), 3);
+
+    // A fourth node gets the bytes, and the root's copy of the record lists it last.
+    let extra = (0..5)
+        .find(|i| !holders.contains(&swarm.peer_ids()[*i]))
+        .expect("a node that does not hold the block");
+    let extra_peer = swarm.peer_ids()[extra];
+    swarm
+        .node(extra)
+        .store()
+        .blocks
+        .put(&block, &data)
+        .expect("copy the block");
+    let root = swarm.index_of(&info.root);
+    let key = FileKey::for_name("surplus");
+    swarm
+        .node(root)
+        .store()
+        .records
+        .update(&key, true, |current| {
+            let mut state = current.expect("the root holds the record");
+            for v in &mut state.versions {
+                for b in v.blocks.iter_mut().filter(|b| b.id == block) {
+                    b.holders.push(extra_peer);
+                }
+            }
+            Ok::<_, String>(swarmstore::store::records::Change::Write(state, ()))
+        })
+        .expect("store")
+        .expect("update");
+    let listed = |swarm: &TestSwarm| -> Vec<PeerId> {
+        let state = swarm.node(root).store().records.get(&key).ok().flatten();
+        state
+            .and_then(|s| s.head().map(|h| h.blocks[0].holders.clone()))
+            .unwrap_or_default()
+    };
+    assert_eq!(listed(&swarm).len(), 4, "the surplus is in place");
+
+    // Kept through the grace (a move in progress looks the same), then trimmed to R.
+    let start = Instant::now();
+    let back = eventually(Duration::from_secs(30), || {
+        let now = listed(&swarm);
+        async move { now.len() == 3 }
+    })
+    .await;
+    assert!(
+        back,
+        "the surplus holder is still listed: {:?}",
+        listed(&swarm)
+    );
+    let waited = start.elapsed();
+    eprintln!("surplus unlisted after {:.1} s", waited.as_secs_f64());
+    assert!(
+        waited >= Duration::from_secs(2),
+        "unlisted after {waited:?}, inside the grace a move in progress needs"
+    );
+    assert_eq!(
+        listed(&swarm),
+        holders,
+        "the last listed went, the rest stayed"
+    );
+    let replicated = eventually(Duration::from_secs(10), || {
+        let (c, want) = (&client, &holders);
+        async move {
+            c.stat("surplus")
+                .await
+                .is_ok_and(|i| i.blocks[0].holders == *want)
+        }
+    })
+    .await;
+    assert!(replicated, "readers see the trimmed list");
+    assert!(client.get_bytes("surplus").await.expect("get") == data);
+    swarm.shutdown().await;
+}

@@ -77,10 +77,25 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(ctx.config.repair_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut surplus = Surplus::new();
     loop {
         tick.tick().await;
-        round(&ctx, &throttle).await;
+        round(&ctx, &throttle, &mut surplus).await;
     }
+}
+
+/// Blocks listed on more than R live, proven holders, and since when. Bounded by the blocks
+/// this node is root for: an entry not seen surplus in a round is forgotten.
+type Surplus = HashMap<(String, BlockId), Instant>;
+
+/// How long a block may stay on more than R listed holders before its root unlists the
+/// surplus. A move lists its target before the source lets go, so R + 1 is normal for a
+/// balancing round or two; past ten rounds (and six repair rounds, so a probe that failed
+/// once is not the reason) the move is stuck (its source could not prove the others' copies
+/// in time, or gave up before the target listed itself) and is rolled back. Without this a
+/// stuck move left R + 1 copies for good.
+fn surplus_grace(repair_interval: Duration, report_interval: Duration) -> Duration {
+    (repair_interval * 6).max(report_interval * 10)
 }
 
 /// One block of one file as the root sees it.
@@ -90,7 +105,7 @@ struct Tracked {
     listed: Vec<PeerId>,
 }
 
-async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
+async fn round(ctx: &Arc<Ctx>, throttle: &Throttle, surplus: &mut Surplus) {
     let stats = &ctx.repair;
     let all = match ctx.store.states().await {
         Ok(all) => all,
@@ -155,7 +170,14 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
     let mut under = 0;
     let mut lost = 0;
     let mut jobs = Vec::new();
-    for ((_, id), t) in &blocks {
+    let mut trims = Vec::new();
+    let now = Instant::now();
+    let grace = surplus_grace(
+        ctx.config.repair_interval,
+        ctx.balance.config.report_interval,
+    );
+    let mut still_surplus = Surplus::new();
+    for (key @ (_, id), t) in &blocks {
         let good: Vec<PeerId> = t
             .listed
             .iter()
@@ -168,6 +190,26 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
             .filter(|h| !good.contains(h))
             .copied()
             .collect();
+        if good.len() > r {
+            let since = surplus.get(key).copied().unwrap_or(now);
+            if now.duration_since(since) >= grace {
+                // Unlist the last-listed surplus (a stuck move's target), atomically checked
+                // to leave R of the proven holders listed whatever else changes meanwhile.
+                let mut remove = good[r..].to_vec();
+                tracing::info!(block = %id, file = %t.file, unlisted = ?remove,
+                    "more than R holders for {} s: unlisting the surplus", grace.as_secs());
+                remove.extend(bad.iter().copied());
+                let change = HolderChange {
+                    block: *id,
+                    add: Vec::new(),
+                    remove,
+                    keep: Some((good.clone(), r)),
+                };
+                trims.push((t.file.clone(), change));
+                continue;
+            }
+            still_surplus.insert(key.clone(), since);
+        }
         if good.len() >= r {
             if !bad.is_empty() {
                 // Enough copies elsewhere: just stop listing the ones that are gone.
@@ -228,6 +270,7 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
         .buffer_unordered(4)
         .collect()
         .await;
+    *surplus = still_surplus;
     let mut per_file: BTreeMap<String, Vec<HolderChange>> = BTreeMap::new();
     for (file, change) in results {
         per_file.entry(file).or_default().push(change);
@@ -235,6 +278,12 @@ async fn round(ctx: &Arc<Ctx>, throttle: &Throttle) {
     for (file, changes) in per_file {
         if let Err(e) = apply_holder_changes(ctx, &file, changes).await {
             tracing::warn!(%file, "repair: cannot update holders: {e}");
+        }
+    }
+    // Apart from the repairs: a refused trim (its check failed) must not undo a repair.
+    for (file, change) in trims {
+        if let Err(e) = apply_holder_changes(ctx, &file, vec![change]).await {
+            tracing::info!(%file, "repair: surplus holder stays: {e}");
         }
     }
     stats.queue.store(0, Ordering::Relaxed);
