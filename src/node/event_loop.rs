@@ -307,6 +307,7 @@ impl EventLoop {
                 let ours = info.protocols.contains(&protocol::KAD_PROTOCOL)
                     && (info.protocols.contains(&protocol::block::PROTOCOL)
                         || info.protocols.contains(&protocol::meta::PROTOCOL));
+                tracing::debug!(%peer_id, ours, listen = ?info.listen_addrs, observed = %info.observed_addr, "identify received");
                 if !ours {
                     return;
                 }

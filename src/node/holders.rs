@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use libp2p::PeerId;
@@ -25,6 +26,8 @@ use crate::store::Change;
 
 /// Blocks asked about per `Has` request.
 const HAS_CHUNK: usize = 4096;
+/// Pauses before asking again a holder a publish could not ask at all.
+const ASK_AGAIN_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 
 /// Changes to one block's holder list.
 pub struct HolderChange {
@@ -143,7 +146,10 @@ async fn has_many(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Option<Vec
         };
         match ctx.block_to(peer, req).await {
             Ok(BlockResponse::Have { ids }) => have.extend(ids),
-            _ => return None,
+            other => {
+                tracing::debug!(%peer, "has: {other:?}");
+                return None;
+            }
         }
     }
     Some(have)
@@ -176,7 +182,7 @@ pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(),
                     tracing::debug!(%peer, "holder reachable only through a relay: listed unverified");
                     (peer, asked)
                 }
-                None => (peer, Vec::new()),
+                None => (peer, ask_unreached(ctx, peer, asked).await),
             }
         })
         .buffer_unordered(16)
@@ -194,6 +200,22 @@ pub async fn check_listed(ctx: &Arc<Ctx>, record: &mut FileRecord) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Asks again, a few times, a holder that could not be asked (no answer, not a "no"). A root
+/// that has just joined may not yet know the address of a peer the access node placed a block
+/// on: each try first looks the peer up in the DHT (the answers carry addresses). Bounded, so
+/// a holder that is really gone costs the publish a few seconds, not a hang.
+async fn ask_unreached(ctx: &Arc<Ctx>, peer: PeerId, ids: Vec<BlockId>) -> Vec<BlockId> {
+    for pause in ASK_AGAIN_AFTER {
+        tokio::time::sleep(pause).await;
+        let _ = tokio::time::timeout(pause * 2, ctx.net.lookup(peer.to_bytes())).await;
+        if let Some(have) = has_many(ctx, peer, ids.clone()).await {
+            return have;
+        }
+    }
+    tracing::debug!(%peer, "holder could not be asked: counted as not holding");
+    Vec::new()
 }
 
 /// A live storage peer with no direct connection to us and no direct address to dial.
