@@ -43,11 +43,12 @@ impl Lab {
     /// `n` namespaced nodes on `subnet` ("10.203.0"); with `host`, this process on br0 too.
     pub fn build(n: usize, subnet: &str, host: bool) -> Result<Lab, String> {
         let lab = Lab {
-            tag: format!("{}", std::process::id() % 100_000),
+            tag: std::process::id().to_string(),
             n,
             subnet: subnet.to_string(),
             host: false,
         };
+        remove_stale_labs();
         let hub = lab.hub();
         if !ip(&["netns", "add", &hub]) {
             return Err("cannot create a network namespace (needs root / CAP_NET_ADMIN)".into());
@@ -104,6 +105,38 @@ impl Lab {
             "master",
             br
         ]));
+    }
+}
+
+/// The test process a lab object name (`ss<pid>...`) belongs to, if it is one of ours.
+fn lab_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("ss")?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Namespaces and host links left by a lab whose test process was killed (no drop ran).
+/// A stale host link keeps its route to the lab's /24 and would capture the next lab's
+/// traffic on the same subnet.
+fn remove_stale_labs() {
+    let dead = |name: &str| {
+        lab_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let list = |args: &[&str]| -> Vec<String> {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split([' ', '@']).next().map(str::to_string))
+            .collect()
+    };
+    for link in list(&["-br", "link"]).iter().filter(|l| dead(l)) {
+        ip(&["link", "del", link]);
+    }
+    for ns in list(&["netns", "list"]).iter().filter(|n| dead(n)) {
+        ip(&["netns", "del", ns]);
     }
 }
 
