@@ -43,6 +43,7 @@ pub fn plan_round(
         blocks = cluster.blocks.len(),
         files = cluster.files.len(),
         loads = ?cluster.nodes.iter().map(|n| (n.load / n.serve_capacity.max(1.0) * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        storage = ?cluster.nodes.iter().map(|n| (n.storage_used >> 10, n.storage_capacity >> 20, n.alive)).collect::<Vec<_>>(),
         hot = ?cluster.blocks.iter().map(|b| (b.heat.round(), b.holders.len(), b.extra.len())).collect::<Vec<_>>(),
         decisions = decisions.len(),
         "planned"

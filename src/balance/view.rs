@@ -28,6 +28,13 @@ const MAX_RATE: f64 = 1e12;
 const MAX_CAPACITY: u64 = 1 << 60;
 /// A decision not reported done within this many rounds is no longer counted as pending.
 const PENDING_ROUNDS: u32 = 5;
+/// Rounds a `Move` counts as in flight: its source lets go up to this long after the target
+/// is listed (the source's own bound is the same), and until then the reports of both still
+/// show the block where it was. A block in flight is not planned on again, and both nodes'
+/// storage is counted as if the move were done, or the next rounds would move more off the
+/// same source, and the same block again (seen on a devnet: one block moved three times in
+/// eight seconds).
+const MOVE_ROUNDS: u32 = 10;
 
 #[derive(Clone, Debug)]
 pub struct BlockInfo {
@@ -259,6 +266,32 @@ impl SwarmView {
         self.decisions.iter()
     }
 
+    /// Moves published in the last [`MOVE_ROUNDS`] rounds and not refused: block → (source,
+    /// target, bytes).
+    fn moves_in_flight(&self) -> BTreeMap<BlockId, (PeerId, PeerId, u64)> {
+        let mut out = BTreeMap::new();
+        for t in self.decisions.iter() {
+            let Decision::Move {
+                block,
+                from,
+                to,
+                bytes,
+                ..
+            } = t.item.decision
+            else {
+                continue;
+            };
+            let given_up = matches!(
+                t.state,
+                DecisionState::Failed(_) | DecisionState::Skipped(_)
+            );
+            if !given_up && t.at.elapsed() < self.round * MOVE_ROUNDS {
+                out.insert(block, (from, to, bytes.min(u64::from(MAX_BLOCK_SIZE))));
+            }
+        }
+        out
+    }
+
     fn pending(&self, t: &Tracked) -> bool {
         t.state == DecisionState::Published && t.at.elapsed() < self.round * PENDING_ROUNDS
     }
@@ -376,6 +409,16 @@ impl SwarmView {
             })
             .collect();
         nodes.sort_by_key(|n| n.id);
+        let moving = self.moves_in_flight();
+        for (from, to, size) in moving.values() {
+            if let Ok(i) = nodes.binary_search_by_key(from, |n| n.id) {
+                nodes[i].storage_used = nodes[i].storage_used.saturating_sub(*size);
+            }
+            if let Ok(i) = nodes.binary_search_by_key(to, |n| n.id) {
+                let n = &mut nodes[i];
+                n.storage_used = n.storage_used.saturating_add(*size).min(n.storage_capacity);
+            }
+        }
 
         // Blocks: everything hot by a report, everything with (pending) extras.
         let mut blocks: BTreeMap<BlockId, (f64, BTreeSet<PeerId>)> = BTreeMap::new();
@@ -397,6 +440,9 @@ impl SwarmView {
             let Some(info) = self.blocks.get(&id) else {
                 continue; // an extra we know nothing about yet: next round
             };
+            if moving.contains_key(&id) {
+                continue; // a move in flight: planned on again once it is done
+            }
             let file = FileKey::for_name(&info.file);
             names.insert(file.0, info.file.clone());
             let holders: Vec<PeerId> = info

@@ -113,6 +113,23 @@ impl BlockStore {
         self.index().keys().copied().collect()
     }
 
+    /// Up to `n` held blocks and their lengths, from position `start` (modulo the count) in
+    /// the index's order, wrapping around: a cheap rotating sample without copying every id.
+    pub fn sample(&self, start: usize, n: usize) -> Vec<(BlockId, u32)> {
+        let index = self.index();
+        if index.is_empty() {
+            return Vec::new();
+        }
+        let skip = start % index.len();
+        index
+            .iter()
+            .skip(skip)
+            .chain(index.iter().take(skip))
+            .take(n)
+            .map(|(id, len)| (*id, *len))
+            .collect()
+    }
+
     /// Stores a block durably after checking its hash. Storing a block already held is a no-op.
     pub fn put(&self, id: &BlockId, data: &[u8]) -> Result<(), BlockError> {
         let actual = BlockId::of(data);

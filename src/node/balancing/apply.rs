@@ -250,6 +250,14 @@ async fn drop_extra(ctx: &Arc<Ctx>, block: BlockId) -> DecisionState {
 }
 
 async fn move_in(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> DecisionState {
+    // A manager that knows a cold block only from its source's report does not know the
+    // other holders: a move onto one of them would leave R - 1 once the source let go (the
+    // source's possession check would refuse, but the copy and the wait are waste).
+    if let Ok(Some(h)) = listed_holders(ctx, name, &block).await {
+        if h.contains(&ctx.local) {
+            return DecisionState::Skipped("already a listed holder of the block".into());
+        }
+    }
     if !ctx.store.blocks.contains(&block) {
         if !ctx.peers.is_live(&from) {
             return DecisionState::Skipped("source is down".into());

@@ -25,9 +25,16 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
     // Names come from the local store (and, for files, the replica set in large swarms): a
     // slow answer costs this report its hot items, never the round.
     let budget = b.config.report_interval / 2;
-    let hot_blocks = tokio::time::timeout(budget, describe_blocks(ctx, &sample.hot_blocks))
+    let mut hot_blocks = tokio::time::timeout(budget, describe_blocks(ctx, &sample.hot_blocks))
         .await
         .unwrap_or_default();
+    if hot_blocks.len() < wire::TOP_BLOCKS && above_storage_band(ctx, used, capacity) {
+        let room = wire::TOP_BLOCKS - hot_blocks.len();
+        let offered = tokio::time::timeout(budget, cold_blocks(ctx, &hot_blocks, room))
+            .await
+            .unwrap_or_default();
+        hot_blocks.extend(offered);
+    }
     let hot_files = tokio::time::timeout(budget, describe_files(ctx, &sample.hot_files))
         .await
         .unwrap_or_default();
@@ -54,6 +61,45 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
         delegations: st.holdings.delegations_list(now_ms()),
         outcomes: st.holdings.recent_outcomes(),
     }
+}
+
+/// Whether this node holds more than the storage band allows, by the storage figures of the
+/// reports it has (its own included): only then does it offer cold blocks for moves.
+fn above_storage_band(ctx: &Arc<Ctx>, used: u64, capacity: u64) -> bool {
+    let util = |used: u64, cap: u64| used as f64 / cap.max(1) as f64;
+    let st = ctx.balance.state();
+    let (mut sum, mut n) = (util(used, capacity), 1usize);
+    for (peer, r) in st.view.reports() {
+        if *peer != ctx.local {
+            sum += util(r.used.min(r.capacity), r.capacity);
+            n += 1;
+        }
+    }
+    let mean = sum / n as f64;
+    n > 1 && util(used, capacity) > mean * (1.0 + ctx.balance.config.policy.storage_band)
+}
+
+/// Up to `room` base blocks nobody reads, from a random place in the store, offered at heat 0
+/// beside the hot ones. The manager knows only the blocks reports name, and moves only blocks
+/// it knows: without this offer a full node whose blocks are cold is never relieved (HDFS's
+/// balancer moves any block; so must the storage band).
+async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<BlockHeat> {
+    let start = rand::random::<u64>() as usize;
+    let picked: Vec<(BlockId, f64, u64)> = ctx
+        .store
+        .blocks
+        .sample(start, room.saturating_mul(2))
+        .into_iter()
+        .filter(|(id, _)| !hot.iter().any(|h| h.id == *id))
+        .map(|(id, len)| (id, 0.0, u64::from(len)))
+        .collect();
+    let mut out: Vec<BlockHeat> = describe_blocks(ctx, &picked)
+        .await
+        .into_iter()
+        .filter(|b| !b.extra)
+        .collect();
+    out.truncate(room);
+    out
 }
 
 /// Names and flags for the hottest blocks of a sample.
