@@ -404,7 +404,15 @@ impl SwarmView {
                 alive: live(p),
                 serve_capacity: r.bandwidth,
                 load: r.load,
-                storage_used: r.used,
+                // Base storage only: extras are load's copies, dropped once the heat is
+                // gone; counted here, replicating a hot block made its new holder "full" and
+                // the storage band moved base blocks off it, and back after the drop.
+                storage_used: r.used.saturating_sub(
+                    r.extras
+                        .iter()
+                        .map(|x| x.size)
+                        .fold(0u64, u64::saturating_add),
+                ),
                 storage_capacity: r.capacity.max(1),
             })
             .collect();
