@@ -1,4 +1,4 @@
-//! Chaos with separate processes: 10 nodes, R = 3, 50 files of mixed sizes. Kill two, then two
+//! Chaos with separate processes: 10 nodes, R = 3, 50 files of mixed sizes, planner off. Kill two, then two
 //! more, then add three: every file always reads back byte-identical, replication comes back
 //! by itself, and records move to the peers that join closer to their keys.
 
@@ -22,6 +22,10 @@ const NODE_ARGS: &[&str] = &[
     "1s",
     "--sync-interval",
     "1s",
+    // Repair alone: its bytes are checked against what the kills took, and a balancing move
+    // finishing meanwhile re-creates a lost copy that repair then need not (seen in CI). Moves
+    // under churn and R + 1 trimming have their own tests (moves.rs, durability.rs).
+    "--no-planner",
 ];
 
 struct Cluster {
@@ -126,8 +130,8 @@ async fn wait_replicated(client: &Client, files: &[(String, Vec<u8>)], live: &Ha
     }
 }
 
-/// Bytes of the replicas the kill takes below R: the least any repair must copy. (A block in
-/// the middle of a move is listed on R + 1 holders; losing one of those costs no copy.)
+/// Bytes of the replicas the kill takes below R: the least any repair must copy. (A block on
+/// R + 1 holders, a move in the middle, loses one at no cost.)
 async fn lost_replica_bytes(
     client: &Client,
     files: &[(String, Vec<u8>)],
@@ -139,7 +143,9 @@ async fn lost_replica_bytes(
         for b in info.blocks {
             let lost = b.holders.iter().filter(|h| killed.contains(h)).count();
             let left = b.holders.len() - lost;
-            total += u64::from(b.len) * 3usize.saturating_sub(left) as u64;
+            // (A block short before the kill may be repaired before it too: only the copies
+            // the kill took count.)
+            total += u64::from(b.len) * lost.min(3usize.saturating_sub(left)) as u64;
         }
     }
     total
