@@ -85,6 +85,11 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
                 move_in(ctx, block, &item.name, from).await
             } else if !ctx.peers.is_live(&to) {
                 DecisionState::Skipped("the target is not a live storage peer".into())
+            } else if !source_is_listed(ctx, &item.name, &block).await {
+                // A copy no record lists (a stranger's unsolicited block, a copy garbage
+                // collection is about to take) is nothing to move; holding it for the move
+                // would also keep it from collection for the move's whole deadline.
+                DecisionState::Skipped("this node is not a listed holder of the block".into())
             } else {
                 // The source lets go once the root lists the target (see `housekeeping`).
                 let round = ctx.balance.config.report_interval;
@@ -108,6 +113,11 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
         other => tracing::info!(?id, decision = ?item.decision, "decision {}", other.label()),
     }
     finish(ctx, id, state);
+}
+
+/// Whether the file's record lists this node as a holder of `block`.
+async fn source_is_listed(ctx: &Arc<Ctx>, name: &str, block: &BlockId) -> bool {
+    matches!(listed_holders(ctx, name, block).await, Ok(Some(h)) if h.contains(&ctx.local))
 }
 
 /// Charges the bytes a decision makes this node copy to the round's budget.
@@ -253,10 +263,17 @@ async fn move_in(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> De
     // A manager that knows a cold block only from its source's report does not know the
     // other holders: a move onto one of them would leave R - 1 once the source let go (the
     // source's possession check would refuse, but the copy and the wait are waste).
-    if let Ok(Some(h)) = listed_holders(ctx, name, &block).await {
-        if h.contains(&ctx.local) {
+    // Only a listed copy is moved: a copy no record lists (a stranger's junk that a lying
+    // report offered as cold) would be copied here for nothing and then collected.
+    match listed_holders(ctx, name, &block).await {
+        Ok(Some(h)) if h.contains(&ctx.local) => {
             return DecisionState::Skipped("already a listed holder of the block".into());
         }
+        Ok(Some(h)) if h.contains(&from) => {}
+        Ok(_) => {
+            return DecisionState::Skipped("the source is not a listed holder of the block".into())
+        }
+        Err(e) => return DecisionState::Failed(short(e)),
     }
     if !ctx.store.blocks.contains(&block) {
         if !ctx.peers.is_live(&from) {
