@@ -70,9 +70,16 @@ async fn unsolicited_blocks_are_bounded_and_collected() {
     })
     .await;
     let left: Vec<usize> = (0..8)
-        .map(|n| junk.iter().filter(|(id, _)| swarm.has_block_file(n, id)).count())
+        .map(|n| {
+            junk.iter()
+                .filter(|(id, _)| swarm.has_block_file(n, id))
+                .count()
+        })
         .collect();
-    assert!(collected, "the junk is collected; junk blocks left per node: {left:?}");
+    assert!(
+        collected,
+        "the junk is collected; junk blocks left per node: {left:?}"
+    );
     // The node still takes real puts.
     let c = swarm.client(target).await;
     let data = random_bytes(3 * MIB, 1);

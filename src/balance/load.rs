@@ -148,6 +148,12 @@ impl LoadMeter {
         }
     }
 
+    /// A block's smoothed heat as of the last sample (0 once it decayed below the floor).
+    pub fn heat_of(&self, id: &BlockId) -> f64 {
+        let s = self.smoothed.lock().unwrap_or_else(|p| p.into_inner());
+        s.blocks.get(id).copied().unwrap_or(0.0)
+    }
+
     /// Closes the current window of `secs` seconds and returns the smoothed figures, keeping
     /// the `top_blocks` / `top_files` hottest items.
     pub fn sample(&self, secs: f64, top_blocks: usize, top_files: usize) -> Sample {

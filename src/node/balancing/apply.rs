@@ -12,12 +12,12 @@
 //! round, so a bad manager can waste bounded bandwidth and nothing else.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
 use super::delegate;
-use super::holdings::MoveOut;
+use super::holdings::{Extra, MoveOut};
 use crate::ids::BlockId;
 use crate::ids::FileKey;
 use crate::node::possession::{self, listed_holders};
@@ -159,7 +159,9 @@ fn finish(ctx: &Arc<Ctx>, id: DecisionId, state: DecisionState) {
 }
 
 async fn replicate(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> DecisionState {
-    if ctx.balance.state().holdings.extras.contains_key(&block) {
+    if let Some(x) = ctx.balance.state().holdings.extras.get_mut(&block) {
+        // Granted again: a restored extra is confirmed.
+        x.unconfirmed_until = None;
         return DecisionState::Applied;
     }
     if ctx.store.blocks.contains(&block) {
@@ -198,12 +200,12 @@ async fn replicate(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> 
             let mut st = ctx.balance.state();
             st.holdings.extras.insert(
                 block,
-                ExtraHeld {
+                Extra::granted(ExtraHeld {
                     id: block,
                     file: name.to_string(),
                     size,
                     base,
-                },
+                }),
             );
             DecisionState::Applied
         }
@@ -225,7 +227,14 @@ pub(super) async fn ref_files(ctx: &Arc<Ctx>, block: BlockId) -> Vec<String> {
 }
 
 async fn drop_extra(ctx: &Arc<Ctx>, block: BlockId) -> DecisionState {
-    let Some(extra) = ctx.balance.state().holdings.extras.get(&block).cloned() else {
+    let Some(extra) = ctx
+        .balance
+        .state()
+        .holdings
+        .extras
+        .get(&block)
+        .map(|x| x.held.clone())
+    else {
         return DecisionState::Skipped("no extra copy here".into());
     };
     let mut files = ref_files(ctx, block).await;
@@ -317,10 +326,35 @@ async fn set_holders(
     }
 }
 
-/// Once per round: end lapsed delegations, refresh delegated states, and finish moves whose
-/// target the root now lists.
+/// Drops, by this node's own judgement, the extras no manager will (see `holdings::Extra`):
+/// cold for twice the hold time, or restored after a restart and not granted again within
+/// one hold time. Never a base copy: `drop_extra` keeps a copy the record lists here, and
+/// deletes one only while R base holders prove theirs.
+async fn expire_extras(ctx: &Arc<Ctx>) {
+    let hold = Duration::from_millis(ctx.balance.config.policy.hold_ms);
+    let now = Instant::now();
+    let expired: Vec<BlockId> = {
+        let mut st = ctx.balance.state();
+        st.holdings
+            .extras
+            .iter_mut()
+            .filter_map(|(id, x)| {
+                let heat = ctx.balance.meter.heat_of(id);
+                x.expired(heat, now, hold.saturating_mul(2)).then_some(*id)
+            })
+            .collect()
+    };
+    for block in expired {
+        let state = drop_extra(ctx, block).await;
+        tracing::info!(%block, "extra replica outlived its use: {}", state.label());
+    }
+}
+
+/// Once per round: end lapsed delegations, refresh delegated states, finish moves whose
+/// target the root now lists, and drop extras that outlived their use.
 pub async fn housekeeping(ctx: &Arc<Ctx>) {
     delegate::refresh(ctx).await;
+    expire_extras(ctx).await;
     let moves = std::mem::take(&mut ctx.balance.state().holdings.moves_out);
     let mut keep = Vec::new();
     for mut m in moves {

@@ -3,7 +3,7 @@
 //! also remembers its delegate here, to push updates to it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
@@ -31,8 +31,47 @@ pub(super) struct MoveOut {
     pub(super) listed: bool,
 }
 
+/// An extra replica this node holds, and what decides when it goes by itself.
+///
+/// The manager drops extras whose heat is gone. Two cases it cannot see, so the holder
+/// handles them: an extra cold for twice the hold time (a manager that lost track of it, or
+/// none elected), and an extra taken back after a restart, which no manager elected since
+/// may have seen granted. That one stays for one hold time (serving the readers whose views
+/// still know it) and then goes, unless a decision grants it again.
+pub(super) struct Extra {
+    pub(super) held: ExtraHeld,
+    /// When its heat on this node last read zero, if it does now.
+    pub(super) cold_since: Option<Instant>,
+    /// For a restored extra not granted again yet: when it goes.
+    pub(super) unconfirmed_until: Option<Instant>,
+}
+
+impl Extra {
+    pub(super) fn granted(held: ExtraHeld) -> Self {
+        Self {
+            held,
+            cold_since: None,
+            unconfirmed_until: None,
+        }
+    }
+
+    /// Notes this round's heat; whether the extra has outlived its use at `now`.
+    pub(super) fn expired(&mut self, heat: f64, now: Instant, cold_for: Duration) -> bool {
+        if heat > 0.0 {
+            self.cold_since = None;
+        } else if self.cold_since.is_none() {
+            self.cold_since = Some(now);
+        }
+        let cold = self
+            .cold_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= cold_for);
+        let lapsed = self.unconfirmed_until.is_some_and(|until| now >= until);
+        cold || lapsed
+    }
+}
+
 pub struct Holdings {
-    pub(super) extras: BTreeMap<BlockId, ExtraHeld>,
+    pub(super) extras: BTreeMap<BlockId, Extra>,
     pub(super) delegated: HashMap<FileKey, Delegation>,
     /// Delegations of files we are root of: where updates must be pushed.
     pub(super) my_delegates: HashMap<FileKey, (PeerId, u64)>,
@@ -63,7 +102,7 @@ impl Default for Holdings {
 
 impl Holdings {
     pub fn extras_list(&self) -> Vec<ExtraHeld> {
-        self.extras.values().cloned().collect()
+        self.extras.values().map(|x| x.held.clone()).collect()
     }
 
     pub fn delegations_list(&self, now_ms: u64) -> Vec<(FileKey, u64)> {
@@ -113,5 +152,48 @@ impl Holdings {
         while self.outcomes.len() > KEEP_OUTCOMES {
             self.outcomes.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extra() -> Extra {
+        Extra::granted(ExtraHeld {
+            id: BlockId([1; 32]),
+            file: "f".into(),
+            size: 1,
+            base: vec![],
+        })
+    }
+
+    #[test]
+    fn an_extra_goes_after_being_cold_for_the_whole_period_and_heat_resets_it() {
+        let (t0, cold_for) = (Instant::now(), Duration::from_secs(10));
+        let mut x = extra();
+        assert!(!x.expired(0.0, t0, cold_for), "cold from now on");
+        assert!(!x.expired(0.0, t0 + Duration::from_secs(9), cold_for));
+        assert!(
+            !x.expired(5.0, t0 + Duration::from_secs(9), cold_for),
+            "read again"
+        );
+        assert!(!x.expired(0.0, t0 + Duration::from_secs(12), cold_for));
+        assert!(!x.expired(0.0, t0 + Duration::from_secs(21), cold_for));
+        assert!(x.expired(0.0, t0 + Duration::from_secs(22), cold_for));
+    }
+
+    #[test]
+    fn an_unconfirmed_extra_goes_at_its_deadline_however_hot() {
+        let (t0, cold_for) = (Instant::now(), Duration::from_secs(10));
+        let mut x = extra();
+        x.unconfirmed_until = Some(t0 + Duration::from_secs(3));
+        assert!(!x.expired(9.0, t0, cold_for));
+        assert!(x.expired(9.0, t0 + Duration::from_secs(3), cold_for));
+        x.unconfirmed_until = None;
+        assert!(
+            !x.expired(9.0, t0 + Duration::from_secs(3), cold_for),
+            "granted again"
+        );
     }
 }

@@ -98,7 +98,10 @@ impl Balance {
             inbound: tx,
             inbound_rx: Mutex::new(Some(rx)),
             ignored: Mutex::new(BTreeMap::new()),
-            report_seq: AtomicU64::new(0),
+            // Peers ignore a report whose seq is not above the last they took from us, and
+            // keep that one for good: starting from the clock makes a restarted node's reports
+            // count at once (from 0 they were ignored for as many rounds as it ran before).
+            report_seq: AtomicU64::new(now_ms()),
             housekeeping: AtomicBool::new(false),
             history: Mutex::new(history::LoadHistory::new(round)),
             saved: Mutex::new(None),

@@ -8,23 +8,25 @@
 //!
 //! The file is `balancing.cbor` in the data dir, rewritten (to a temporary file, synced,
 //! then renamed over the old one) at the end of a round when it changed. On start the node
-//! takes back the leases that have not expired (not yet its extras: see `restore`);
+//! takes back the leases that have not expired and the extras whose block it still has;
 //! it re-reads every delegated state from the replica set before serving it (a state saved
 //! on disk could be old). Everything restored is reconciled the usual way: extras go out in
-//! the next load report, so the manager sees them and drops them when their heat is gone,
-//! and a lease ends when it expires or the manager ends it. A file that does not decode is
-//! logged and ignored: balancing state is an optimisation, never a reason not to start.
+//! the next load report; a manager that saw them granted drops them when their heat is gone,
+//! and the node drops by itself those no decision confirms within one hold time. A lease
+//! ends when it expires or the manager ends it. A file that does not decode is logged and
+//! ignored: balancing state is an optimisation, never a reason not to start.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::delegate;
-use crate::ids::FileKey;
+use super::holdings::Extra;
+use crate::ids::{validate_name, FileKey};
 use crate::node::Ctx;
 use crate::protocol::gossip::ExtraHeld;
 use crate::record::now_ms;
@@ -67,7 +69,7 @@ pub fn snapshot(ctx: &Ctx) -> Saved {
         .collect();
     delegates.sort();
     Saved {
-        extras: h.extras.values().cloned().collect(),
+        extras: h.extras.values().map(|x| x.held.clone()).collect(),
         delegations,
         delegates,
     }
@@ -139,12 +141,18 @@ pub fn restore(ctx: &Arc<Ctx>, saved: Saved) {
     let now = now_ms();
     {
         let mut st = ctx.balance.state();
-        // Saved extras are not taken back yet: a manager only counts the extras it saw
-        // granted, so one elected after the restart (or this node, elected again with a
-        // fresh view) never sees a restored extra, never drops it, and garbage collection
-        // leaves it alone as a decision's copy, for good (CI caught it). Left unclaimed,
-        // the copy goes after the grace period as before.
-        let _ = saved.extras;
+        // A manager counts only the extras it saw granted: one elected after the restart
+        // (or this node, elected again with a fresh view) may never have, and would never
+        // drop them. So a restored extra serves for one hold time and then goes by itself
+        // unless a decision grants it again (`apply::expire_extras`).
+        let until = Instant::now() + Duration::from_millis(ctx.balance.config.policy.hold_ms);
+        for held in saved.extras {
+            if ctx.store.blocks.contains(&held.id) && validate_name(&held.file).is_ok() {
+                let mut extra = Extra::granted(held);
+                extra.unconfirmed_until = Some(until);
+                st.holdings.extras.insert(extra.held.id, extra);
+            }
+        }
         for (key, peer, expires) in saved.delegates {
             if expires > now {
                 st.holdings.my_delegates.insert(key, (peer, expires));

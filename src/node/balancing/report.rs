@@ -108,7 +108,7 @@ pub async fn describe_blocks(ctx: &Arc<Ctx>, hot: &[(BlockId, f64, u64)]) -> Vec
     for &(id, heat, size) in hot {
         let (known, extra) = {
             let st = ctx.balance.state();
-            let extra = st.holdings.extras.get(&id).map(|x| x.file.clone());
+            let extra = st.holdings.extras.get(&id).map(|x| x.held.file.clone());
             let known = extra
                 .clone()
                 .or_else(|| st.holdings.block_names.get(&id).cloned());
