@@ -87,6 +87,7 @@ struct FileLayer {
     report_interval: Option<String>,
     /// `"100M"` (per second) or a number of bytes.
     bandwidth: Option<toml::Value>,
+    emulate_speed: Option<toml::Value>,
     manager_peers: Option<Vec<String>>,
     balance_hold: Option<String>,
     no_planner: Option<bool>,
@@ -151,6 +152,7 @@ impl NodeSettings {
             zone: raw.zone,
             report_interval: duration("report-interval", raw.report_interval)?,
             bandwidth: bytes("bandwidth", raw.bandwidth)?,
+            emulate_speed: bytes("emulate-speed", raw.emulate_speed)?,
             manager_peers,
             balance_hold: duration("balance-hold", raw.balance_hold)?,
             no_planner: raw.no_planner,
@@ -212,6 +214,7 @@ impl NodeSettings {
                 zone: top.balance.zone.or(self.balance.zone),
                 report_interval: top.balance.report_interval.or(self.balance.report_interval),
                 bandwidth: top.balance.bandwidth.or(self.balance.bandwidth),
+                emulate_speed: top.balance.emulate_speed.or(self.balance.emulate_speed),
                 manager_peers: list(self.balance.manager_peers, top.balance.manager_peers),
                 balance_hold: top.balance.balance_hold.or(self.balance.balance_hold),
                 no_planner: top.balance.no_planner.or(self.balance.no_planner),
@@ -308,6 +311,11 @@ pub struct BalanceSettings {
     /// Serve at most this many bytes per second (blocks, plus 4 KiB per record read) and report it as this node's capacity [default: no cap, capacity 100M]
     #[arg(long, env = "SWARMSTORE_BANDWIDTH", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
     pub bandwidth: Option<u64>,
+    /// Testnets: serve at most this many bytes per second, as slower hardware would, without
+    /// taking it as the capacity (the node learns that from queueing delay, as it must on
+    /// real hardware). Ignored with --bandwidth.
+    #[arg(long, env = "SWARMSTORE_EMULATE_SPEED", value_name = "BYTES", value_parser = parse_bytes, help_heading = "Balancing")]
+    pub emulate_speed: Option<u64>,
     /// Only these peers may become manager (comma-separated peer ids) [default: every node]
     #[arg(
         long,
@@ -341,6 +349,8 @@ impl BalanceSettings {
         if let Some(b) = self.bandwidth {
             // A capacity the node reports is one it keeps: it serves no faster.
             config = config.bandwidth(b).serve_limit(Some(b));
+        } else if let Some(b) = self.emulate_speed {
+            config = config.serve_limit(Some(b));
         }
         if !self.manager_peers.is_empty() {
             config = config.manager_peers(self.manager_peers.clone());

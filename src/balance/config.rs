@@ -18,8 +18,11 @@ pub struct BalanceConfig {
     pub swarm: String,
     /// T: how often load is measured and reported, and the election's clock.
     pub report_interval: Duration,
-    /// Serving capacity in work units (bytes) per second.
+    /// Serving capacity in work units (bytes) per second: as configured, or the yardstick
+    /// until `measure_capacity` has learned one.
     pub bandwidth: u64,
+    /// No capacity was configured: learn it from queueing delay (`capacity`).
+    pub measure_capacity: bool,
     /// Work units per second the node serves at most (block bytes, `META_COST` per record
     /// read); `None` serves as fast as it can. `--bandwidth` sets both this and `bandwidth`.
     pub serve_limit: Option<u64>,
@@ -39,6 +42,7 @@ impl Default for BalanceConfig {
             report_interval: Duration::from_secs(2),
             // Generous: a node is only "hot" when it serves a good share of this.
             bandwidth: 100_000_000,
+            measure_capacity: true,
             serve_limit: None,
             manager_peers: Vec::new(),
             zone: None,

@@ -66,6 +66,11 @@ pub struct LoadMeter {
     block_bytes: AtomicU64,
     meta_reqs: AtomicU64,
     inflight: AtomicI64,
+    /// Block requests timed this window (arrival to data ready), and their summed delay.
+    delay_reqs: AtomicU64,
+    delay_us: AtomicU64,
+    /// The quickest of them (`u64::MAX` when none).
+    delay_min_us: AtomicU64,
     /// Totals since start (never reset), for status and tests.
     total_blocks: AtomicU64,
     total_block_bytes: AtomicU64,
@@ -84,6 +89,12 @@ pub struct Sample {
     pub block_rps: f64,
     pub block_bps: f64,
     pub inflight: u32,
+    /// This window alone (not smoothed): work units served per second, and the mean
+    /// serving delay of blocks in seconds over `delay_reqs` timed requests (for `capacity`).
+    pub window_load: f64,
+    pub mean_delay: f64,
+    pub min_delay: f64,
+    pub delay_reqs: u64,
     /// Hottest blocks (with their size) and files, hottest first, in work units/s.
     pub hot_blocks: Vec<(BlockId, f64, u64)>,
     pub hot_files: Vec<(FileKey, f64)>,
@@ -113,6 +124,7 @@ impl LoadMeter {
     pub fn new(bandwidth: f64) -> Self {
         Self {
             floor: (bandwidth / 100.0).max(FLOOR),
+            delay_min_us: AtomicU64::new(u64::MAX),
             ..Self::default()
         }
     }
@@ -131,6 +143,15 @@ impl LoadMeter {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         *w.blocks.entry(id).or_insert(0) += bytes;
         w.sizes.insert(id, bytes);
+    }
+
+    /// How long a block request took from arrival to its data being ready (the wait for a
+    /// serving slot and the read): the queueing signal `capacity` learns from.
+    pub fn block_delay(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.delay_reqs.fetch_add(1, Ordering::Relaxed);
+        self.delay_us.fetch_add(us, Ordering::Relaxed);
+        self.delay_min_us.fetch_min(us, Ordering::Relaxed);
     }
 
     pub fn record_read(&self, key: FileKey) {
@@ -161,6 +182,13 @@ impl LoadMeter {
         let block_reqs = self.block_reqs.swap(0, Ordering::Relaxed) as f64 / secs;
         let block_bytes = self.block_bytes.swap(0, Ordering::Relaxed) as f64 / secs;
         let meta_reqs = self.meta_reqs.swap(0, Ordering::Relaxed) as f64 / secs;
+        let delay_reqs = self.delay_reqs.swap(0, Ordering::Relaxed);
+        let delay_us = self.delay_us.swap(0, Ordering::Relaxed);
+        let mean_delay = delay_us as f64 / 1e6 / delay_reqs.max(1) as f64;
+        let min_delay = match self.delay_min_us.swap(u64::MAX, Ordering::Relaxed) {
+            u64::MAX => 0.0,
+            us => us as f64 / 1e6,
+        };
         let window = std::mem::take(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()));
         let mut s = self.smoothed.lock().unwrap_or_else(|p| p.into_inner());
         let f = self.floor;
@@ -189,6 +217,10 @@ impl LoadMeter {
             block_rps,
             block_bps,
             inflight: self.inflight.load(Ordering::Relaxed).max(0) as u32,
+            window_load: block_bytes + META_COST * meta_reqs,
+            mean_delay,
+            min_delay,
+            delay_reqs,
             hot_blocks: top(&s.blocks, top_blocks)
                 .into_iter()
                 .map(|(id, h)| (id, h, s.sizes.get(&id).copied().unwrap_or(0)))

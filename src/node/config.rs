@@ -192,8 +192,10 @@ impl NodeConfig {
         self
     }
 
+    /// The node's serving capacity, as the operator knows it (no longer learned).
     pub fn bandwidth(mut self, bytes_per_sec: u64) -> Self {
         self.balance.bandwidth = bytes_per_sec.max(1);
+        self.balance.measure_capacity = false;
         self
     }
 

@@ -56,6 +56,7 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
         BlockRequest::Get { id } => {
             // Load measurement: every block served counts, whoever asked.
             let _busy = ctx.balance.meter.begin();
+            let arrived = std::time::Instant::now();
             // Charged before the read, so a request waiting for its slot holds no bytes.
             let cost = ctx.store.blocks.len_of(&id).unwrap_or(0);
             if !ctx.balance.serve_slot(u64::from(cost)).await {
@@ -66,6 +67,7 @@ pub async fn handle(ctx: &Arc<Ctx>, from: PeerId, req: BlockRequest) -> BlockRes
             }
             let resp = get(ctx, id).await;
             if let BlockResponse::Data { data } = &resp {
+                ctx.balance.meter.block_delay(arrived.elapsed());
                 ctx.balance.meter.block_served(id, data.len() as u64);
                 ctx.metrics.block_bytes_served.inc_by(data.len() as u64);
             }

@@ -76,6 +76,9 @@ pub struct NodeRow {
     pub capacity: u64,
     /// load / bandwidth.
     pub util: f64,
+    /// The serving capacity the node reports: configured, or learned from queueing delay.
+    #[serde(default)]
+    pub bandwidth: f64,
     pub zone: Option<String>,
     pub role: String,
     pub served_blocks: u64,

@@ -160,6 +160,7 @@ pub(crate) fn node_status() -> NodeStatus {
                 used: 10,
                 capacity: 100,
                 util: 0.25,
+                bandwidth: 6e6,
                 zone: Some("a".into()),
                 role: "manager".into(),
                 served_blocks: 3,

@@ -26,8 +26,9 @@ use std::time::Instant;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use crate::balance::capacity::CapacityEstimator;
 use crate::balance::election::Election;
-use crate::balance::load::{LoadMeter, Served};
+use crate::balance::load::{LoadMeter, Sample, Served};
 use crate::balance::view::{SwarmView, Tracked};
 use crate::balance::BalanceConfig;
 use crate::ids::{BlockId, FileKey};
@@ -36,6 +37,10 @@ use crate::protocol::gossip as wire;
 use crate::protocol::status::{BalanceStatus, DecisionRow, ManagerInfo, NodeRow};
 use crate::record::now_ms;
 use holdings::Holdings;
+
+/// A learned capacity is never reported below this (work units/s): a few slow rounds must
+/// not make a node look a thousand times busier than it is.
+const MIN_LEARNED_CAPACITY: f64 = 64.0 * 1024.0;
 
 /// One gossip message as the event loop hands it over.
 pub struct Gossip {
@@ -58,6 +63,8 @@ pub struct Balance {
     ignored: Mutex<BTreeMap<&'static str, u64>>,
     pub(super) report_seq: AtomicU64,
     pub(super) housekeeping: AtomicBool,
+    /// Capacity learned from queueing delay, when none is configured.
+    capacity: Mutex<CapacityEstimator>,
     /// The dashboard's chart and term history.
     history: Mutex<history::LoadHistory>,
     /// What `persist` last wrote to the data dir.
@@ -103,6 +110,7 @@ impl Balance {
             // count at once (from 0 they were ignored for as many rounds as it ran before).
             report_seq: AtomicU64::new(now_ms()),
             housekeeping: AtomicBool::new(false),
+            capacity: Mutex::new(CapacityEstimator::default()),
             history: Mutex::new(history::LoadHistory::new(round)),
             saved: Mutex::new(None),
             config,
@@ -116,6 +124,18 @@ impl Balance {
             Some(limit) => limit.take(cost).await,
             None => true,
         }
+    }
+
+    /// The capacity to report for a round just sampled: the configured one, or (none
+    /// configured) the one learned from queueing delay, the yardstick until then.
+    pub(super) fn reported_capacity(&self, s: &Sample) -> f64 {
+        let configured = self.config.bandwidth as f64;
+        if !self.config.measure_capacity {
+            return configured;
+        }
+        let mut e = self.capacity.lock().unwrap_or_else(|p| p.into_inner());
+        e.observe(s.window_load, s.mean_delay, s.min_delay, s.delay_reqs)
+            .map_or(configured, |c| c.max(MIN_LEARNED_CAPACITY))
     }
 
     pub(super) fn saved(&self) -> MutexGuard<'_, Option<persist::Saved>> {
@@ -314,6 +334,7 @@ impl Balance {
                 used: r.used,
                 capacity: r.capacity,
                 util: r.load / r.bandwidth.max(1.0),
+                bandwidth: r.bandwidth,
                 zone: r.zone.clone(),
                 role: r.role.as_str().to_string(),
                 served_blocks: r.served_blocks,

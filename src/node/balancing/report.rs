@@ -17,6 +17,7 @@ use crate::store::free_disk;
 pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
     let b = &ctx.balance;
     let sample = b.meter.sample(secs, wire::TOP_BLOCKS, wire::TOP_FILES);
+    let bandwidth = b.reported_capacity(&sample);
     let used = ctx.store.blocks.used_bytes();
     let capacity = ctx
         .config
@@ -44,7 +45,7 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
         seq,
         at_ms: now_ms(),
         load: sample.load,
-        bandwidth: b.config.bandwidth as f64,
+        bandwidth,
         meta_rps: sample.meta_rps,
         block_rps: sample.block_rps,
         block_bps: sample.block_bps,
