@@ -23,6 +23,14 @@ use crate::record::{MAX_BLOCK_SIZE, MAX_HOLDERS};
 const KEEP_DECISIONS: usize = 512;
 /// Blocks remembered between rounds (hot ones and ones with extra replicas).
 const KEEP_BLOCKS: usize = 4096;
+/// Reports kept at most. Any signed author's report is taken (gossip forwards reports of peers
+/// we are not connected to), so without a bound one peer forwarding reports signed by fresh
+/// keys would grow this map without end; past it, reports unheard of for [`FORGET_ROUNDS`]
+/// go, then the oldest (down to 7/8 of it). A flood can evict honest reports (they return with the next round):
+/// balance degrades, memory does not.
+const MAX_REPORTS: usize = 4096;
+/// A report not renewed for this many rounds is forgotten when the map is full.
+const FORGET_ROUNDS: u32 = 100;
 /// Ceilings for figures in load reports (1 TB/s, 1 EiB): anything larger is a lie.
 const MAX_RATE: f64 = 1e12;
 const MAX_CAPACITY: u64 = 1 << 60;
@@ -136,6 +144,9 @@ impl SwarmView {
         }
         self.dispatched.remove(&peer);
         self.reports.insert(peer, (report, now));
+        if self.reports.len() > MAX_REPORTS {
+            self.forget_reports();
+        }
         if self.blocks.len() > KEEP_BLOCKS {
             let mut ages: Vec<(Instant, BlockId)> =
                 self.blocks.iter().map(|(id, b)| (b.seen, *id)).collect();
@@ -145,6 +156,23 @@ impl SwarmView {
             }
         }
         true
+    }
+
+    /// Brings the reports back under [`MAX_REPORTS`]: the long-silent first, then the oldest.
+    fn forget_reports(&mut self) {
+        let forget = self.round * FORGET_ROUNDS;
+        self.reports.retain(|_, (_, at)| at.elapsed() < forget);
+        // Down to 7/8 of the bound, so that a swarm of more live nodes than the bound sorts
+        // once per MAX_REPORTS / 8 reports, not once per report.
+        let keep = MAX_REPORTS - MAX_REPORTS / 8;
+        if self.reports.len() > keep {
+            let mut ages: Vec<(Instant, PeerId)> =
+                self.reports.iter().map(|(p, (_, at))| (*at, *p)).collect();
+            ages.sort();
+            for (_, p) in ages.iter().take(self.reports.len() - keep) {
+                self.reports.remove(p);
+            }
+        }
     }
 
     fn block_info(&mut self, id: BlockId, file: &str, size: u64, now: Instant) -> &mut BlockInfo {
@@ -582,6 +610,21 @@ mod tests {
             delegations: vec![],
             outcomes: vec![],
         }
+    }
+
+    #[test]
+    fn reports_from_a_flood_of_fresh_keys_stay_bounded() {
+        let mut v = SwarmView::new(Duration::from_secs(1));
+        let first = PeerId::random();
+        assert!(v.on_report(first, report(1, 1.0)));
+        let mut last = first;
+        for _ in 0..MAX_REPORTS + 100 {
+            last = PeerId::random();
+            assert!(v.on_report(last, report(1, 1.0)));
+        }
+        assert!(v.reports.len() <= MAX_REPORTS, "{}", v.reports.len());
+        assert!(v.report(&last).is_some(), "the newest stays");
+        assert!(v.report(&first).is_none(), "the oldest went");
     }
 
     #[test]
