@@ -358,19 +358,27 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
     // Readers on three access nodes, gets checked byte for byte throughout.
     let stop = Arc::new(AtomicBool::new(false));
     let gets = Arc::new(AtomicU64::new(0));
+    // (access node, its own stop, the task): a reader whose access node is restarted below
+    // stops first, since a client has one access node.
     let mut readers = Vec::new();
     for i in [1usize, 3, 5] {
         let client = swarm.client(i).await;
         let (stop, gets, data) = (stop.clone(), gets.clone(), data.clone());
-        readers.push(tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(100));
-            while !stop.load(Ordering::Relaxed) {
-                every.tick().await;
-                let got = client.get_bytes("hot.bin").await.expect("get");
-                assert!(got == *data, "a get returned wrong bytes");
-                gets.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
+        let mine = Arc::new(AtomicBool::new(false));
+        let stop_mine = mine.clone();
+        readers.push((
+            i,
+            mine,
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(100));
+                while !stop.load(Ordering::Relaxed) && !stop_mine.load(Ordering::Relaxed) {
+                    every.tick().await;
+                    let got = client.get_bytes("hot.bin").await.expect("get");
+                    assert!(got == *data, "a get returned wrong bytes");
+                    gets.fetch_add(1, Ordering::Relaxed);
+                }
+            }),
+        ));
     }
 
     let applied = eventually(Duration::from_secs(60), || {
@@ -412,9 +420,21 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
     // extra again (granted before the restart). A few rounds first, for the save.
     let mut swarm = swarm;
     tokio::time::sleep(t * 3).await;
-    let i = (0..7)
-        .find(|&i| !swarm.node(i).extra_replicas().is_empty())
+    // A node no reader reaches the swarm through, where one holds an extra.
+    let holding: Vec<usize> = (0..7)
+        .filter(|&i| !swarm.node(i).extra_replicas().is_empty())
+        .collect();
+    let i = holding
+        .iter()
+        .copied()
+        .find(|i| readers.iter().all(|(a, _, _)| a != i))
+        .or(holding.first().copied())
         .expect("a node holds an extra replica");
+    if let Some(k) = readers.iter().position(|(a, _, _)| *a == i) {
+        let (_, mine, task) = readers.remove(k);
+        mine.store(true, Ordering::Relaxed);
+        task.await.expect("reader ran without a wrong byte");
+    }
     let (extras, delegations) = (swarm.node(i).extra_replicas(), swarm.node(i).delegations());
     let peer_i = swarm.node(i).peer_id();
     let saved = swarm.data_dir(i).join("balancing.cbor");
@@ -466,7 +486,7 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
         restarted.elapsed()
     );
     stop.store(true, Ordering::Relaxed);
-    for r in readers {
+    for (_, _, r) in readers {
         r.await.expect("reader ran without a wrong byte");
     }
     let servers: Vec<PeerId> = swarm
