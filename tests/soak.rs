@@ -1,6 +1,7 @@
 //! `swarmstore soak` in a short run: node processes under the mixed workload with churn; the
-//! CSV has a row per process per interval, a killed node's samples continue under a new pid,
-//! the summary counts no mismatch, and the plot is written.
+//! CSV has a row per process per interval (with the heap read from each node's /metrics), a
+//! killed node's samples continue under a new pid, the summary counts no mismatch, and the
+//! plot is written.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Command;
@@ -43,6 +44,7 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let mut pids: HashMap<String, HashSet<String>> = HashMap::new();
     let mut rows = 0;
+    let mut heap_read = 0;
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f.len(), header.len(), "{line}");
@@ -52,6 +54,10 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
             rss > 1024 && fds > 0,
             "a live process has memory and fds: {line}"
         );
+        // The allocator's own figure, read from each node's /metrics (glibc only).
+        if f[col("process")] == "n0" && f[col("heap_kib")].parse::<u64>().is_ok_and(|h| h > 0) {
+            heap_read += 1;
+        }
         pids.entry(f[col("process")].to_string())
             .or_default()
             .insert(f[col("pid")].to_string());
@@ -61,6 +67,9 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
         assert!(pids.contains_key(p), "no samples of {p}: {pids:?}");
     }
     assert!(rows >= 6 * 10, "{rows} rows");
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(heap_read >= 5, "n0's heap was read {heap_read} times");
+    }
     assert!(
         pids.values().any(|set| set.len() == 2),
         "a killed node goes on under a new pid: {pids:?}"

@@ -73,6 +73,8 @@ struct Proc {
     label: String,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// Where the node serves `/metrics` (the soak reads its heap figures there).
+    metrics_port: u16,
     child: Option<Child>,
     started: Instant,
 }
@@ -88,6 +90,7 @@ impl Proc {
             label,
             dir,
             extra_args,
+            metrics_port: free_port()?,
             child: None,
             started: Instant::now(),
         };
@@ -106,6 +109,8 @@ impl Proc {
         cmd.args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .arg("--data-dir")
             .arg(&self.dir)
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -166,6 +171,13 @@ impl Proc {
         let _ = c.kill();
         c.wait().ok()
     }
+}
+
+/// A port nothing listens on now (the node binds it a moment later; a restart binds it again).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Drop for Proc {
@@ -271,24 +283,21 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for p in &procs {
                 if let Some(pid) = p.pid() {
-                    rows.push(soak_report::sample(
+                    let mut row = soak_report::sample(
                         &p.label,
                         pid,
                         t,
                         p.started.elapsed().as_secs_f64(),
                         Some(&p.dir),
                         &counters,
-                    ));
+                    );
+                    row.heap_kib = soak_report::scrape_heap_kib(p.metrics_port).await;
+                    rows.push(row);
                 }
             }
-            rows.push(soak_report::sample(
-                "client",
-                std::process::id(),
-                t,
-                t,
-                None,
-                &counters,
-            ));
+            let mut me = soak_report::sample("client", std::process::id(), t, t, None, &counters);
+            me.heap_kib = crate::node::metrics::heap_usage().map(|h| h.in_use / 1024);
+            rows.push(me);
             for mut r in rows {
                 sampler.write(&mut r)?;
                 samples.push(r);

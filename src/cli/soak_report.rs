@@ -25,6 +25,8 @@ pub struct Sample {
     pub pid: u32,
     pub up_s: f64,
     pub rss_kib: u64,
+    /// The allocator's bytes in use, from the node's `/metrics` (`None` where unread).
+    pub heap_kib: Option<u64>,
     pub fds: u64,
     pub sockets: u64,
     pub store_bytes: u64,
@@ -73,6 +75,7 @@ pub fn sample(
         pid,
         up_s,
         rss_kib,
+        heap_kib: None,
         fds,
         sockets,
         store_bytes: data_dir.map(dir_bytes).unwrap_or(0),
@@ -83,6 +86,35 @@ pub fn sample(
         log_errors: 0,
         log: data_dir.map(|d| d.with_extension("log")),
     }
+}
+
+/// `swarmstore_heap_in_use_bytes` from a node's `/metrics` on 127.0.0.1, in KiB; `None` if it
+/// does not answer within a second (a node starting or stopping).
+pub async fn scrape_heap_kib(port: u16) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        heap_in_use_kib(&body)
+    };
+    tokio::time::timeout(Duration::from_secs(1), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn heap_in_use_kib(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("swarmstore_heap_in_use_bytes "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|b| b / 1024)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -110,7 +142,7 @@ impl Sampler {
         let mut out = std::fs::File::create(path)?;
         writeln!(
             out,
-            "t_s,process,pid,up_s,rss_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
+            "t_s,process,pid,up_s,rss_kib,heap_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
         )?;
         Ok(Sampler {
             out,
@@ -125,12 +157,13 @@ impl Sampler {
         }
         writeln!(
             self.out,
-            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             s.process,
             s.pid,
             s.up_s,
             s.rss_kib,
+            s.heap_kib.map(|h| h.to_string()).unwrap_or_default(),
             s.fds,
             s.sockets,
             s.store_bytes,
@@ -176,6 +209,10 @@ pub struct Trend {
     pub rss_mib_last: f64,
     pub rss_mib_max: f64,
     pub rss_mib_per_hour: f64,
+    /// The allocator's bytes in use, where the process's `/metrics` answered.
+    pub heap_mib_first: Option<f64>,
+    pub heap_mib_last: Option<f64>,
+    pub heap_mib_per_hour: Option<f64>,
     pub fds_first: u64,
     pub fds_last: u64,
     pub fds_per_hour: f64,
@@ -248,6 +285,12 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
     let fit = if warm.len() >= 3 { &warm } else { &life };
     let first = *fit.first()?;
     let mib = |s: &Sample| s.rss_kib as f64 / 1024.0;
+    let heap: Vec<&Sample> = fit
+        .iter()
+        .copied()
+        .filter(|s| s.heap_kib.is_some())
+        .collect();
+    let heap_mib = |s: &Sample| s.heap_kib.unwrap_or(0) as f64 / 1024.0;
     Some(Trend {
         process: process.to_string(),
         samples: fit.len(),
@@ -256,6 +299,9 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
         rss_mib_last: mib(last),
         rss_mib_max: life.iter().map(|s| mib(s)).fold(0.0, f64::max),
         rss_mib_per_hour: slope(fit, mib) * 3600.0,
+        heap_mib_first: heap.first().map(|s| heap_mib(s)),
+        heap_mib_last: heap.last().map(|s| heap_mib(s)),
+        heap_mib_per_hour: (heap.len() >= 2).then(|| slope(&heap, heap_mib) * 3600.0),
         fds_first: first.fds,
         fds_last: last.fds,
         fds_per_hour: slope(fit, |s| s.fds as f64) * 3600.0,
@@ -295,13 +341,15 @@ pub fn table(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
+        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
         "process",
         "samples",
         "span s",
         "RSS MiB",
         "max MiB",
         "MiB/hour",
+        "heap MiB",
+        "heap MiB/h",
         "fds",
         "last",
         "fds/hour",
@@ -312,13 +360,15 @@ pub fn table(s: &Summary) -> String {
     for t in &s.trends {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
+            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>9} {:>10} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
             t.process,
             t.samples,
             t.span_s,
             t.rss_mib_first,
             t.rss_mib_max,
             t.rss_mib_per_hour,
+            t.heap_mib_last.map_or("-".into(), |h| format!("{h:.1}")),
+            t.heap_mib_per_hour.map_or("-".into(), |h| format!("{h:.2}")),
             t.fds_first,
             t.fds_last,
             t.fds_per_hour,
@@ -349,9 +399,9 @@ pub fn plot(_samples: &[Sample], path: &Path) -> anyhow::Result<()> {
 #[cfg(feature = "plot")]
 fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 640)).into_drawing_area();
+    let root = SVGBackend::new(path, (900, 900)).into_drawing_area();
     root.fill(&WHITE)?;
-    let halves = root.split_evenly((2, 1));
+    let halves = root.split_evenly((3, 1));
     let t_max = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
     let mut order: Vec<&str> = Vec::new();
     for s in samples {
@@ -369,8 +419,11 @@ fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error
         RGBColor(255, 140, 0),
     ];
     type Panel<'a> = (&'a str, fn(&Sample) -> f64);
-    let panels: [Panel; 2] = [
+    let panels: [Panel; 3] = [
         ("resident memory (MiB)", |s| s.rss_kib as f64 / 1024.0),
+        ("heap in use (MiB)", |s| {
+            s.heap_kib.unwrap_or(0) as f64 / 1024.0
+        }),
         ("open file descriptors", |s| s.fds as f64),
     ];
     for (area, (title, get)) in halves.iter().zip(panels) {

@@ -171,6 +171,11 @@ fn refresh_gauges(ctx: &Ctx) {
     m.blocks_under_replicated
         .set(repair.under_replicated as i64);
     m.blocks_lost.set(repair.lost as i64);
+    let heap = super::metrics::heap_usage().unwrap_or_default();
+    m.heap_in_use
+        .set(i64::try_from(heap.in_use).unwrap_or(i64::MAX));
+    m.heap_held
+        .set(i64::try_from(heap.held).unwrap_or(i64::MAX));
 }
 
 async fn respond(stream: &mut TcpStream, r: Reply, head_only: bool) -> std::io::Result<()> {
