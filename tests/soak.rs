@@ -50,6 +50,11 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
         assert_eq!(f.len(), header.len(), "{line}");
         let rss: u64 = f[col("rss_kib")].parse().unwrap();
         let fds: u64 = f[col("fds")].parse().unwrap();
+        let anon: u64 = f[col("anon_kib")].parse().unwrap();
+        assert!(
+            anon > 0 && anon <= rss,
+            "the anonymous part of a live process's memory: {line}"
+        );
         assert!(
             rss > 1024 && fds > 0,
             "a live process has memory and fds: {line}"

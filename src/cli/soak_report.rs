@@ -1,7 +1,8 @@
-//! What `swarmstore soak` records: one CSV row per process per interval (memory, file
-//! descriptors, sockets, store size, the workload's counts, error lines in the node's log),
-//! the summary (least-squares slopes of memory and descriptors per process, over its longest
-//! uninterrupted life after a warm-up) and the SVG plot.
+//! What `swarmstore soak` records: one CSV row per process per interval (resident memory and
+//! its anonymous part, the heap in use, file descriptors, sockets, store size, the workload's
+//! counts, error lines in the node's log), the summary (least-squares slopes of memory and
+//! descriptors per process, over its longest uninterrupted life after a warm-up) and the SVG
+//! plot.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -25,6 +26,9 @@ pub struct Sample {
     pub pid: u32,
     pub up_s: f64,
     pub rss_kib: u64,
+    /// The anonymous part of `rss_kib` (heap, stacks): the rest is pages of the executable
+    /// and libraries, shared by every node process and bounded by their size.
+    pub anon_kib: u64,
     /// The allocator's bytes in use, from the node's `/metrics` (`None` where unread).
     pub heap_kib: Option<u64>,
     pub fds: u64,
@@ -50,14 +54,15 @@ pub fn sample(
     counters: &Counters,
 ) -> Sample {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let rss_kib = std::fs::read_to_string(proc_dir.join("status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0);
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (rss_kib, anon_kib) = (kib("VmRSS:"), kib("RssAnon:"));
     let (mut fds, mut sockets) = (0, 0);
     if let Ok(entries) = std::fs::read_dir(proc_dir.join("fd")) {
         for e in entries.flatten() {
@@ -75,6 +80,7 @@ pub fn sample(
         pid,
         up_s,
         rss_kib,
+        anon_kib,
         heap_kib: None,
         fds,
         sockets,
@@ -142,7 +148,7 @@ impl Sampler {
         let mut out = std::fs::File::create(path)?;
         writeln!(
             out,
-            "t_s,process,pid,up_s,rss_kib,heap_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
+            "t_s,process,pid,up_s,rss_kib,anon_kib,heap_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
         )?;
         Ok(Sampler {
             out,
@@ -157,12 +163,13 @@ impl Sampler {
         }
         writeln!(
             self.out,
-            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             s.process,
             s.pid,
             s.up_s,
             s.rss_kib,
+            s.anon_kib,
             s.heap_kib.map(|h| h.to_string()).unwrap_or_default(),
             s.fds,
             s.sockets,
@@ -209,6 +216,10 @@ pub struct Trend {
     pub rss_mib_last: f64,
     pub rss_mib_max: f64,
     pub rss_mib_per_hour: f64,
+    /// Anonymous memory (what can leak; the rest of RSS is executable pages).
+    pub anon_mib_first: f64,
+    pub anon_mib_last: f64,
+    pub anon_mib_per_hour: f64,
     /// The allocator's bytes in use, where the process's `/metrics` answered.
     pub heap_mib_first: Option<f64>,
     pub heap_mib_last: Option<f64>,
@@ -285,6 +296,7 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
     let fit = if warm.len() >= 3 { &warm } else { &life };
     let first = *fit.first()?;
     let mib = |s: &Sample| s.rss_kib as f64 / 1024.0;
+    let anon_mib = |s: &Sample| s.anon_kib as f64 / 1024.0;
     let heap: Vec<&Sample> = fit
         .iter()
         .copied()
@@ -299,6 +311,9 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
         rss_mib_last: mib(last),
         rss_mib_max: life.iter().map(|s| mib(s)).fold(0.0, f64::max),
         rss_mib_per_hour: slope(fit, mib) * 3600.0,
+        anon_mib_first: anon_mib(first),
+        anon_mib_last: anon_mib(last),
+        anon_mib_per_hour: slope(fit, anon_mib) * 3600.0,
         heap_mib_first: heap.first().map(|s| heap_mib(s)),
         heap_mib_last: heap.last().map(|s| heap_mib(s)),
         heap_mib_per_hour: (heap.len() >= 2).then(|| slope(&heap, heap_mib) * 3600.0),
@@ -341,13 +356,15 @@ pub fn table(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
+        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
         "process",
         "samples",
         "span s",
         "RSS MiB",
         "max MiB",
         "MiB/hour",
+        "anon MiB",
+        "anon MiB/h",
         "heap MiB",
         "heap MiB/h",
         "fds",
@@ -360,13 +377,15 @@ pub fn table(s: &Summary) -> String {
     for t in &s.trends {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>9} {:>10} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
+            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>9.1} {:>10.2} {:>9} {:>10} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
             t.process,
             t.samples,
             t.span_s,
             t.rss_mib_first,
             t.rss_mib_max,
             t.rss_mib_per_hour,
+            t.anon_mib_last,
+            t.anon_mib_per_hour,
             t.heap_mib_last.map_or("-".into(), |h| format!("{h:.1}")),
             t.heap_mib_per_hour.map_or("-".into(), |h| format!("{h:.2}")),
             t.fds_first,
@@ -394,14 +413,14 @@ pub fn plot(_samples: &[Sample], path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// RSS and file descriptors per process over the run, one line per process (a restart starts
-/// a new segment of the same colour).
+/// RSS, its anonymous part, heap in use and file descriptors per process over the run, one
+/// line per process (a restart starts a new segment of the same colour).
 #[cfg(feature = "plot")]
 fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 900)).into_drawing_area();
+    let root = SVGBackend::new(path, (900, 1160)).into_drawing_area();
     root.fill(&WHITE)?;
-    let halves = root.split_evenly((3, 1));
+    let halves = root.split_evenly((4, 1));
     let t_max = samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
     let mut order: Vec<&str> = Vec::new();
     for s in samples {
@@ -419,8 +438,9 @@ fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error
         RGBColor(255, 140, 0),
     ];
     type Panel<'a> = (&'a str, fn(&Sample) -> f64);
-    let panels: [Panel; 3] = [
+    let panels: [Panel; 4] = [
         ("resident memory (MiB)", |s| s.rss_kib as f64 / 1024.0),
+        ("anonymous memory (MiB)", |s| s.anon_kib as f64 / 1024.0),
         ("heap in use (MiB)", |s| {
             s.heap_kib.unwrap_or(0) as f64 / 1024.0
         }),
