@@ -29,6 +29,12 @@ const KEEP_BLOCKS: usize = 4096;
 /// go, then the oldest (down to 7/8 of it). A flood can evict honest reports (they return with the next round):
 /// balance degrades, memory does not.
 const MAX_REPORTS: usize = 4096;
+/// How long, and for how many objects at most, the decisions of published batches are
+/// remembered for the hold rule: an elected manager can publish a full batch (thousands of
+/// decisions, up to the gossip frame limit) every round, so 30 minutes of them would be
+/// millions of marks (hundreds of MiB). 65,536 marks are a few MiB; past them the oldest go.
+const HISTORY_MS: u64 = 30 * 60 * 1000;
+const MAX_HISTORY: usize = 1 << 16;
 /// A report not renewed for this many rounds is forgotten when the map is full.
 const FORGET_ROUNDS: u32 = 100;
 /// Ceilings for figures in load reports (1 TB/s, 1 EiB): anything larger is a lie.
@@ -83,7 +89,7 @@ impl SwarmView {
             reports: HashMap::new(),
             blocks: HashMap::new(),
             decisions: VecDeque::new(),
-            history: History::new(),
+            history: History::with_limits(HISTORY_MS, MAX_HISTORY),
             dispatched: HashMap::new(),
             seen_batches: VecDeque::new(),
             granted: HashMap::new(),

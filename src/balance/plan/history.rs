@@ -29,6 +29,14 @@ pub struct History<N> {
     files: BTreeMap<FileKey, Mark>,
     /// Entries older than this (ms) are forgotten; keep it above `hold_ms`.
     retain_ms: u64,
+    /// Past this many remembered objects the oldest are forgotten (see
+    /// [`History::with_limits`]).
+    #[serde(default = "unbounded")]
+    max_entries: usize,
+}
+
+fn unbounded() -> usize {
+    usize::MAX
 }
 
 impl<N: NodeKey> Default for History<N> {
@@ -45,10 +53,22 @@ impl<N: NodeKey> History<N> {
 
     /// Empty history that remembers decisions for `retain_ms`.
     pub fn with_retention(retain_ms: u64) -> Self {
+        Self::with_limits(retain_ms, unbounded())
+    }
+
+    /// Empty history that remembers decisions for `retain_ms`, and at most
+    /// `max_entries` objects: past that the oldest go (down to 7/8 of it, so
+    /// the sort runs once per `max_entries / 8` new objects). A node keeps what
+    /// every published batch decided, and one elected manager may publish a
+    /// full batch every round: time alone does not bound its memory. An
+    /// object forgotten early loses only its hold (balance may jitter; data
+    /// does not move without a decision).
+    pub fn with_limits(retain_ms: u64, max_entries: usize) -> Self {
         History {
             replicas: BTreeMap::new(),
             files: BTreeMap::new(),
             retain_ms,
+            max_entries: max_entries.max(8),
         }
     }
 
@@ -115,6 +135,29 @@ impl<N: NodeKey> History<N> {
         let cutoff = now.saturating_sub(self.retain_ms);
         self.replicas.retain(|_, m| m.at >= cutoff);
         self.files.retain(|_, m| m.at >= cutoff);
+        if self.len() > self.max_entries {
+            self.forget_oldest();
+        }
+    }
+
+    /// Brings the history down to 7/8 of `max_entries`, oldest marks first.
+    fn forget_oldest(&mut self) {
+        let keep = self.max_entries - self.max_entries / 8;
+        let mut ages: Vec<u64> = self
+            .replicas
+            .values()
+            .chain(self.files.values())
+            .map(|m| m.at)
+            .collect();
+        let excess = ages.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        // Everything marked before the excess-th oldest goes; ties at it go too,
+        // so a burst of one instant cannot keep the history over the bound.
+        let (_, &mut threshold, _) = ages.select_nth_unstable(excess - 1);
+        self.replicas.retain(|_, m| m.at > threshold);
+        self.files.retain(|_, m| m.at > threshold);
     }
 
     /// Last decision on `block` at `node`, if remembered.
@@ -154,5 +197,53 @@ pub(super) fn allowed(mark: Option<Mark>, opposite_added: bool, now: u64, hold: 
     match mark {
         Some(m) => m.added != opposite_added || now.saturating_sub(m.at) >= hold,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicate(i: u32) -> Decision<u32> {
+        let mut block = [0u8; 32];
+        block[..4].copy_from_slice(&i.to_be_bytes());
+        Decision::Replicate {
+            block,
+            file: [0; 32],
+            from: 0,
+            to: 1,
+        }
+    }
+
+    #[test]
+    fn a_flood_of_decisions_stays_under_the_bound_and_keeps_the_newest() {
+        let mut h: History<u32> = History::with_limits(u64::MAX, 1000);
+        // One full batch per round, each naming objects never seen before.
+        for round in 0..100u32 {
+            let batch: Vec<Decision<u32>> = (0..64).map(|k| replicate(round * 64 + k)).collect();
+            h.record(&batch, u64::from(round) * 1000);
+            assert!(h.len() <= 1000, "round {round}: {} remembered", h.len());
+        }
+        let newest = replicate(99 * 64 + 63);
+        let Decision::Replicate { block, .. } = newest else {
+            unreachable!()
+        };
+        assert!(
+            h.replica_mark(&block, 1).is_some(),
+            "the newest decision is remembered"
+        );
+        let Decision::Replicate { block: oldest, .. } = replicate(0) else {
+            unreachable!()
+        };
+        assert!(h.replica_mark(&oldest, 1).is_none(), "the oldest went");
+        assert!(h.len() >= 1000 - 1000 / 8 - 64, "{} remembered", h.len());
+    }
+
+    #[test]
+    fn time_alone_still_forgets_without_a_bound() {
+        let mut h: History<u32> = History::with_retention(10_000);
+        h.record(&[replicate(1)], 0);
+        h.record(&[replicate(2)], 20_000);
+        assert_eq!(h.len(), 1);
     }
 }
