@@ -82,6 +82,12 @@ pub struct SwarmView {
     granted: HashMap<(PeerId, BlockId), Instant>,
 }
 
+/// What a bounded map is cut down to once over its bound: 7/8 of it, so the sort that picks
+/// the oldest runs once per `bound / 8` new entries, not on every one past the bound.
+fn trimmed(bound: usize) -> usize {
+    bound - bound / 8
+}
+
 impl SwarmView {
     pub fn new(round: Duration) -> Self {
         Self {
@@ -157,7 +163,7 @@ impl SwarmView {
             let mut ages: Vec<(Instant, BlockId)> =
                 self.blocks.iter().map(|(id, b)| (b.seen, *id)).collect();
             ages.sort();
-            for (_, id) in ages.iter().take(self.blocks.len() - KEEP_BLOCKS) {
+            for (_, id) in ages.iter().take(self.blocks.len() - trimmed(KEEP_BLOCKS)) {
                 self.blocks.remove(id);
             }
         }
@@ -170,7 +176,7 @@ impl SwarmView {
         self.reports.retain(|_, (_, at)| at.elapsed() < forget);
         // Down to 7/8 of the bound, so that a swarm of more live nodes than the bound sorts
         // once per MAX_REPORTS / 8 reports, not once per report.
-        let keep = MAX_REPORTS - MAX_REPORTS / 8;
+        let keep = trimmed(MAX_REPORTS);
         if self.reports.len() > keep {
             let mut ages: Vec<(Instant, PeerId)> =
                 self.reports.iter().map(|(p, (_, at))| (*at, *p)).collect();
@@ -260,7 +266,7 @@ impl SwarmView {
             let mut ages: Vec<(Instant, (PeerId, BlockId))> =
                 self.granted.iter().map(|(k, at)| (*at, *k)).collect();
             ages.sort();
-            for (_, k) in ages.iter().take(self.granted.len() - KEEP_BLOCKS) {
+            for (_, k) in ages.iter().take(self.granted.len() - trimmed(KEEP_BLOCKS)) {
                 self.granted.remove(k);
             }
         }
@@ -631,6 +637,37 @@ mod tests {
         assert!(v.reports.len() <= MAX_REPORTS, "{}", v.reports.len());
         assert!(v.report(&last).is_some(), "the newest stays");
         assert!(v.report(&first).is_none(), "the oldest went");
+    }
+
+    #[test]
+    fn blocks_named_by_a_stream_of_reports_stay_bounded() {
+        let mut v = SwarmView::new(Duration::from_secs(1));
+        let peer = PeerId::random();
+        let mut n = 0u32;
+        // Each report names 16 blocks never seen before (the cut applies to the list).
+        for seq in 1..=(KEEP_BLOCKS as u64 / 16 + 64) {
+            let mut r = report(seq, 1.0);
+            r.hot_blocks = (0..16)
+                .map(|_| {
+                    n += 1;
+                    let mut id = [0u8; 32];
+                    id[..4].copy_from_slice(&n.to_be_bytes());
+                    BlockHeat {
+                        id: BlockId(id),
+                        file: "f".into(),
+                        size: 1,
+                        heat: 1.0,
+                        extra: false,
+                    }
+                })
+                .collect();
+            assert!(v.on_report(peer, r));
+            assert!(v.blocks.len() <= KEEP_BLOCKS, "{}", v.blocks.len());
+        }
+        assert!(v.blocks.len() >= trimmed(KEEP_BLOCKS), "{}", v.blocks.len());
+        let mut newest = [0u8; 32];
+        newest[..4].copy_from_slice(&n.to_be_bytes());
+        assert!(v.blocks.contains_key(&BlockId(newest)), "the newest stays");
     }
 
     #[test]
