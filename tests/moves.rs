@@ -185,6 +185,7 @@ async fn moves_spread_storage_onto_joiners_and_then_stop() {
         peak_over_mean(&used),
         kib(&used)
     );
+    let gets_at_band = gets.load(Ordering::Relaxed);
 
     // Then the moves stop: after a settling pause (moves already decided may finish), no new
     // move is decided over 20 rounds, and the band holds.
@@ -216,7 +217,12 @@ async fn moves_spread_storage_onto_joiners_and_then_stop() {
     eprintln!("reader: {gets} gets, {wrong} wrong, {failed} failed");
     assert_eq!(wrong, 0, "a get returned wrong bytes");
     assert_eq!(failed, 0, "a get failed during the moves");
-    assert!(gets > 100, "the reader ran ({gets} gets)");
+    // The reader ran throughout: during the moves and after them (how many gets a second
+    // depends on the machine; CI under load did 86 where an idle run does hundreds).
+    assert!(
+        gets_at_band > 0 && gets > gets_at_band,
+        "the reader ran during and after the moves ({gets_at_band} gets by the band, {gets} in all)"
+    );
     for (name, data) in files.iter() {
         assert!(
             client.get_bytes(name).await.expect("get") == *data,
