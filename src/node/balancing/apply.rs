@@ -88,7 +88,9 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
             } else if !source_is_listed(ctx, &item.name, &block).await {
                 // A copy no record lists (a stranger's unsolicited block, a copy garbage
                 // collection is about to take) is nothing to move; holding it for the move
-                // would also keep it from collection for the move's whole deadline.
+                // would also keep it from collection for the move's whole deadline. It is
+                // not offered again: offered, the manager planned it again every round.
+                ctx.balance.state().holdings.note_unlisted(block);
                 DecisionState::Skipped("this node is not a listed holder of the block".into())
             } else {
                 // The source lets go once the root lists the target (see `housekeeping`).

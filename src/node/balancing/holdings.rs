@@ -80,6 +80,9 @@ pub struct Holdings {
     pub(super) moves_out: Vec<MoveOut>,
     pub(super) block_names: HashMap<BlockId, String>,
     pub(super) file_names: HashMap<FileKey, (String, bool, Instant)>,
+    /// Copies a move found no record lists here, and when: not offered as cold blocks again
+    /// for a while (see `report::cold_blocks`).
+    pub(super) unlisted: HashMap<BlockId, Instant>,
     /// Bytes copied for decisions this round, and when the round began.
     pub(super) work: (Instant, u64),
 }
@@ -95,12 +98,37 @@ impl Default for Holdings {
             moves_out: Vec::new(),
             block_names: HashMap::new(),
             file_names: HashMap::new(),
+            unlisted: HashMap::new(),
             work: (Instant::now(), 0),
         }
     }
 }
 
+/// How long a copy found unlisted is left out of the cold blocks offered for moves (by then
+/// garbage collection has taken it, or a record lists it after all).
+pub(super) const UNLISTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Copies remembered as unlisted at most (past it the memory starts again).
+const MAX_UNLISTED: usize = 4096;
+
 impl Holdings {
+    /// Remembers that no record lists this node's copy of `block`.
+    pub(super) fn note_unlisted(&mut self, block: BlockId) {
+        if self.unlisted.len() >= MAX_UNLISTED {
+            self.unlisted.retain(|_, at| at.elapsed() < UNLISTED_FOR);
+            if self.unlisted.len() >= MAX_UNLISTED {
+                self.unlisted.clear();
+            }
+        }
+        self.unlisted.insert(block, Instant::now());
+    }
+
+    /// Whether a move lately found this node's copy of `block` unlisted.
+    pub(super) fn lately_unlisted(&self, block: &BlockId) -> bool {
+        self.unlisted
+            .get(block)
+            .is_some_and(|at| at.elapsed() < UNLISTED_FOR)
+    }
+
     pub fn extras_list(&self) -> Vec<ExtraHeld> {
         self.extras.values().map(|x| x.held.clone()).collect()
     }
@@ -166,6 +194,27 @@ mod tests {
             size: 1,
             base: vec![],
         })
+    }
+
+    #[test]
+    fn copies_found_unlisted_are_remembered_within_a_bound() {
+        let mut h = Holdings::default();
+        let id = |i: u32| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            BlockId(b)
+        };
+        h.note_unlisted(id(0));
+        assert!(h.lately_unlisted(&id(0)));
+        assert!(!h.lately_unlisted(&id(1)));
+        for i in 1..=(MAX_UNLISTED as u32 * 2) {
+            h.note_unlisted(id(i));
+            assert!(h.unlisted.len() <= MAX_UNLISTED);
+        }
+        assert!(
+            h.lately_unlisted(&id(MAX_UNLISTED as u32 * 2)),
+            "the newest stays"
+        );
     }
 
     #[test]
