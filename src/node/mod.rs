@@ -340,8 +340,8 @@ impl Node {
         self.ctx.balance.delegations()
     }
 
-    /// Stops the event loop and closes every connection, and waits (up to 10 s) until the
-    /// store is closed, so a restart on the same data dir can open it.
+    /// Saves the balancing state, stops the event loop and closes every connection, and waits
+    /// (up to 10 s) until the store is closed, so a restart on the same data dir can open it.
     pub async fn shutdown(mut self) {
         let background = std::mem::take(&mut self.background.0);
         for t in &background {
@@ -350,6 +350,9 @@ impl Node {
         for t in background {
             let _ = t.await;
         }
+        // What balancing left here is saved at the end of each round; a decision applied
+        // since would be lost with a clean stop, so save it now too.
+        balancing::persist::save_if_changed(&self.ctx).await;
         self.ctx.net.shutdown().await;
         for t in std::mem::take(&mut self.event_loop.0) {
             let _ = t.await;
