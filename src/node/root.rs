@@ -129,7 +129,7 @@ async fn publish(ctx: &Arc<Ctx>, from: PeerId, mut record: FileRecord) -> MetaRe
         .store
         .update(key, true, move |current| {
             let mut state = current.unwrap_or_else(FileState::empty);
-            match check_successor(state.head(), &record)? {
+            match check_successor(&state, &record)? {
                 Succession::Same => Ok::<_, RecordError>(Change::Keep(state)),
                 Succession::Newer => {
                     state.push(record, keep);

@@ -34,16 +34,21 @@ pub enum Succession {
     Same,
 }
 
-/// Checks that `new` may follow `head` as an owner's publish (put, update or rm).
+/// Checks that `new` may follow the head of `held` as an owner's publish (put, update or rm).
 ///
 /// Rules: a new name starts at version 1; a live file accepts only version head+1 from its
 /// owner; after a tombstone the name is free and a put continues the numbering at head+1 with
 /// a fresh history, so a replica holding the tombstone can never mistake it for older.
-pub fn check_successor(
-    head: Option<&FileRecord>,
-    new: &FileRecord,
-) -> Result<Succession, RecordError> {
-    let Some(head) = head else {
+///
+/// A record `held` already has, at the head or retained below it, is a retry ([`Succession::
+/// Same`]): an access node whose first root took the version but did not answer asks the
+/// next, and by then a later write may have followed it. Refused, a write that took effect
+/// would be reported to its writer as never made (the linearizability run found this).
+pub fn check_successor(held: &FileState, new: &FileRecord) -> Result<Succession, RecordError> {
+    if held.versions.iter().any(|r| r.same_content(new)) {
+        return Ok(Succession::Same);
+    }
+    let Some(head) = held.head() else {
         if new.version != 1 {
             return Err(RecordError::Conflict {
                 name: new.name.clone(),
@@ -53,9 +58,6 @@ pub fn check_successor(
         }
         return Ok(Succession::Newer);
     };
-    if head.same_content(new) {
-        return Ok(Succession::Same);
-    }
     if !head.tombstone && head.owner != new.owner {
         return Err(RecordError::PermissionDenied {
             name: new.name.clone(),
@@ -214,21 +216,34 @@ mod tests {
         let owner = Keypair::generate_ed25519();
         let other = Keypair::generate_ed25519();
         let v1 = record(&owner, 1, &[b"abcd"]);
-        assert_eq!(check_successor(None, &v1), Ok(Succession::Newer));
+        let none = FileState::empty();
+        assert_eq!(check_successor(&none, &v1), Ok(Succession::Newer));
         assert!(matches!(
-            check_successor(None, &record(&owner, 2, &[b"x"])),
+            check_successor(&none, &record(&owner, 2, &[b"x"])),
             Err(RecordError::Conflict { current: 0, .. })
         ));
-        assert_eq!(check_successor(Some(&v1), &v1), Ok(Succession::Same));
+        let at1 = state_of(vec![v1.clone()]);
+        assert_eq!(check_successor(&at1, &v1), Ok(Succession::Same));
         let v2 = record(&owner, 2, &[b"efgh"]);
-        assert_eq!(check_successor(Some(&v1), &v2), Ok(Succession::Newer));
+        assert_eq!(check_successor(&at1, &v2), Ok(Succession::Newer));
+        let at2 = state_of(vec![v1.clone(), v2.clone()]);
         assert!(matches!(
-            check_successor(Some(&v2), &record(&owner, 2, &[b"zzzz"])),
+            check_successor(&at2, &record(&owner, 2, &[b"zzzz"])),
             Err(RecordError::Conflict { current: 2, .. })
         ));
         assert!(matches!(
-            check_successor(Some(&v1), &record(&other, 2, &[b"x"])),
+            check_successor(&at1, &record(&other, 2, &[b"x"])),
             Err(RecordError::PermissionDenied { .. })
+        ));
+        // A retry of version 2 after version 3 followed it: the same publish, not a conflict.
+        let v3 = record(&owner, 3, &[b"ijkl"]);
+        let at3 = state_of(vec![v1.clone(), v2.clone(), v3]);
+        assert_eq!(check_successor(&at3, &v2), Ok(Succession::Same));
+        assert_eq!(check_successor(&at3, &v1), Ok(Succession::Same));
+        // Another record at a retained version is still refused.
+        assert!(matches!(
+            check_successor(&at3, &record(&owner, 2, &[b"zzzz"])),
+            Err(RecordError::Conflict { current: 3, .. })
         ));
     }
 
@@ -309,6 +324,6 @@ mod tests {
         top.version = u64::MAX;
         top.sign(&owner).expect("sign");
         assert!(top.verify().is_err(), "u64::MAX refused");
-        assert!(check_successor(Some(&top), &record(&owner, 2, &[b"b"])).is_err());
+        assert!(check_successor(&state_of(vec![top]), &record(&owner, 2, &[b"b"])).is_err());
     }
 }

@@ -82,9 +82,13 @@ fn check_record(bytes: &[u8]) -> Result<(), TestCaseError> {
         );
     }
     for s in &seeds {
-        let _ = check_successor(Some(s), &r);
+        let held = FileState {
+            versions: vec![s.clone()],
+            ..FileState::empty()
+        };
+        let _ = check_successor(&held, &r);
     }
-    let _ = check_successor(None, &r);
+    let _ = check_successor(&FileState::empty(), &r);
     Ok(())
 }
 
@@ -126,7 +130,8 @@ fn check_file_state(bytes: &[u8]) -> Result<(), TestCaseError> {
         let _ = accept_copy(Some(o), &s);
         let _ = accept_copy(Some(&s), o);
         let _ = compatible(o, &s);
-        let _ = check_successor(o.head(), s.head().unwrap_or(&held_record()));
+        let _ = check_successor(o, s.head().unwrap_or(&held_record()));
+        let _ = check_successor(&s, o.head().unwrap_or(&held_record()));
     }
     let _ = accept_copy(None, &s);
     if let Some(head) = s.head() {

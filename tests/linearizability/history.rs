@@ -5,6 +5,7 @@
 //! Times are offsets from the recorder's start on the monotonic clock ([`Instant`]), not wall
 //! time: the checker only compares them, and a wall clock can step backwards under NTP.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,9 @@ impl Entry {
 pub struct History {
     start: Instant,
     entries: Arc<Mutex<Vec<Entry>>>,
+    /// Why an operation was refused or failed, as the client said it: printed with a
+    /// violation, so a failed run says what each operation near it was told.
+    notes: Arc<Mutex<HashMap<OpId, String>>>,
 }
 
 impl Default for History {
@@ -115,6 +119,7 @@ impl History {
         History {
             start: Instant::now(),
             entries: Arc::new(Mutex::new(Vec::new())),
+            notes: Arc::default(),
         }
     }
 
@@ -153,6 +158,23 @@ impl History {
     /// A copy of everything recorded so far.
     pub fn entries(&self) -> Vec<Entry> {
         self.lock().clone()
+    }
+
+    /// Keeps what the client was told about `id` (an error's text), for diagnosis only.
+    pub fn note(&self, id: OpId, text: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, text);
+    }
+
+    /// The note kept for `id`, if any.
+    pub fn note_of(&self, id: OpId) -> Option<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {

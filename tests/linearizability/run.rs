@@ -54,15 +54,16 @@ fn refused(e: &Error) -> bool {
     )
 }
 
+/// The outcome of a write, and the error's text when there was one (kept as the op's note).
 async fn write_outcome<T>(
     call: impl std::future::Future<Output = swarmstore::error::Result<T>>,
     version: impl Fn(&T) -> u64,
-) -> Option<Outcome> {
+) -> (Option<Outcome>, Option<String>) {
     match tokio::time::timeout(OP_TIMEOUT, call).await {
-        Err(_) => None,
-        Ok(Ok(done)) => Some(Outcome::Written(version(&done))),
-        Ok(Err(e)) if refused(&e) => Some(Outcome::Conflict),
-        Ok(Err(e)) => Some(Outcome::Failed(e.to_string())),
+        Err(_) => (None, None),
+        Ok(Ok(done)) => (Some(Outcome::Written(version(&done))), None),
+        Ok(Err(e)) if refused(&e) => (Some(Outcome::Conflict), Some(e.to_string())),
+        Ok(Err(e)) => (Some(Outcome::Failed(e.to_string())), None),
     }
 }
 
@@ -104,7 +105,7 @@ async fn client_loop(id: usize, client: Client, history: History, stop: Arc<Atom
             if let Some(Outcome::Read { version, .. } | Outcome::Deleted { version }) = &outcome {
                 last_seen.insert(file, *version);
             }
-            (op, outcome)
+            (op, (outcome, None))
         } else if roll < 65 {
             let if_version = last_seen.get(file).copied();
             let op = history.invoke(file, Op::Update { if_version, value });
@@ -133,6 +134,10 @@ async fn client_loop(id: usize, client: Client, history: History, stop: Arc<Atom
             let call = client.remove(file, if_version);
             (op, write_outcome(call, |v| *v).await)
         };
+        let (outcome, note) = outcome;
+        if let Some(note) = note {
+            history.note(op, format!("client {id}: {note}"));
+        }
         if let Some(outcome) = outcome {
             history.complete(op, outcome);
         }
@@ -307,6 +312,9 @@ async fn clients_kills_and_partitions_give_a_linearizable_history() {
         .iter()
         .filter(|v| v.kind != Kind::NonMonotonicRead)
         .collect();
+    for v in &violations {
+        dump_around(&entries, &history, v);
+    }
     assert!(violations.is_empty(), "violations: {violations:#?}");
     assert!(written >= 20 && reads >= 20, "the run did too little");
     assert!(kills >= 1, "the nemesis never struck");
@@ -315,4 +323,51 @@ async fn clients_kills_and_partitions_give_a_linearizable_history() {
         "the nemesis never partitioned"
     );
     drop(nodes);
+}
+
+/// Prints the operations on a violation's file from 10 s before its first operation to the
+/// end of its last, and every operation that wrote a value one of them read: what a failed
+/// run needs to be understood (with `NODE_LOG=1`, the nodes' logs say the rest).
+fn dump_around(entries: &[Entry], history: &History, v: &crate::checker::Violation) {
+    let named: Vec<&Entry> = v.ops.iter().filter_map(|&id| entries.get(id)).collect();
+    let from = named
+        .iter()
+        .map(|e| e.invoked)
+        .min()
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(10));
+    let to = named
+        .iter()
+        .map(|e| e.completed().unwrap_or(e.invoked))
+        .max()
+        .unwrap_or_default();
+    let read: Vec<Value> = named
+        .iter()
+        .filter_map(|e| match e.outcome() {
+            Some(Outcome::Read { value, .. }) => Some(*value),
+            _ => None,
+        })
+        .collect();
+    eprintln!("--- {v}");
+    for (id, e) in entries.iter().enumerate() {
+        let near = e.file == v.file && e.invoked <= to && e.completed().is_none_or(|c| c >= from);
+        let wrote_read = matches!(
+            e.op,
+            Op::Put { value } | Op::Update { value, .. } if read.contains(&value)
+        );
+        if near || wrote_read {
+            eprintln!(
+                "  #{id} {:?} {:?} [{:?} .. {:?}] {:?}{}",
+                e.file,
+                e.op,
+                e.invoked,
+                e.completed(),
+                e.outcome(),
+                history
+                    .note_of(id)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
