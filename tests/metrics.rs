@@ -57,6 +57,8 @@ async fn metrics_endpoint_shows_our_counters_moving() {
         "swarmstore_decisions_applied",
         "swarmstore_live_peers",
         "swarmstore_reachability",
+        "swarmstore_heap_in_use_bytes",
+        "swarmstore_map_entries{map=\"decision_history\"}",
         // libp2p-metrics
         "libp2p_swarm_connections",
         "libp2p_identify",
@@ -66,6 +68,17 @@ async fn metrics_endpoint_shows_our_counters_moving() {
         assert!(before.contains(name), "{name} missing from:\n{before}");
     }
     assert_eq!(sample(&before, "swarmstore_live_peers"), 2.0);
+    // The view holds the load reports of the three nodes once a round has passed (its own
+    // included): the gauge counts real entries.
+    let reports = eventually(Duration::from_secs(10), || async move {
+        let (_, text) = http_get(addr, "/metrics").await;
+        sample(&text, "swarmstore_map_entries{map=\"view_reports\"}") >= 2.0
+    })
+    .await;
+    assert!(
+        reports,
+        "the view's reports counted in swarmstore_map_entries"
+    );
 
     // A stuck scraper (connected, silent) does not hold up the next one.
     let _stuck = tokio::net::TcpStream::connect(addr).await.expect("connect");

@@ -45,6 +45,7 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
     let mut pids: HashMap<String, HashSet<String>> = HashMap::new();
     let mut rows = 0;
     let mut heap_read = 0;
+    let mut maps_read = 0;
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f.len(), header.len(), "{line}");
@@ -63,6 +64,10 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
         if f[col("process")] == "n0" && f[col("heap_kib")].parse::<u64>().is_ok_and(|h| h > 0) {
             heap_read += 1;
         }
+        // The balancing maps' entries, from the same scrape: at least the view's reports.
+        if f[col("process")] == "n0" && f[col("map_entries")].parse::<u64>().is_ok_and(|n| n > 0) {
+            maps_read += 1;
+        }
         pids.entry(f[col("process")].to_string())
             .or_default()
             .insert(f[col("pid")].to_string());
@@ -75,6 +80,10 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
     if cfg!(all(target_os = "linux", target_env = "gnu")) {
         assert!(heap_read >= 5, "n0's heap was read {heap_read} times");
     }
+    assert!(
+        maps_read >= 5,
+        "n0's map entries were read {maps_read} times"
+    );
     assert!(
         pids.values().any(|set| set.len() == 2),
         "a killed node goes on under a new pid: {pids:?}"

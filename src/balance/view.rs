@@ -29,11 +29,11 @@ const KEEP_BLOCKS: usize = 4096;
 /// go, then the oldest (down to 7/8 of it). A flood can evict honest reports (they return with the next round):
 /// balance degrades, memory does not.
 const MAX_REPORTS: usize = 4096;
-/// How long, and for how many objects at most, the decisions of published batches are
-/// remembered for the hold rule: an elected manager can publish a full batch (thousands of
-/// decisions, up to the gossip frame limit) every round, so 30 minutes of them would be
-/// millions of marks (hundreds of MiB). 65,536 marks are a few MiB; past them the oldest go.
-const HISTORY_MS: u64 = 30 * 60 * 1000;
+/// How many objects at most the decisions of published batches are remembered for, for the
+/// hold rule: an elected manager can publish a full batch (thousands of decisions, up to the
+/// gossip frame limit) every round, so even a few minutes of them would be millions of marks
+/// (hundreds of MiB). 65,536 marks are a few MiB; past them the oldest go. How long they are
+/// kept is [`SwarmView::history_retention`].
 const MAX_HISTORY: usize = 1 << 16;
 /// A report not renewed for this many rounds is forgotten when the map is full.
 const FORGET_ROUNDS: u32 = 100;
@@ -88,17 +88,50 @@ fn trimmed(bound: usize) -> usize {
     bound - bound / 8
 }
 
+/// How many entries each of the view's maps holds now: `/metrics` shows them, so a soak can
+/// tell a map at its bound from one that grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewSizes {
+    pub reports: usize,
+    pub blocks: usize,
+    pub granted: usize,
+    pub history: usize,
+    pub decisions: usize,
+    pub batches: usize,
+}
+
 impl SwarmView {
-    pub fn new(round: Duration) -> Self {
+    /// How long the decisions of published batches are remembered, for a hold of `hold_ms`:
+    /// twice the hold (the rule looks back one hold), at least a minute. It was 30 minutes,
+    /// which kept the history filling for the first half hour of every soak.
+    pub fn history_retention(hold_ms: u64) -> u64 {
+        hold_ms.saturating_mul(2).max(60_000)
+    }
+
+    /// An empty view for rounds of `round`, remembering decisions for the hold rule of a
+    /// `hold_ms` hold.
+    pub fn new(round: Duration, hold_ms: u64) -> Self {
         Self {
             round,
             reports: HashMap::new(),
             blocks: HashMap::new(),
             decisions: VecDeque::new(),
-            history: History::with_limits(HISTORY_MS, MAX_HISTORY),
+            history: History::with_limits(Self::history_retention(hold_ms), MAX_HISTORY),
             dispatched: HashMap::new(),
             seen_batches: VecDeque::new(),
             granted: HashMap::new(),
+        }
+    }
+
+    /// The entries each map holds now.
+    pub fn sizes(&self) -> ViewSizes {
+        ViewSizes {
+            reports: self.reports.len(),
+            blocks: self.blocks.len(),
+            granted: self.granted.len(),
+            history: self.history.len(),
+            decisions: self.decisions.len(),
+            batches: self.seen_batches.len(),
         }
     }
 
@@ -626,7 +659,7 @@ mod tests {
 
     #[test]
     fn reports_from_a_flood_of_fresh_keys_stay_bounded() {
-        let mut v = SwarmView::new(Duration::from_secs(1));
+        let mut v = SwarmView::new(Duration::from_secs(1), 120_000);
         let first = PeerId::random();
         assert!(v.on_report(first, report(1, 1.0)));
         let mut last = first;
@@ -640,8 +673,25 @@ mod tests {
     }
 
     #[test]
+    fn the_decision_history_is_kept_for_twice_the_hold() {
+        assert_eq!(SwarmView::history_retention(120_000), 240_000);
+        assert_eq!(
+            SwarmView::history_retention(5_000),
+            60_000,
+            "at least a minute"
+        );
+        assert_eq!(SwarmView::history_retention(u64::MAX), u64::MAX);
+        let v = SwarmView::new(Duration::from_secs(1), 120_000);
+        assert_eq!(
+            v.sizes(),
+            ViewSizes::default(),
+            "an empty view holds nothing"
+        );
+    }
+
+    #[test]
     fn blocks_named_by_a_stream_of_reports_stay_bounded() {
-        let mut v = SwarmView::new(Duration::from_secs(1));
+        let mut v = SwarmView::new(Duration::from_secs(1), 120_000);
         let peer = PeerId::random();
         let mut n = 0u32;
         // Each report names 16 blocks never seen before (the cut applies to the list).
@@ -672,7 +722,7 @@ mod tests {
 
     #[test]
     fn a_report_is_clamped_and_lists_only_granted_extras() {
-        let mut v = SwarmView::new(Duration::from_secs(10));
+        let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
         let liar = PeerId::random();
         let mut r = report(1, f64::INFINITY);
         r.bandwidth = f64::NAN;
@@ -709,7 +759,7 @@ mod tests {
             heat: 300.0,
             extra,
         };
-        let mut v = SwarmView::new(Duration::from_secs(10));
+        let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
         let mut ra = report(1, 500.0);
         ra.hot_blocks = vec![hot(false)];
         ra.hot_files = vec![FileHeat {

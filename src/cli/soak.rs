@@ -291,7 +291,8 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
                         Some(&p.dir),
                         &counters,
                     );
-                    row.heap_kib = soak_report::scrape_heap_kib(p.metrics_port).await;
+                    (row.heap_kib, row.map_entries) =
+                        soak_report::scrape_node(p.metrics_port).await;
                     rows.push(row);
                 }
             }

@@ -31,6 +31,9 @@ pub struct Sample {
     pub anon_kib: u64,
     /// The allocator's bytes in use, from the node's `/metrics` (`None` where unread).
     pub heap_kib: Option<u64>,
+    /// Entries in the node's bounded balancing maps, summed (`swarmstore_map_entries`): they
+    /// fill to their bounds and stay there, so a rise that never stops is a map unbounded.
+    pub map_entries: Option<u64>,
     pub fds: u64,
     pub sockets: u64,
     pub store_bytes: u64,
@@ -82,6 +85,7 @@ pub fn sample(
         rss_kib,
         anon_kib,
         heap_kib: None,
+        map_entries: None,
         fds,
         sockets,
         store_bytes: data_dir.map(dir_bytes).unwrap_or(0),
@@ -94,9 +98,10 @@ pub fn sample(
     }
 }
 
-/// `swarmstore_heap_in_use_bytes` from a node's `/metrics` on 127.0.0.1, in KiB; `None` if it
-/// does not answer within a second (a node starting or stopping).
-pub async fn scrape_heap_kib(port: u16) -> Option<u64> {
+/// `swarmstore_heap_in_use_bytes` (in KiB) and the sum of `swarmstore_map_entries` from a
+/// node's `/metrics` on 127.0.0.1; `None`s if it does not answer within a second (a node
+/// starting or stopping).
+pub async fn scrape_node(port: u16) -> (Option<u64>, Option<u64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let read = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -107,12 +112,12 @@ pub async fn scrape_heap_kib(port: u16) -> Option<u64> {
             .ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).await.ok()?;
-        heap_in_use_kib(&body)
+        Some(body)
     };
-    tokio::time::timeout(Duration::from_secs(1), read)
-        .await
-        .ok()
-        .flatten()
+    match tokio::time::timeout(Duration::from_secs(1), read).await {
+        Ok(Some(body)) => (heap_in_use_kib(&body), map_entries(&body)),
+        _ => (None, None),
+    }
 }
 
 fn heap_in_use_kib(metrics: &str) -> Option<u64> {
@@ -121,6 +126,15 @@ fn heap_in_use_kib(metrics: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("swarmstore_heap_in_use_bytes "))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|b| b / 1024)
+}
+
+fn map_entries(metrics: &str) -> Option<u64> {
+    let values: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("swarmstore_map_entries{"))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -148,7 +162,7 @@ impl Sampler {
         let mut out = std::fs::File::create(path)?;
         writeln!(
             out,
-            "t_s,process,pid,up_s,rss_kib,anon_kib,heap_kib,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
+            "t_s,process,pid,up_s,rss_kib,anon_kib,heap_kib,map_entries,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
         )?;
         Ok(Sampler {
             out,
@@ -163,7 +177,7 @@ impl Sampler {
         }
         writeln!(
             self.out,
-            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{:.1},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.t_s,
             s.process,
             s.pid,
@@ -171,6 +185,7 @@ impl Sampler {
             s.rss_kib,
             s.anon_kib,
             s.heap_kib.map(|h| h.to_string()).unwrap_or_default(),
+            s.map_entries.map(|n| n.to_string()).unwrap_or_default(),
             s.fds,
             s.sockets,
             s.store_bytes,

@@ -35,6 +35,12 @@ pub struct StageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabels {
+    /// Which bounded in-memory map, e.g. `view_blocks`, `decision_history`.
+    pub map: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -89,6 +95,9 @@ pub struct Metrics {
     pub heap_in_use: Gauge,
     /// Bytes the allocator holds from the system, in use or free (sampled).
     pub heap_held: Gauge,
+    /// Entries in each bounded map of balancing (sampled): a soak shows each reach its bound
+    /// and stay, where the heap alone shows only a sum.
+    pub map_entries: Family<MapLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -112,6 +121,7 @@ impl Default for Metrics {
             reachability: Gauge::default(),
             heap_in_use: Gauge::default(),
             heap_held: Gauge::default(),
+            map_entries: Family::default(),
         }
     }
 }
@@ -232,6 +242,11 @@ impl Metrics {
             "heap_held_bytes",
             "Bytes the allocator holds from the system, in use or free",
             self.heap_held.clone(),
+        );
+        r.register(
+            "map_entries",
+            "Entries in each bounded in-memory map of balancing",
+            self.map_entries.clone(),
         );
     }
 

@@ -97,7 +97,7 @@ impl Balance {
             local,
             state: Mutex::new(State {
                 election,
-                view: SwarmView::new(round),
+                view: SwarmView::new(round, config.policy.hold_ms),
                 holdings: Holdings::default(),
                 batch_seq: 1,
                 manager_rounds: 0,
@@ -144,6 +144,27 @@ impl Balance {
 
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many entries each bounded map of balancing holds now, by name (for `/metrics`).
+    pub fn map_sizes(&self) -> Vec<(&'static str, usize)> {
+        let st = self.state();
+        let v = st.view.sizes();
+        let h = &st.holdings;
+        vec![
+            ("view_reports", v.reports),
+            ("view_blocks", v.blocks),
+            ("view_granted", v.granted),
+            ("decision_history", v.history),
+            ("view_decisions", v.decisions),
+            ("view_batches", v.batches),
+            ("extras", h.extras.len()),
+            ("delegations", h.delegated.len()),
+            ("decisions_started", h.started.len()),
+            ("block_names", h.block_names.len()),
+            ("file_names", h.file_names.len()),
+            ("unlisted", h.unlisted.len()),
+        ]
     }
 
     /// Called by the event loop for every gossip message; never blocks it.
