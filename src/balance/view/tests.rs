@@ -1,0 +1,208 @@
+//! Unit tests of the swarm view: bounds on what peers' reports and batches can make it hold.
+
+use super::*;
+use crate::protocol::gossip::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
+
+fn report(seq: u64, load: f64) -> LoadReport {
+    LoadReport {
+        seq,
+        at_ms: 0,
+        load,
+        bandwidth: 1000.0,
+        meta_rps: 0.0,
+        block_rps: 0.0,
+        block_bps: 0.0,
+        inflight: 0,
+        used: 10,
+        capacity: 100,
+        zone: None,
+        role: RoleTag::Follower,
+        term: 1,
+        served_blocks: 0,
+        hot_blocks: vec![],
+        hot_files: vec![],
+        extras: vec![],
+        delegations: vec![],
+        outcomes: vec![],
+    }
+}
+
+#[test]
+fn reports_from_a_flood_of_fresh_keys_stay_bounded() {
+    let mut v = SwarmView::new(Duration::from_secs(1), 120_000);
+    let first = PeerId::random();
+    assert!(v.on_report(first, report(1, 1.0)));
+    let mut last = first;
+    for _ in 0..MAX_REPORTS + 100 {
+        last = PeerId::random();
+        assert!(v.on_report(last, report(1, 1.0)));
+    }
+    assert!(v.reports.len() <= MAX_REPORTS, "{}", v.reports.len());
+    assert!(v.report(&last).is_some(), "the newest stays");
+    assert!(v.report(&first).is_none(), "the oldest went");
+}
+
+#[test]
+fn the_decision_history_is_kept_for_twice_the_hold() {
+    assert_eq!(SwarmView::history_retention(120_000), 240_000);
+    assert_eq!(
+        SwarmView::history_retention(5_000),
+        60_000,
+        "at least a minute"
+    );
+    assert_eq!(SwarmView::history_retention(u64::MAX), u64::MAX);
+    let v = SwarmView::new(Duration::from_secs(1), 120_000);
+    assert_eq!(
+        v.sizes(),
+        ViewSizes::default(),
+        "an empty view holds nothing"
+    );
+}
+
+#[test]
+fn blocks_named_by_a_stream_of_reports_stay_bounded() {
+    let mut v = SwarmView::new(Duration::from_secs(1), 120_000);
+    let peer = PeerId::random();
+    let mut n = 0u32;
+    // Each report names 16 blocks never seen before (the cut applies to the list).
+    for seq in 1..=(KEEP_BLOCKS as u64 / 16 + 64) {
+        let mut r = report(seq, 1.0);
+        r.hot_blocks = (0..16)
+            .map(|_| {
+                n += 1;
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&n.to_be_bytes());
+                BlockHeat {
+                    id: BlockId(id),
+                    file: "f".into(),
+                    size: 1,
+                    heat: 1.0,
+                    extra: false,
+                }
+            })
+            .collect();
+        assert!(v.on_report(peer, r));
+        assert!(v.blocks.len() <= KEEP_BLOCKS, "{}", v.blocks.len());
+    }
+    assert!(v.blocks.len() >= trimmed(KEEP_BLOCKS), "{}", v.blocks.len());
+    let mut newest = [0u8; 32];
+    newest[..4].copy_from_slice(&n.to_be_bytes());
+    assert!(v.blocks.contains_key(&BlockId(newest)), "the newest stays");
+}
+
+#[test]
+fn a_report_is_clamped_and_lists_only_granted_extras() {
+    let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
+    let liar = PeerId::random();
+    let mut r = report(1, f64::INFINITY);
+    r.bandwidth = f64::NAN;
+    r.capacity = u64::MAX;
+    r.used = u64::MAX;
+    r.extras = vec![ExtraHeld {
+        id: BlockId([7; 32]),
+        file: "f".into(),
+        size: u64::MAX,
+        base: vec![],
+    }];
+    v.on_report(liar, r);
+    let kept = v.report(&liar).expect("kept");
+    assert_eq!(kept.load, 0.0, "infinite load reads as zero");
+    assert_eq!(kept.bandwidth, 1.0);
+    assert!(kept.capacity <= MAX_CAPACITY && kept.used <= kept.capacity);
+    assert!(kept.extras.is_empty(), "no decision gave it an extra copy");
+    assert!(v.extras_of(&BlockId([7; 32])).is_empty());
+}
+
+#[test]
+fn the_planner_input_joins_reports_extras_and_pending_decisions() {
+    let (a, b, c, d) = (
+        PeerId::random(),
+        PeerId::random(),
+        PeerId::random(),
+        PeerId::random(),
+    );
+    let block = BlockId([1; 32]);
+    let hot = |extra| BlockHeat {
+        id: block,
+        file: "f".into(),
+        size: 1 << 20,
+        heat: 300.0,
+        extra,
+    };
+    let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
+    let mut ra = report(1, 500.0);
+    ra.hot_blocks = vec![hot(false)];
+    ra.hot_files = vec![FileHeat {
+        name: "f".into(),
+        heat: 40.0,
+        root: true,
+    }];
+    let mut rb = report(1, 400.0);
+    rb.hot_blocks = vec![hot(false)];
+    let mut rc = report(1, 100.0);
+    rc.hot_blocks = vec![hot(true)];
+    rc.extras = vec![ExtraHeld {
+        id: block,
+        file: "f".into(),
+        size: 1 << 20,
+        base: vec![a, b],
+    }];
+    assert!(v.on_report(a, ra.clone()));
+    assert!(!v.on_report(a, ra), "a replayed report is ignored");
+    v.on_report(b, rb);
+    // c's extra copy counts only because a decision granted it.
+    let grant = |to: PeerId, seq: u64| DecisionBatch {
+        term: 1,
+        seq,
+        now_ms: 1,
+        items: vec![Item {
+            decision: Decision::Replicate {
+                block,
+                file: FileKey::for_name("f"),
+                from: a,
+                to,
+            },
+            name: "f".into(),
+        }],
+    };
+    v.on_batch(a, &grant(c, 0));
+    v.on_report(c, rc);
+    // A Replicate to d is published but not done yet: it counts as pending.
+    let key = FileKey::for_name("f");
+    v.on_batch(
+        a,
+        &DecisionBatch {
+            term: 1,
+            seq: 1,
+            now_ms: 5,
+            items: vec![Item {
+                decision: Decision::Replicate {
+                    block,
+                    file: key,
+                    from: a,
+                    to: d,
+                },
+                name: "f".into(),
+            }],
+        },
+    );
+    let (view, names) = v.cluster_view(5, 3, |_| true, |_| None);
+    assert_eq!(view.nodes.len(), 3);
+    let bv = &view.blocks[0];
+    assert_eq!(bv.heat, 900.0);
+    let mut base = vec![a, b];
+    base.sort();
+    assert_eq!(bv.holders, base);
+    assert_eq!(
+        bv.extra.len(),
+        2,
+        "c holds one, d is pending: {:?}",
+        bv.extra
+    );
+    assert_eq!(view.files.len(), 1);
+    assert_eq!(view.files[0].root, a);
+    assert_eq!(names.get(&key.0).map(String::as_str), Some("f"));
+    assert_eq!(v.extras_of(&block), vec![c]);
+    // The least loaded holder comes first.
+    assert_eq!(v.rank(vec![a, b, c], |_| 0), vec![c, b, a]);
+}
