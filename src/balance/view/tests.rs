@@ -1,4 +1,5 @@
-//! Unit tests of the swarm view: bounds on what peers' reports and batches can make it hold.
+//! Unit tests of the swarm view: what a report may make it hold, how its maps stay bounded, and
+//! the planner input it builds.
 
 use super::*;
 use crate::protocol::gossip::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
