@@ -14,11 +14,15 @@ use swarmstore::ids::FileKey;
 
 const MIB: usize = 1024 * 1024;
 
+/// The planner is off: its storage-band moves copy blocks too, so a block moved off the
+/// victim just before it stopped needed no repair and the repair's byte count fell short of
+/// what the victim held (CI: 5.2 of 7.3 MB). Moves have their own tests.
 fn fast() -> Tune {
     Arc::new(|c| {
         c.sync_interval(Duration::from_millis(500))
             .repair_interval(Duration::from_millis(500))
             .liveness(Duration::from_secs(2))
+            .planner(false)
     })
 }
 
