@@ -133,3 +133,32 @@ async fn metrics_endpoint_shows_our_counters_moving() {
     // Once the node is gone, so is the endpoint.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// A stranger connecting again and again under fresh ids (a client identity costs nothing)
+/// leaves nothing behind in the node's peer table once each connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_under_fresh_ids_leave_no_trace_in_the_peer_table() {
+    let tune: Tune = Arc::new(|c| c.metrics(Some("127.0.0.1:0".parse().expect("addr"))));
+    let swarm = TestSwarm::start_with(3, 3, tune).await;
+    let addr = swarm.node(0).metrics_addr().expect("metrics served");
+    let peers = |text: &str| sample(text, "swarmstore_map_entries{map=\"peers\"}");
+    let (_, before) = http_get(addr, "/metrics").await;
+    assert_eq!(peers(&before), 2.0, "the two other nodes");
+    for _ in 0..100 {
+        let stranger = swarm.client(0).await;
+        stranger.status().await.expect("status");
+        drop(stranger);
+    }
+    let forgotten = eventually(Duration::from_secs(20), || async move {
+        let (_, text) = http_get(addr, "/metrics").await;
+        peers(&text) <= 3.0
+    })
+    .await;
+    let (_, after) = http_get(addr, "/metrics").await;
+    assert!(
+        forgotten,
+        "{} peers remembered after 100 strangers came and went",
+        peers(&after)
+    );
+    swarm.shutdown().await;
+}

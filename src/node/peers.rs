@@ -36,6 +36,12 @@ pub struct PeerState {
 
 /// IPs remembered per peer.
 const MAX_IPS: usize = 4;
+/// Peers remembered at most. A peer that is not a storage node (a client, a stranger) is
+/// forgotten when its last connection closes; storage peers are kept while down, since key
+/// windows count them, but anyone can make fresh ids that speak our protocols, so past this
+/// the unconnected ones longest out of touch go (down to 7/8). Connected peers are never
+/// evicted: the connection limits bound them.
+const MAX_PEERS: usize = 16_384;
 
 /// The first IP of an address, if it has one.
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
@@ -85,6 +91,9 @@ impl PeerTable {
 
     fn entry<R>(&self, peer: PeerId, f: impl FnOnce(&mut PeerState) -> R) -> R {
         let mut map = self.write();
+        if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
+            evict_unconnected(&mut map);
+        }
         let st = map.entry(peer).or_insert_with(|| PeerState {
             point: peer_point(&peer),
             addrs: Vec::new(),
@@ -134,13 +143,27 @@ impl PeerTable {
 
     /// A connection closed; `failed` when it closed on an error rather than by idling out.
     pub fn disconnected(&self, peer: PeerId, remaining: usize, failed: bool) {
-        self.entry(peer, |st| {
-            st.connections = remaining;
-            if remaining == 0 && failed {
-                tracing::debug!(%peer, "last connection failed: down");
-                st.down_since.get_or_insert_with(Instant::now);
-            }
-        });
+        let mut map = self.write();
+        let Some(st) = map.get_mut(&peer) else {
+            return;
+        };
+        st.connections = remaining;
+        if remaining > 0 {
+            return;
+        }
+        if !st.storage {
+            // A client or a stranger: nothing of it is needed once it is gone, and keeping
+            // it would let anyone grow this table by connecting under fresh ids.
+            map.remove(&peer);
+        } else if failed {
+            tracing::debug!(%peer, "last connection failed: down");
+            st.down_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Peers remembered now.
+    pub fn len(&self) -> usize {
+        self.read().len()
     }
 
     /// We could not reach the peer (dial failure, failed ping, request without connection).
@@ -253,5 +276,66 @@ impl PeerTable {
 
     pub fn snapshot(&self) -> Vec<(PeerId, PeerState)> {
         self.read().iter().map(|(p, s)| (*p, s.clone())).collect()
+    }
+}
+
+/// Forgets the unconnected peers that connected least lately until the table is at 7/8 of
+/// [`MAX_PEERS`]: a down storage peer forgotten only leaves key windows until it connects
+/// again.
+fn evict_unconnected(map: &mut HashMap<PeerId, PeerState>) {
+    let keep = MAX_PEERS - MAX_PEERS / 8;
+    let mut idle: Vec<(Instant, PeerId)> = map
+        .iter()
+        .filter(|(_, s)| s.connections == 0)
+        .map(|(p, s)| (s.last_seen, *p))
+        .collect();
+    idle.sort();
+    let excess = map.len().saturating_sub(keep);
+    for (_, p) in idle.into_iter().take(excess) {
+        map.remove(&p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: &str) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/4001").parse().expect("addr")
+    }
+
+    #[test]
+    fn a_client_is_forgotten_when_it_leaves_and_a_storage_peer_is_kept_down() {
+        let t = PeerTable::new(PeerId::random());
+        let (client, storage) = (PeerId::random(), PeerId::random());
+        t.connected(client, &addr("10.0.0.1"));
+        t.connected(storage, &addr("10.0.0.2"));
+        t.storage_peer(storage, &[addr("10.0.0.2")]);
+        assert_eq!(t.len(), 2);
+        t.disconnected(client, 0, false);
+        t.disconnected(storage, 0, true);
+        assert_eq!(t.len(), 1, "the client is gone");
+        assert!(!t.is_live(&storage), "the storage peer is down");
+        assert_eq!(t.known_storage().len(), 1, "and still known");
+        // A close for a peer never seen adds nothing.
+        t.disconnected(PeerId::random(), 0, true);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_fresh_ids_keeps_the_table_bounded_and_the_connected() {
+        let t = PeerTable::new(PeerId::random());
+        let honest = PeerId::random();
+        t.connected(honest, &addr("10.0.0.9"));
+        t.storage_peer(honest, &[addr("10.0.0.9")]);
+        // Fresh ids that claim to be storage peers and go quiet: they are kept while down.
+        for _ in 0..MAX_PEERS + 100 {
+            let p = PeerId::random();
+            t.connected(p, &addr("10.0.0.3"));
+            t.storage_peer(p, &[addr("10.0.0.3")]);
+            t.disconnected(p, 0, true);
+            assert!(t.len() <= MAX_PEERS);
+        }
+        assert!(t.is_live(&honest), "a connected peer is never evicted");
     }
 }

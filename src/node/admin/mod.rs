@@ -176,7 +176,8 @@ fn refresh_gauges(ctx: &Ctx) {
         .set(i64::try_from(heap.in_use).unwrap_or(i64::MAX));
     m.heap_held
         .set(i64::try_from(heap.held).unwrap_or(i64::MAX));
-    for (map, n) in ctx.balance.map_sizes() {
+    let peers = ("peers", ctx.peers.len());
+    for (map, n) in ctx.balance.map_sizes().into_iter().chain([peers]) {
         m.map_entries
             .get_or_create(&super::metrics::MapLabels { map })
             .set(i64::try_from(n).unwrap_or(i64::MAX));
