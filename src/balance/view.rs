@@ -23,6 +23,8 @@ use crate::record::{MAX_BLOCK_SIZE, MAX_HOLDERS};
 const KEEP_DECISIONS: usize = 512;
 /// Blocks remembered between rounds (hot ones and ones with extra replicas).
 const KEEP_BLOCKS: usize = 4096;
+/// Blocks not named for [`FORGET_ROUNDS`] are swept once per this many reports taken.
+const SWEEP_EVERY: u64 = 256;
 /// Reports kept at most. Any signed author's report is taken (gossip forwards reports of peers
 /// we are not connected to), so without a bound one peer forwarding reports signed by fresh
 /// keys would grow this map without end; past it, reports unheard of for [`FORGET_ROUNDS`]
@@ -80,6 +82,8 @@ pub struct SwarmView {
     seen_batches: VecDeque<(PeerId, u64, u64)>,
     /// Extra replicas accepted decisions gave: (holder, block). Only these count in reports.
     granted: HashMap<(PeerId, BlockId), Instant>,
+    /// Reports taken in, for the periodic sweep of blocks no report names any more.
+    reports_taken: u64,
 }
 
 /// What a bounded map is cut down to once over its bound: 7/8 of it, so the sort that picks
@@ -120,6 +124,7 @@ impl SwarmView {
             dispatched: HashMap::new(),
             seen_batches: VecDeque::new(),
             granted: HashMap::new(),
+            reports_taken: 0,
         }
     }
 
@@ -191,6 +196,14 @@ impl SwarmView {
         self.reports.insert(peer, (report, now));
         if self.reports.len() > MAX_REPORTS {
             self.forget_reports();
+        }
+        // A block no report has named for FORGET_ROUNDS is neither hot nor an extra's: the
+        // planner has no use for it. Without this the map filled to its bound (about 1 KB a
+        // block, 4 MiB in all) on every node of a swarm whose hot set keeps changing.
+        self.reports_taken = self.reports_taken.wrapping_add(1);
+        if self.reports_taken.is_multiple_of(SWEEP_EVERY) {
+            let forget = self.round * FORGET_ROUNDS;
+            self.blocks.retain(|_, b| b.seen.elapsed() < forget);
         }
         if self.blocks.len() > KEEP_BLOCKS {
             let mut ages: Vec<(Instant, BlockId)> =

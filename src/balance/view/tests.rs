@@ -92,6 +92,35 @@ fn blocks_named_by_a_stream_of_reports_stay_bounded() {
 }
 
 #[test]
+fn a_block_no_report_names_any_more_is_forgotten() {
+    // Rounds of 1 ms: a block unnamed for 100 rounds (100 ms) is forgotten at the next sweep.
+    let mut v = SwarmView::new(Duration::from_millis(1), 120_000);
+    let peer = PeerId::random();
+    let heat = |b: u8| BlockHeat {
+        id: BlockId([b; 32]),
+        file: "f".into(),
+        size: 1,
+        heat: 1.0,
+        extra: false,
+    };
+    let mut seq = 0;
+    let mut send = |v: &mut SwarmView, b: u8| {
+        seq += 1;
+        let mut r = report(seq, 1.0);
+        r.hot_blocks = vec![heat(b)];
+        assert!(v.on_report(peer, r));
+    };
+    send(&mut v, 1);
+    assert!(v.block(&BlockId([1; 32])).is_some());
+    std::thread::sleep(Duration::from_millis(150));
+    for _ in 0..SWEEP_EVERY {
+        send(&mut v, 2);
+    }
+    assert!(v.block(&BlockId([1; 32])).is_none(), "cold for 100 rounds");
+    assert!(v.block(&BlockId([2; 32])).is_some(), "still named");
+}
+
+#[test]
 fn a_report_is_clamped_and_lists_only_granted_extras() {
     let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
     let liar = PeerId::random();
