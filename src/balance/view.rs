@@ -352,6 +352,21 @@ impl SwarmView {
         self.decisions.iter()
     }
 
+    /// The blocks of moves from `source` that their target skipped, saying `why`.
+    pub fn moves_skipped(&self, source: &PeerId, why: &str) -> Vec<BlockId> {
+        self.decisions
+            .iter()
+            .filter_map(|t| match (&t.item.decision, &t.state) {
+                (Decision::Move { block, from, .. }, DecisionState::Skipped(said))
+                    if from == source && said == why =>
+                {
+                    Some(*block)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Moves published in the last [`MOVE_ROUNDS`] rounds and not refused: block → (source,
     /// target, bytes).
     fn moves_in_flight(&self) -> BTreeMap<BlockId, (PeerId, PeerId, u64)> {

@@ -2,7 +2,7 @@
 //! the planner input it builds.
 
 use super::*;
-use crate::protocol::gossip::{BlockHeat, ExtraHeld, FileHeat, RoleTag};
+use crate::protocol::gossip::{BlockHeat, ExtraHeld, FileHeat, Outcome, RoleTag};
 
 fn report(seq: u64, load: f64) -> LoadReport {
     LoadReport {
@@ -235,4 +235,50 @@ fn the_planner_input_joins_reports_extras_and_pending_decisions() {
     assert_eq!(v.extras_of(&block), vec![c]);
     // The least loaded holder comes first.
     assert_eq!(v.rank(vec![a, b, c], |_| 0), vec![c, b, a]);
+}
+
+#[test]
+fn moves_a_target_skipped_are_found_by_source_and_reason() {
+    let (me, target, other) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
+    let mv = |block: u8, from: PeerId| Item {
+        decision: Decision::Move {
+            block: BlockId([block; 32]),
+            file: FileKey::for_name("f"),
+            from,
+            to: target,
+            bytes: 1,
+        },
+        name: "f".into(),
+    };
+    v.on_batch(
+        other,
+        &DecisionBatch {
+            term: 1,
+            seq: 0,
+            now_ms: 1,
+            items: vec![mv(1, me), mv(2, me), mv(3, other)],
+        },
+    );
+    let skipped = |idx: u32, why: &str| Outcome {
+        id: DecisionId {
+            term: 1,
+            seq: 0,
+            idx,
+        },
+        state: DecisionState::Skipped(why.into()),
+    };
+    let mut r = report(1, 1.0);
+    r.outcomes = vec![
+        skipped(0, "unlisted source"),
+        skipped(1, "something else"),
+        skipped(2, "unlisted source"),
+    ];
+    assert!(v.on_report(target, r));
+    assert_eq!(
+        v.moves_skipped(&me, "unlisted source"),
+        vec![BlockId([1; 32])],
+        "ours, skipped for that reason"
+    );
+    assert!(v.moves_skipped(&other, "something else").is_empty());
 }

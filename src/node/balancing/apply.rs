@@ -25,6 +25,11 @@ use crate::node::Ctx;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::gossip::{Decision, DecisionId, DecisionState, ExtraHeld, Item};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
+
+/// A target's reason for skipping a move whose source no record lists for the block: the
+/// source reads it back from the target's report and stops offering that copy
+/// (`report::cold_blocks`).
+pub(super) const SOURCE_UNLISTED: &str = "the source is not a listed holder of the block";
 use crate::record::MAX_BLOCK_SIZE;
 
 /// Rounds a source waits for a move's target to be listed before giving up.
@@ -281,9 +286,7 @@ async fn move_in(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> De
             return DecisionState::Skipped("already a listed holder of the block".into());
         }
         Ok(Some(h)) if h.contains(&from) => {}
-        Ok(_) => {
-            return DecisionState::Skipped("the source is not a listed holder of the block".into())
-        }
+        Ok(_) => return DecisionState::Skipped(SOURCE_UNLISTED.into()),
         Err(e) => return DecisionState::Failed(short(e)),
     }
     if !ctx.store.blocks.contains(&block) {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::apply::ref_files;
+use super::apply::{ref_files, SOURCE_UNLISTED};
 use crate::ids::{BlockId, FileKey};
 use crate::node::Ctx;
 use crate::protocol::gossip::{self as wire, BlockHeat, FileHeat, LoadReport};
@@ -90,7 +90,15 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
     let start = rand::random::<u64>() as usize;
     let sampled = ctx.store.blocks.sample(start, room.saturating_mul(2));
     let picked: Vec<(BlockId, f64, u64)> = {
-        let st = ctx.balance.state();
+        let mut st = ctx.balance.state();
+        // Moves of ours a target skipped because no record lists our copy: the same copies
+        // offered again were planned again every round (the soak: 20 of n0's last 32
+        // decisions). A lying target only keeps a copy from moving: balance, not data.
+        for b in st.view.moves_skipped(&ctx.local, SOURCE_UNLISTED) {
+            if !st.holdings.lately_unlisted(&b) {
+                st.holdings.note_unlisted(b);
+            }
+        }
         sampled
             .into_iter()
             .filter(|(id, _)| !hot.iter().any(|h| h.id == *id))
