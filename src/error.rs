@@ -16,6 +16,10 @@ pub enum Error {
     Unreachable { addr: String, reason: String },
     #[error("network: {0}")]
     Network(String),
+    /// A private file this client holds no key for: not the owner, not shared with it, and no
+    /// capability given.
+    #[error("no read capability for {0:?}: it is private; ask its owner to share it or for a capability")]
+    NoCapability(String),
     #[error("integrity: {0}")]
     Integrity(String),
     #[error("{0}")]
@@ -30,7 +34,7 @@ impl Error {
         match self {
             Error::NotFound(_) | Error::Deleted { .. } => 2,
             Error::AlreadyExists { .. } | Error::Rejected(RecordError::Conflict { .. }) => 3,
-            Error::Rejected(RecordError::PermissionDenied { .. }) => 4,
+            Error::Rejected(RecordError::PermissionDenied { .. }) | Error::NoCapability(_) => 4,
             Error::Unreachable { .. } => 5,
             _ => 1,
         }

@@ -197,6 +197,7 @@ async fn hostile_frames_are_refused_and_the_node_keeps_serving() {
         created_ms: 1,
         modified_ms: 1,
         tombstone: false,
+        sealed: None,
         signature: vec![],
     };
     forged.sign(&owner).unwrap();

@@ -42,6 +42,7 @@ fn inline_record(name: &str, version: u64, data: &[u8], key: &Keypair) -> FileRe
         created_ms: now_ms(),
         modified_ms: now_ms(),
         tombstone: false,
+        sealed: None,
         signature: Vec::new(),
     };
     r.sign(key).expect("sign");
@@ -334,6 +335,7 @@ async fn oversized_records_and_names_are_refused() {
         created_ms: now_ms(),
         modified_ms: now_ms(),
         tombstone: false,
+        sealed: None,
         signature: Vec::new(),
     };
     huge.sign(&key).expect("sign");

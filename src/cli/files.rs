@@ -12,7 +12,8 @@ use futures::StreamExt;
 use super::download::{self, Sink};
 use super::output::{print_json, progress_bar};
 use super::AccessArgs;
-use crate::client::{Client, FileInfo, GetOutcome, Progress};
+use crate::client::seal::ContentKey;
+use crate::client::{Capability, Client, FileInfo, GetOutcome, Progress};
 use crate::identity;
 use crate::record::FileRecord;
 use crate::units::human_bytes;
@@ -24,13 +25,18 @@ pub struct PutArgs {
     /// Name in the swarm (default: the file's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Encrypt on this client before anything leaves it: holders store only ciphertext; the
+    /// owner reads it, and prints a read capability for others (a per-client default through
+    /// SWARMSTORE_PRIVATE=true).
+    #[arg(long, env = "SWARMSTORE_PRIVATE")]
+    pub private: bool,
     #[command(flatten)]
     pub access: AccessArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// Name of the file in the swarm.
+    /// Name of the file in the swarm, or a read capability (swarmstore:cap:...).
     pub name: String,
     /// Where to write it ("-" for stdout; default: the name's last path component).
     #[arg(short, long, value_name = "PATH")]
@@ -134,18 +140,38 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
             .context("cannot derive a name from the path; pass --name")?,
     };
     let client = connect(&args.access).await?;
-    let outcome = if stdin {
-        client.put(&name, tokio::io::stdin(), None).await?
+    let put = |reader, progress| async {
+        if args.private {
+            let (outcome, cap) = client.put_private(&name, reader, progress).await?;
+            Ok::<_, crate::Error>((outcome, Some(cap)))
+        } else {
+            Ok((client.put(&name, reader, progress).await?, None))
+        }
+    };
+    let (outcome, cap) = if stdin {
+        let stdin: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(tokio::io::stdin());
+        put(stdin, None).await?
     } else {
         let (reader, bar, progress) = open_upload(&args.path, json, "put").await?;
-        let outcome = client.put(&name, reader, progress).await;
+        let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(reader);
+        let outcome = put(reader, progress).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
         outcome?
     };
     if json {
-        return print_json(&outcome);
+        #[derive(serde::Serialize)]
+        struct Put<'a> {
+            #[serde(flatten)]
+            outcome: &'a crate::client::PutOutcome,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            capability: Option<String>,
+        }
+        return print_json(&Put {
+            outcome: &outcome,
+            capability: cap.map(|c| c.to_secret_string()),
+        });
     }
     println!(
         "put {:?}: version {}, {} in {} blocks",
@@ -156,6 +182,10 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
     );
     println!("  key   {}", outcome.key);
     println!("  root  {}", outcome.root);
+    if let Some(cap) = cap {
+        println!("  private: sealed on this client; read capability (keep it secret):");
+        println!("  {}", cap.to_secret_string());
+    }
     if outcome.under_replicated > 0 {
         eprintln!(
             "warning: {} blocks reached fewer holders than the replication target; the swarm \
@@ -166,13 +196,23 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
+pub async fn get(mut args: GetArgs, json: bool) -> anyhow::Result<()> {
+    let cap = if Capability::looks_like(&args.name) {
+        let cap: Capability = args.name.parse()?;
+        args.name = cap.name().to_string();
+        args.version = args.version.or(cap.version());
+        Some(cap)
+    } else {
+        None
+    };
     let client = connect(&args.access).await?;
     let record = client.record_for_get(&args.name, args.version).await?;
+    // A private file without a key fails here, before any file is created.
+    let key = client.reader_key(&record, cap.as_ref())?;
     let to_stdout = args.output.as_deref() == Some(Path::new("-"));
     if to_stdout {
         let sink = Sink::new(Box::new(std::io::stdout()))?;
-        let outcome = download(&client, &record, sink, None, false).await?;
+        let outcome = download(&client, &record, key, sink, None, false).await?;
         if json {
             eprintln!("{}", serde_json::to_string(&outcome)?);
         }
@@ -190,8 +230,8 @@ pub async fn get(args: GetArgs, json: bool) -> anyhow::Result<()> {
     let result = async {
         let sink =
             Sink::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let (bar, progress) = progress_bar(record.size, json, "get");
-        let outcome = download(&client, &record, sink, progress, args.fsync).await;
+        let (bar, progress) = progress_bar(record.plain_size(), json, "get");
+        let outcome = download(&client, &record, key, sink, progress, args.fsync).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -263,11 +303,12 @@ async fn open_upload(
 async fn download(
     client: &Client,
     record: &FileRecord,
+    key: Option<ContentKey>,
     mut sink: Sink,
     progress: Option<Progress>,
     fsync: bool,
 ) -> anyhow::Result<GetOutcome> {
-    let mut blocks = std::pin::pin!(client.blocks_of(record));
+    let mut blocks = std::pin::pin!(client.blocks_opened(record, key));
     let mut written: u64 = 0;
     while let Some(block) = blocks.next().await {
         let block = block?;
@@ -278,19 +319,14 @@ async fn download(
             p(len);
         }
     }
-    if written != record.size {
+    if written != record.plain_size() {
         anyhow::bail!(
             "integrity: got {written} bytes, the record says {}",
-            record.size
+            record.plain_size()
         );
     }
     sink.finish(fsync).await?;
-    Ok(GetOutcome {
-        name: record.name.clone(),
-        version: record.version,
-        size: record.size,
-        blocks: record.blocks.len(),
-    })
+    Ok(GetOutcome::of(record))
 }
 
 fn temp_path_for(dest: &Path) -> PathBuf {
@@ -333,6 +369,14 @@ fn print_stat(info: &FileInfo) -> std::io::Result<()> {
         info.size,
         human_bytes(u64::from(info.block_size))
     )?;
+    if info.private {
+        writeln!(
+            out,
+            "private   sealed on its owner's client; {} keys can open it (owner and \
+             capability included)",
+            info.readers
+        )?;
+    }
     writeln!(out, "owner     {}", info.owner)?;
     writeln!(out, "root      {}", info.root)?;
     for r in &info.replicas {

@@ -6,6 +6,7 @@ mod download;
 mod files;
 mod node;
 mod output;
+mod private;
 mod soak;
 mod soak_report;
 
@@ -25,7 +26,7 @@ use libp2p::Multiaddr;
         Quick start:  swarmstore devnet --nodes 5     (a local swarm in one process)\n\
         then:         swarmstore put FILE --node ADDR  (ADDR is printed by devnet)",
     after_help = "Exit codes: 0 ok, 1 error, 2 not found or deleted, 3 conflict or already exists, \
-        4 permission denied, 5 access node unreachable."
+        4 permission denied or no read capability, 5 access node unreachable."
 )]
 pub struct Cli {
     /// Machine-readable JSON on stdout instead of text.
@@ -50,6 +51,13 @@ pub enum Command {
     Rm(files::RmArgs),
     /// Show a file's record: version, size, blocks and holders, root, replicas, users.
     Stat(files::StatArgs),
+    /// Let another client read a private file you own (a new version with its key wrapped to
+    /// the reader).
+    Share(private::ShareArgs),
+    /// Stop sharing a private file: a new version under a new key, and a new capability.
+    Unshare(private::UnshareArgs),
+    /// Print a read capability for one version of a private file you can read.
+    Cap(private::CapArgs),
     /// Show the access node's view: its store and the peers it sees.
     Status(files::StatusArgs),
     /// Run the balancer simulator: our planner beside baselines, printed as a table.
@@ -143,6 +151,9 @@ pub fn run() -> i32 {
             Command::Update(args) => files::update(args, json).await,
             Command::Rm(args) => files::rm(args, json).await,
             Command::Status(args) => files::status(args, json).await,
+            Command::Share(args) => private::share(args, json).await,
+            Command::Unshare(args) => private::unshare(args, json).await,
+            Command::Cap(args) => private::cap(args, json).await,
             Command::SwarmKey(args) => node::run_swarm_key(args),
             Command::Soak(args) => soak::run_soak(args, json).await,
         }

@@ -8,9 +8,13 @@
 //! implementation, it speaks only the wire types of `crate::protocol`.
 
 mod holders;
+mod private;
 mod read;
+pub mod seal;
 mod session;
 mod write;
+
+pub use seal::Capability;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +57,8 @@ pub struct PutOutcome {
     pub reused_blocks: usize,
     /// Blocks that reached fewer than R holders (repair will top them up).
     pub under_replicated: usize,
+    /// Sealed on this client (`size` is then the content's, without the blocks' tags).
+    pub private: bool,
 }
 
 /// What a get reports once every byte is verified and written.
@@ -62,6 +68,18 @@ pub struct GetOutcome {
     pub version: u64,
     pub size: u64,
     pub blocks: usize,
+}
+
+impl GetOutcome {
+    /// The outcome of reading all of `record`.
+    pub fn of(record: &crate::record::FileRecord) -> Self {
+        GetOutcome {
+            name: record.name.clone(),
+            version: record.version,
+            size: record.plain_size(),
+            blocks: record.blocks.len(),
+        }
+    }
 }
 
 /// One user-list entry as shown by `stat`.
@@ -83,8 +101,13 @@ pub struct FileInfo {
     pub root: PeerId,
     pub replicas: Vec<PeerId>,
     pub version: u64,
+    /// The content's size (a private file stores a 16-byte tag more per block).
     pub size: u64,
     pub block_size: u32,
+    /// Sealed on its owner's client; `readers` keys can open it (owner and capability
+    /// included).
+    pub private: bool,
+    pub readers: usize,
     /// The blocks with their holders (an inline file's block is listed without its bytes).
     pub blocks: Vec<BlockEntry>,
     /// The file's bytes travel inside its record: its R copies are the record's replicas.
@@ -106,8 +129,10 @@ impl FileInfo {
             root,
             replicas,
             version: head.version,
-            size: head.size,
+            size: head.plain_size(),
             block_size: head.block_size,
+            private: head.sealed.is_some(),
+            readers: head.sealed.as_ref().map(|s| s.wraps.len()).unwrap_or(0),
             blocks: head
                 .blocks
                 .iter()

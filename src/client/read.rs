@@ -8,6 +8,8 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::holders::{HolderOrder, Lease};
+use super::private::open_blocking;
+use super::seal::ContentKey;
 use super::{unexpected, Client, GetOutcome, Progress};
 use crate::error::{Error, Result};
 use crate::ids::{hash_block, BlockId};
@@ -19,10 +21,31 @@ impl Client {
     /// The blocks of `record` in order, each verified against its id, with a window of
     /// requests in flight sized from the number of holders (see [`HolderOrder::window`]):
     /// memory stays at a few dozen blocks at most whatever the file size.
+    /// A private file's blocks come opened with this client's own key (see
+    /// [`Client::blocks_opened`] to read with a capability's).
     pub fn blocks_of<'a>(
         &'a self,
         record: &FileRecord,
     ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
+        let key = self.reader_key(record, None);
+        let record = record.clone();
+        futures::stream::once(async move { key })
+            .map(move |key| match key {
+                Ok(key) => self.blocks_opened(&record, key).left_stream(),
+                Err(e) => futures::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .flatten()
+    }
+
+    /// The content of `record`'s blocks in order, each verified against its id and, with
+    /// `key` (a private file's, from [`Client::reader_key`]), opened and checked against its
+    /// tag and position.
+    pub fn blocks_opened<'a>(
+        &'a self,
+        record: &FileRecord,
+        key: Option<ContentKey>,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
+        let sealed = record.sealed.is_some();
         let mut holders: Vec<PeerId> = record
             .blocks
             .iter()
@@ -30,8 +53,19 @@ impl Client {
             .collect();
         holders.sort_unstable();
         holders.dedup();
-        futures::stream::iter(record.blocks.clone())
-            .map(move |entry| self.fetch_block(entry))
+        futures::stream::iter(record.blocks.clone().into_iter().enumerate())
+            .map(move |(index, entry)| {
+                let key = key.clone();
+                async move {
+                    let data = self.fetch_block(entry).await?;
+                    match (key, sealed) {
+                        (Some(key), _) => open_blocking(&key, index, data).await,
+                        // Never hand out ciphertext as if it were the file.
+                        (None, true) => Err(Error::Invalid("a private file needs its key".into())),
+                        (None, false) => Ok(data),
+                    }
+                }
+            })
             .buffered(HolderOrder::window(holders.len()))
     }
 
@@ -188,18 +222,13 @@ impl Client {
             }
         }
         writer.flush().await?;
-        if written != record.size {
+        if written != record.plain_size() {
             return Err(Error::Integrity(format!(
                 "wrote {written} bytes, the record says {}",
-                record.size
+                record.plain_size()
             )));
         }
-        Ok(GetOutcome {
-            name: name.to_string(),
-            version: record.version,
-            size: record.size,
-            blocks: record.blocks.len(),
-        })
+        Ok(GetOutcome::of(&record))
     }
 
     /// Downloads a whole file into memory (for small files and tests).
@@ -246,6 +275,6 @@ impl Client {
             Some(v) => state.version(v),
             None => state.head(),
         };
-        Ok(r.map(|r| r.size).unwrap_or(0))
+        Ok(r.map(|r| r.plain_size()).unwrap_or(0))
     }
 }

@@ -9,6 +9,8 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::private::{record_plain_size, seal_blocking, Sealing};
+use super::seal::{Capability, ContentKey};
 use super::{unexpected, Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
 use crate::ids::{hash_block, peer_point, validate_name, BlockId};
@@ -16,7 +18,7 @@ use crate::net::is_relayed;
 use crate::placement;
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
-use crate::record::{now_ms, BlockEntry, FileRecord, FileState, RecordError};
+use crate::record::{now_ms, BlockEntry, FileRecord, FileState, RecordError, TAG_LEN};
 
 /// Blocks in flight during a put: bounds memory to `PUT_WINDOW × block size` per side.
 const PUT_WINDOW: usize = 4;
@@ -29,20 +31,34 @@ impl Client {
     pub async fn put<R: AsyncRead + Unpin>(
         &self,
         name: &str,
-        mut reader: R,
+        reader: R,
         progress: Option<Progress>,
     ) -> Result<PutOutcome> {
+        Ok(self.put_with(name, reader, None, progress).await?.0)
+    }
+
+    /// [`Client::put`], sealed for `seal`'s readers when given (a private file; the
+    /// capability of its epoch comes back with the outcome).
+    pub(super) async fn put_with<R: AsyncRead + Unpin>(
+        &self,
+        name: &str,
+        mut reader: R,
+        seal: Option<&Sealing>,
+        progress: Option<Progress>,
+    ) -> Result<(PutOutcome, Option<Capability>)> {
         validate_name(name).map_err(Error::Invalid)?;
         // A small file is one signed record: publish it as version 1 straight away. The root
         // refuses that if the name is taken; the checked path below then says how.
         let mut head = Vec::new();
-        let limit = u64::from(self.inline_max.min(self.block_size.saturating_sub(1)));
+        let (chunk, inline_max) = self.plain_limits(seal.is_some());
+        let limit = u64::from(inline_max.min(chunk.saturating_sub(1)));
         (&mut reader).take(limit + 1).read_to_end(&mut head).await?;
         let small = head.len() as u64 <= limit;
+        let none = HashMap::new();
         if small {
             let first = async { Ok((1, None)) };
             if let Ok(outcome) = self
-                .publish_from(name, first, &head[..], &HashMap::new(), progress.clone())
+                .publish_from(name, first, &head[..], &none, seal, progress.clone())
                 .await
             {
                 return Ok(outcome);
@@ -64,19 +80,36 @@ impl Client {
             }
         };
         if small {
-            self.publish_from(name, check, &head[..], &HashMap::new(), progress)
+            self.publish_from(name, check, &head[..], &none, seal, progress)
                 .await
         } else {
             let reader = (&head[..]).chain(reader);
-            self.publish_from(name, check, reader, &HashMap::new(), progress)
+            self.publish_from(name, check, reader, &none, seal, progress)
                 .await
+        }
+    }
+
+    /// The plaintext per block and the largest inline plaintext: a sealed block carries its
+    /// tag too, and must still fit the block size.
+    fn plain_limits(&self, sealed: bool) -> (u32, u32) {
+        if sealed {
+            (
+                self.block_size.saturating_sub(TAG_LEN).max(1),
+                self.inline_max.saturating_sub(TAG_LEN),
+            )
+        } else {
+            (self.block_size, self.inline_max)
         }
     }
 
     /// The head a change by this client may follow: it exists, is live, is ours, and is at
     /// `if_version` when one is given. The root enforces the same rules; checking here first
     /// saves uploading blocks that would be refused.
-    async fn head_for_change(&self, name: &str, if_version: Option<u64>) -> Result<FileState> {
+    pub(super) async fn head_for_change(
+        &self,
+        name: &str,
+        if_version: Option<u64>,
+    ) -> Result<FileState> {
         let (_, _, _, state) = self
             .fetch_state(name, false)
             .await?
@@ -112,6 +145,8 @@ impl Client {
     /// version are reused, only new ones are uploaded. With `if_version`, fails with a conflict
     /// unless the current version is exactly that; without it, the update follows the version
     /// read at the start, so a concurrent update still makes exactly one of them win.
+    /// A private file stays private, readable by the same readers, under a fresh key (so no
+    /// block is reused).
     pub async fn update<R: AsyncRead + Unpin>(
         &self,
         name: &str,
@@ -123,6 +158,16 @@ impl Client {
         let head = state
             .head()
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        if let Some(sealed) = &head.sealed {
+            let seal = Sealing::following(sealed, None);
+            let next = (next_version(name, head.version)?, Some(head.created_ms));
+            let none = HashMap::new();
+            let fut = async move { Ok(next) };
+            return Ok(self
+                .publish_from(name, fut, reader, &none, Some(&seal), progress)
+                .await?
+                .0);
+        }
         let mut known: HashMap<BlockId, Vec<PeerId>> = HashMap::new();
         for r in &state.versions {
             for b in &r.blocks {
@@ -136,8 +181,11 @@ impl Client {
             known.insert(b.id, b.holders.clone());
         }
         let next = (next_version(name, head.version)?, Some(head.created_ms));
-        self.publish_from(name, async move { Ok(next) }, reader, &known, progress)
-            .await
+        let fut = async move { Ok(next) };
+        Ok(self
+            .publish_from(name, fut, reader, &known, None, progress)
+            .await?
+            .0)
     }
 
     /// Deletes a file this client owns: a signed tombstone at the next version. Its blocks are
@@ -159,6 +207,7 @@ impl Client {
             created_ms: head.created_ms,
             modified_ms: now_ms(),
             tombstone: true,
+            sealed: None,
             signature: Vec::new(),
         };
         record.sign(&self.key)?;
@@ -178,20 +227,25 @@ impl Client {
 
     /// Uploads the blocks of `reader` (reusing those in `known`) while `version` resolves to
     /// the version and creation time the record takes, then signs and publishes the record.
-    /// An error from `version` stops the upload at once.
-    async fn publish_from<R, V>(
+    /// An error from `version` stops the upload at once. With `seal`, every block is sealed
+    /// under a fresh content key first, and the key wrapped to the readers (see `seal`).
+    pub(super) async fn publish_from<R, V>(
         &self,
         name: &str,
         version: V,
         mut reader: R,
         known: &HashMap<BlockId, Vec<PeerId>>,
+        seal: Option<&Sealing>,
         progress: Option<Progress>,
-    ) -> Result<PutOutcome>
+    ) -> Result<(PutOutcome, Option<Capability>)>
     where
         R: AsyncRead + Unpin,
         V: std::future::Future<Output = Result<(u64, Option<u64>)>>,
     {
         validate_name(name).map_err(Error::Invalid)?;
+        // A fresh key for every upload: a key never seals two different contents.
+        let key = seal.map(|_| ContentKey::random());
+        let (chunk_size, inline_max) = self.plain_limits(key.is_some());
         let block_size = self.block_size;
         let upload = async {
             let mut blocks: Vec<BlockEntry> = Vec::new();
@@ -199,19 +253,26 @@ impl Client {
             let mut size: u64 = 0;
             let mut new_blocks = 0;
             let mut reused_blocks = 0;
+            let mut index = 0usize;
             let mut eof = false;
             loop {
                 while !eof && inflight.len() < PUT_WINDOW {
-                    let chunk = read_chunk(&mut reader, block_size as usize).await?;
+                    let chunk = read_chunk(&mut reader, chunk_size as usize).await?;
                     if chunk.is_empty() {
                         eof = true;
                         break;
                     }
                     let first = size == 0;
+                    let plain_len = chunk.len() as u32;
+                    let chunk = match &key {
+                        Some(k) => seal_blocking(k, index, chunk).await?,
+                        None => chunk,
+                    };
+                    index += 1;
                     size += chunk.len() as u64;
                     let len = chunk.len() as u32;
                     // A short first chunk is the whole file.
-                    if first && len < block_size && len <= self.inline_max {
+                    if first && plain_len < chunk_size && plain_len <= inline_max {
                         new_blocks += 1;
                         if let Some(p) = &progress {
                             p(u64::from(len));
@@ -264,6 +325,14 @@ impl Client {
             .filter(|b| !b.is_inline() && b.holders.len() < r)
             .count();
         let now = now_ms();
+        let created_ms = created.unwrap_or(now);
+        let (sealed, capability) = match (seal, &key) {
+            (Some(seal), Some(key)) => {
+                let (sealed, cap) = seal.seal(self, name, created_ms, key)?;
+                (Some(sealed), Some(cap))
+            }
+            _ => (None, None),
+        };
         let mut record = FileRecord {
             name: name.to_string(),
             version,
@@ -272,9 +341,10 @@ impl Client {
             blocks,
             owner: self.peer_id(),
             owner_key: Vec::new(),
-            created_ms: created.unwrap_or(now),
+            created_ms,
             modified_ms: now,
             tombstone: false,
+            sealed,
             signature: Vec::new(),
         };
         record.sign(&self.key)?;
@@ -287,18 +357,20 @@ impl Client {
                 replicas,
             } => {
                 self.published(name, version);
-                Ok(PutOutcome {
+                let outcome = PutOutcome {
                     name: name.to_string(),
                     key,
                     root,
                     replicas,
                     version,
-                    size,
+                    size: record_plain_size(size, block_count, capability.is_some()),
                     blocks: block_count,
                     new_blocks,
                     reused_blocks,
                     under_replicated: under,
-                })
+                    private: capability.is_some(),
+                };
+                Ok((outcome, capability))
             }
             other => Err(unexpected(other)),
         }
@@ -468,7 +540,7 @@ impl Client {
 }
 
 /// The version after `v`, refused at the top of the range instead of wrapping.
-fn next_version(name: &str, v: u64) -> Result<u64> {
+pub(super) fn next_version(name: &str, v: u64) -> Result<u64> {
     v.checked_add(1)
         .filter(|n| *n <= crate::record::MAX_VERSION)
         .ok_or_else(|| Error::Invalid(format!("{name:?} is at the highest version ({v})")))

@@ -14,6 +14,7 @@
 pub mod attest;
 pub mod note;
 pub mod rules;
+pub mod sealed;
 
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
@@ -26,6 +27,7 @@ pub use note::DownloadNote;
 pub use rules::{
     accept_copy, check_state, check_successor, compatible, Adopt, Succession, MAX_VERSION_JUMP,
 };
+pub use sealed::{Cipher, KeyWrap, Sealed, TAG_LEN};
 
 /// Largest block a node accepts. Keeps every block message well inside the frame limits.
 pub const MAX_BLOCK_SIZE: u32 = 8 * 1024 * 1024;
@@ -104,6 +106,9 @@ pub struct FileRecord {
     pub created_ms: u64,
     pub modified_ms: u64,
     pub tombstone: bool,
+    /// A private file's encryption (its blocks are ciphertext); `None` for a plain file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
@@ -121,6 +126,9 @@ struct SignedContent<'a> {
     created_ms: u64,
     modified_ms: u64,
     tombstone: bool,
+    // Absent for a plain file, so plain records sign exactly the bytes they always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<&'a Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -161,6 +169,7 @@ impl FileRecord {
             created_ms: self.created_ms,
             modified_ms: self.modified_ms,
             tombstone: self.tombstone,
+            sealed: self.sealed.as_ref(),
         };
         // Serializing a struct of plain fields into a Vec cannot fail.
         cbor4ii::serde::to_vec(Vec::new(), &content).unwrap_or_default()
@@ -239,6 +248,18 @@ impl FileRecord {
                 self.size
             )));
         }
+        if let Some(sealed) = &self.sealed {
+            sealed.check()?;
+            if self.tombstone {
+                return Err(RecordError::Invalid("a tombstone is not sealed".into()));
+            }
+            // Every sealed block holds at least one byte besides its tag.
+            if self.block_size <= TAG_LEN || self.blocks.iter().any(|b| b.len <= TAG_LEN) {
+                return Err(RecordError::Invalid(format!(
+                    "a sealed block is longer than its {TAG_LEN}-byte tag"
+                )));
+            }
+        }
         let key = PublicKey::try_decode_protobuf(&self.owner_key)
             .map_err(|e| RecordError::BadSignature(format!("owner key: {e}")))?;
         if key.to_peer_id() != self.owner {
@@ -253,6 +274,16 @@ impl FileRecord {
             )));
         }
         Ok(())
+    }
+
+    /// The size of the file's content: for a private file, its blocks without their tags.
+    pub fn plain_size(&self) -> u64 {
+        match &self.sealed {
+            Some(_) => self
+                .size
+                .saturating_sub(u64::from(TAG_LEN).saturating_mul(self.blocks.len() as u64)),
+            None => self.size,
+        }
     }
 
     /// True when both records carry the same signed content (holders may differ).
@@ -448,6 +479,7 @@ pub(crate) mod tests {
             created_ms: 1,
             modified_ms: 2,
             tombstone: false,
+            sealed: None,
             signature: vec![],
         };
         r.sign(owner).unwrap();
@@ -504,6 +536,55 @@ pub(crate) mod tests {
             matches!(r.verify(), Err(RecordError::Invalid(_))),
             "short middle block"
         );
+    }
+
+    #[test]
+    fn a_sealed_records_readers_and_blocks_are_signed() {
+        let k = Keypair::generate_ed25519();
+        let wrap = |to: u8| KeyWrap {
+            to: [to; 32],
+            from: [1; 32],
+            nonce: [2; 24],
+            key: [3; 48],
+        };
+        let sealed = Sealed {
+            cipher: Cipher::XChaCha20Poly1305,
+            epoch: 0,
+            wraps: vec![wrap(5)],
+        };
+        let data: [&[u8]; 2] = [&[1; 20], &[2; 17]];
+        let mut r = record(&k, 1, &data);
+        r.block_size = 20;
+        r.sealed = Some(sealed.clone());
+        r.sign(&k).unwrap();
+        assert_eq!(r.verify(), Ok(()));
+        assert_eq!(r.plain_size(), 37 - 2 * u64::from(TAG_LEN));
+        // A root that adds a reader, drops the seal, or truncates the block list is caught.
+        let mut more = r.clone();
+        more.sealed.as_mut().unwrap().wraps.push(wrap(6));
+        assert!(matches!(more.verify(), Err(RecordError::BadSignature(_))));
+        let mut bare = r.clone();
+        bare.sealed = None;
+        assert!(matches!(bare.verify(), Err(RecordError::BadSignature(_))));
+        let mut cut = r.clone();
+        cut.blocks.pop();
+        cut.size = 20;
+        assert!(matches!(cut.verify(), Err(RecordError::BadSignature(_))));
+        // A sealed block must hold more than its tag; a tombstone is never sealed.
+        let mut tiny = record(&k, 1, &[&[1; 16]]);
+        tiny.block_size = 16;
+        assert!(
+            matches!(tiny.verify(), Err(RecordError::BadSignature(_))),
+            "unsealed, it is well-formed but for the signature"
+        );
+        tiny.sealed = Some(sealed.clone());
+        tiny.sign(&k).unwrap();
+        assert!(matches!(tiny.verify(), Err(RecordError::Invalid(_))));
+        let mut tomb = record(&k, 2, &[]);
+        tomb.tombstone = true;
+        tomb.sealed = Some(sealed);
+        tomb.sign(&k).unwrap();
+        assert!(matches!(tomb.verify(), Err(RecordError::Invalid(_))));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) fn held_record() -> FileRecord {
         created_ms: T0,
         modified_ms: T0,
         tombstone: false,
+        sealed: None,
         signature: vec![],
     };
     r.sign(&key(1)).expect("sign");

@@ -203,6 +203,7 @@ fn signed_record() -> impl Strategy<Value = (FileRecord, u8)> {
                     created_ms: seed % T0,
                     modified_ms: seed % T0 + 1,
                     tombstone: false,
+                    sealed: None,
                     signature: vec![],
                 };
                 r.sign(&key(owner)).expect("sign");

@@ -94,6 +94,7 @@ pub(crate) fn any_record() -> impl Strategy<Value = FileRecord> {
                     created_ms: c,
                     modified_ms: m,
                     tombstone: tomb,
+                    sealed: None,
                     signature: sig,
                 }
             },

@@ -54,6 +54,7 @@ pub(crate) fn record() -> FileRecord {
         created_ms: T0,
         modified_ms: T0,
         tombstone: false,
+        sealed: None,
         signature: vec![],
     };
     r.sign(&key(C)).unwrap();
