@@ -7,6 +7,8 @@
 //!     through another node, verified afterwards;
 //!   * 4 KiB files: CLI put and get latency p50/p99 (each a process start; the start alone is
 //!     its own row), and the same through the library in one client process;
+//!   * the same put and get of a private file (sealed and opened on the client), beside the
+//!     plain ones, for the cost of encryption;
 //!   * a big put and get (default 4 GiB) with the peak RSS of every process.
 //!
 //!     cargo bench --bench processes
@@ -485,6 +487,7 @@ fn main() {
     let mut stream_tcp = Vec::new();
     let mut stream_quic = Vec::new();
     let (mut put, mut get_file, mut get_null, mut get_quic) = (vec![], vec![], vec![], vec![]);
+    let (mut put_private, mut get_private) = (vec![], vec![]);
     for run in 0..runs {
         tcp_sha.push(baseline("tcp-recv", "tcp-send", &[], &input, &want));
         let l = ["/ip4/127.0.0.1/tcp/0"];
@@ -503,6 +506,27 @@ fn main() {
         let (secs, _) = timed_cli(&["get", &name, "-o", o, "--node", &tcp_nodes[1].addr], &id);
         assert_eq!(sha_file(&out), want, "get wrote other bytes");
         get_file.push(mbps(size, secs));
+        let _ = std::fs::remove_file(&out);
+        let private = format!("private-{run}");
+        let (secs, _) = timed_cli(
+            &[
+                "put",
+                path,
+                "--name",
+                &private,
+                "--private",
+                "--node",
+                &tcp_nodes[0].addr,
+            ],
+            &id,
+        );
+        put_private.push(mbps(size, secs));
+        let (secs, _) = timed_cli(
+            &["get", &private, "-o", o, "--node", &tcp_nodes[1].addr],
+            &id,
+        );
+        assert_eq!(sha_file(&out), want, "private get wrote other bytes");
+        get_private.push(mbps(size, secs));
         let _ = std::fs::remove_file(&out);
         let start = Instant::now();
         let child = cli_cmd(
@@ -541,11 +565,19 @@ fn main() {
         },
         Row {
             path: "CLI `put FILE` (R = 3), file data, TCP".into(),
-            mbs: median(put),
+            mbs: median(put.clone()),
         },
         Row {
             path: "CLI `get NAME -o FILE`, TCP".into(),
-            mbs: median(get_file),
+            mbs: median(get_file.clone()),
+        },
+        Row {
+            path: "CLI `put --private FILE` (sealed on the client), TCP".into(),
+            mbs: median(put_private.clone()),
+        },
+        Row {
+            path: "CLI `get NAME -o FILE` of a private file, TCP".into(),
+            mbs: median(get_private.clone()),
         },
         Row {
             path: "CLI `get NAME -o -` > /dev/null, TCP".into(),
@@ -644,6 +676,11 @@ fn main() {
             r.mbs / limit
         );
     }
+    println!(
+        "private / plain, medians of this run: put {:.2}x, get {:.2}x",
+        median(put_private) / median(put),
+        median(get_private) / median(get_file)
+    );
     println!();
     println!("4 KiB, sequential, {small} each");
     println!("{:<46} {:>10} {:>10}", "op", "p50 ms", "p99 ms");

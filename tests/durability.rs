@@ -41,15 +41,27 @@ async fn fully_replicated(swarm: &TestSwarm, reader: &swarmstore::Client, name: 
     }
 }
 
+/// Puts `data` as a plain or a private file: repair and drain move sealed blocks like any.
+async fn put_mixed(client: &swarmstore::Client, name: &str, data: &[u8], private: bool) {
+    if private {
+        client.put_private(name, data, None).await.unwrap();
+        assert!(client.stat(name).await.unwrap().private);
+    } else {
+        client.put_bytes(name, data).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repair_restores_r_copies_after_a_node_is_lost() {
     let mut swarm = TestSwarm::start_with(6, 3, fast()).await;
-    let client = swarm.client(0).await;
+    // One owner for all, so the reader below opens the private files (every other one).
+    let owner = Keypair::generate_ed25519();
+    let client = swarm.client_with(0, &owner).await;
     let mut files = Vec::new();
     for i in 0..4 {
         let data = random_bytes(3 * MIB + i * 1000, i as u64);
         let name = format!("f{i}");
-        client.put_bytes(&name, &data).await.unwrap();
+        put_mixed(&client, &name, &data, i % 2 == 1).await;
         files.push((name, data));
     }
     // Lose the node that holds the most block copies (never the client's access node).
@@ -69,7 +81,9 @@ async fn repair_restores_r_copies_after_a_node_is_lost() {
     swarm.stop_node(victim).await;
     let lost_at = Instant::now();
 
-    let reader = swarm.client(if victim == 1 { 2 } else { 1 }).await;
+    let reader = swarm
+        .client_with(if victim == 1 { 2 } else { 1 }, &owner)
+        .await;
     for (name, data) in &files {
         assert!(
             reader.get_bytes(name).await.unwrap() == *data,
@@ -171,12 +185,13 @@ async fn drain_hands_everything_over_before_leaving() {
             .sync_interval(Duration::from_secs(3600))
     });
     let mut swarm = TestSwarm::start_with(5, 3, tune).await;
-    let client = swarm.client(0).await;
+    let owner = Keypair::generate_ed25519();
+    let client = swarm.client_with(0, &owner).await;
     let mut files = Vec::new();
     for i in 0..3 {
         let data = random_bytes(2 * MIB + 17, 40 + i);
         let name = format!("d{i}");
-        client.put_bytes(&name, &data).await.unwrap();
+        put_mixed(&client, &name, &data, i == 1).await;
         files.push((name, data));
     }
     let leaver = (1..5)
@@ -188,7 +203,9 @@ async fn drain_hands_everything_over_before_leaving() {
     assert!(report.blocks_handed > 0);
     let leaver_id = swarm.node(leaver).peer_id();
     swarm.stop_node(leaver).await;
-    let reader = swarm.client(if leaver == 1 { 2 } else { 1 }).await;
+    let reader = swarm
+        .client_with(if leaver == 1 { 2 } else { 1 }, &owner)
+        .await;
     let live = swarm.peer_ids();
     for (name, data) in &files {
         // What drain itself must have done: the R closest live peers hold the record.

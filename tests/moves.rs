@@ -95,7 +95,15 @@ async fn moves_spread_storage_onto_joiners_and_then_stop() {
     for i in 0..96u64 {
         let name = format!("moves/{i}");
         let data = random_bytes(256 << 10, 500 + i);
-        client.put_bytes(&name, &data).await.expect("put");
+        // Every fourth file private: moves carry sealed blocks like any other.
+        if i % 4 == 0 {
+            client
+                .put_private(&name, &data[..], None)
+                .await
+                .expect("put");
+        } else {
+            client.put_bytes(&name, &data).await.expect("put");
+        }
         files.push((name, data));
     }
     let files = Arc::new(files);
@@ -117,10 +125,10 @@ async fn moves_spread_storage_onto_joiners_and_then_stop() {
             failed.clone(),
         );
         let access = nodes[1].addr().parse().unwrap();
+        // The owner's identity, which opens the private files.
+        let key = key.clone();
         tokio::spawn(async move {
-            let c = Client::connect(access, Keypair::generate_ed25519())
-                .await
-                .expect("reader connects");
+            let c = Client::connect(access, key).await.expect("reader connects");
             let mut rng = rand::rngs::StdRng::seed_from_u64(3);
             while !stop.load(Ordering::Relaxed) {
                 let (name, data) = &files[rng.gen_range(0..files.len())];

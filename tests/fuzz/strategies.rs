@@ -8,8 +8,8 @@ use proptest::prelude::*;
 
 use swarmstore::ids::{BlockId, FileKey};
 use swarmstore::record::{
-    Attestation, BlockEntry, DownloadNote, FileRecord, FileState, RecordError, UserEntry, UserRole,
-    MAX_HOLDERS,
+    Attestation, BlockEntry, Cipher, DownloadNote, FileRecord, FileState, KeyWrap, RecordError,
+    Sealed, UserEntry, UserRole, MAX_HOLDERS,
 };
 
 use crate::peers;
@@ -64,6 +64,34 @@ pub(crate) fn any_record() -> impl Strategy<Value = FileRecord> {
             holders,
             inline: inline.map(serde_bytes::ByteBuf::from),
         });
+    // A private file's seal, sometimes: wraps of fixed-size keys, up to one past the bound.
+    let wrap = (
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 24]>(),
+        bytes(48),
+    )
+        .prop_map(|(to, from, nonce, key)| {
+            let mut k = [0u8; 48];
+            k[..key.len().min(48)].copy_from_slice(&key[..key.len().min(48)]);
+            KeyWrap {
+                to,
+                from,
+                nonce,
+                key: k,
+            }
+        });
+    let sealed = proptest::option::of(
+        (
+            any::<u32>(),
+            vec(wrap, 0..=swarmstore::record::sealed::MAX_WRAPS + 1),
+        )
+            .prop_map(|(epoch, wraps)| Sealed {
+                cipher: Cipher::XChaCha20Poly1305,
+                epoch,
+                wraps,
+            }),
+    );
     (
         (
             text(),
@@ -80,9 +108,14 @@ pub(crate) fn any_record() -> impl Strategy<Value = FileRecord> {
             any::<bool>(),
             bytes(64),
         ),
+        sealed,
     )
         .prop_map(
-            |((name, version, size, block_size, blocks), (owner, owner_key, c, m, tomb, sig))| {
+            |(
+                (name, version, size, block_size, blocks),
+                (owner, owner_key, c, m, tomb, sig),
+                sealed,
+            )| {
                 FileRecord {
                     name,
                     version,
@@ -94,7 +127,7 @@ pub(crate) fn any_record() -> impl Strategy<Value = FileRecord> {
                     created_ms: c,
                     modified_ms: m,
                     tombstone: tomb,
-                    sealed: None,
+                    sealed,
                     signature: sig,
                 }
             },
