@@ -226,6 +226,29 @@ fn private_files_are_sealed_from_holders_and_read_only_with_a_key() {
         assert!(err.contains("no read capability"), "{err}");
         assert!(!dest.exists(), "nothing written for a stranger");
     }
+    // An update stays private under a fresh key: the "latest" capability opens it, a
+    // stranger still cannot.
+    let small2 = content(3 << 10, 4);
+    std::fs::write(files.join("small2"), &small2).unwrap();
+    let up = json(&cli(
+        &[
+            "update",
+            "small",
+            files.join("small2").to_str().unwrap(),
+            "--json",
+            "--node",
+            &a0,
+        ],
+        &owner,
+    ));
+    assert_eq!(up["private"], true, "{up}");
+    let (o, dest) = read(&small_cap, &stranger, "small2.out");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), small2);
+    let (o, _) = read("small", &stranger, "small2-stranger.out");
+    assert_eq!(o.status.code(), Some(4));
+    scanner.add("the updated private 3 KiB file", &small2);
+
     let (o, _) = read("big", &friend, "friend-before.out");
     assert_eq!(o.status.code(), Some(4));
     let shared = json(&cli(
