@@ -29,6 +29,7 @@ pub mod balance;
 #[doc(hidden)]
 pub mod cli;
 pub mod client;
+pub mod client_config;
 pub mod config;
 pub mod error;
 pub(crate) mod identity;

@@ -307,6 +307,42 @@ fn private_files_are_sealed_from_holders_and_read_only_with_a_key() {
     // Still nothing in the clear after re-sealing.
     assert!(scanner.scan(&dirs).is_empty());
 
+    // A client config that makes private the default (and names the access node): `put`
+    // seals, `put --plain` does not.
+    let cfg = tmp.path().join("client.toml");
+    std::fs::write(&cfg, format!("node = {a0:?}\nprivate = true\n")).unwrap();
+    let c = cfg.to_str().unwrap();
+    let f = files.join("small2");
+    let f = f.to_str().unwrap();
+    let by_default = json(&cli(
+        &[
+            "put",
+            f,
+            "--name",
+            "cfg-private",
+            "--client-config",
+            c,
+            "--json",
+        ],
+        &owner,
+    ));
+    assert_eq!(by_default["private"], true, "{by_default}");
+    assert!(by_default["capability"].is_string());
+    let plain_put = json(&cli(
+        &[
+            "put",
+            f,
+            "--name",
+            "cfg-plain",
+            "--plain",
+            "--client-config",
+            c,
+            "--json",
+        ],
+        &owner,
+    ));
+    assert_eq!(plain_put["private"], false, "{plain_put}");
+
     // Every holder of the head's first block swaps in another block of the file: the get
     // fails, and no output appears.
     let stat = json(&cli(&["stat", "big", "--json", "--node", &a0], &owner));

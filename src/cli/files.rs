@@ -14,6 +14,7 @@ use super::output::{print_json, progress_bar};
 use super::AccessArgs;
 use crate::client::seal::ContentKey;
 use crate::client::{Capability, Client, FileInfo, GetOutcome, Progress};
+use crate::client_config::{self, ClientSettings};
 use crate::identity;
 use crate::record::FileRecord;
 use crate::units::human_bytes;
@@ -27,9 +28,12 @@ pub struct PutArgs {
     pub name: Option<String>,
     /// Encrypt on this client before anything leaves it: holders store only ciphertext; the
     /// owner reads it, and prints a read capability for others (a per-client default through
-    /// SWARMSTORE_PRIVATE=true).
-    #[arg(long, env = "SWARMSTORE_PRIVATE")]
+    /// SWARMSTORE_PRIVATE=true or `private = true` in the client config).
+    #[arg(long, env = "SWARMSTORE_PRIVATE", conflicts_with = "plain")]
     pub private: bool,
+    /// Store this file unencrypted even where the client config makes private the default.
+    #[arg(long)]
+    pub plain: bool,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -90,9 +94,15 @@ pub struct StatusArgs {
     pub access: AccessArgs,
 }
 
-/// `--node`, else `SWARMSTORE_NODE` (clap reads both), else the local node's address file.
-pub fn access_addr(args: &AccessArgs) -> anyhow::Result<Multiaddr> {
-    if let Some(addr) = &args.node {
+/// The client config file this command reads (see `client_config`).
+pub fn settings(args: &AccessArgs) -> anyhow::Result<ClientSettings> {
+    Ok(ClientSettings::load(args.client_config.as_deref())?)
+}
+
+/// `--node`, else `SWARMSTORE_NODE` (clap reads both), else the client config's `node`, else
+/// the local node's address file.
+pub fn access_addr(args: &AccessArgs, settings: &ClientSettings) -> anyhow::Result<Multiaddr> {
+    if let Some(addr) = args.node.as_ref().or(settings.node.as_ref()) {
         return Ok(addr.clone());
     }
     let dir = args
@@ -106,23 +116,30 @@ pub fn access_addr(args: &AccessArgs) -> anyhow::Result<Multiaddr> {
             .parse()
             .with_context(|| format!("{} does not hold a multiaddr", file.display())),
         Err(_) => anyhow::bail!(
-            "no access node: pass --node MULTIADDR, set SWARMSTORE_NODE, or run a local node \
-             (it writes {})",
+            "no access node: pass --node MULTIADDR, set SWARMSTORE_NODE or `node` in {}, or \
+             run a local node (it writes {})",
+            client_config::default_path().display(),
             file.display()
         ),
     }
 }
 
 pub async fn connect(args: &AccessArgs) -> anyhow::Result<Client> {
-    let addr = access_addr(args)?;
+    connect_with(args, &settings(args)?).await
+}
+
+pub async fn connect_with(args: &AccessArgs, settings: &ClientSettings) -> anyhow::Result<Client> {
+    let addr = access_addr(args, settings)?;
     let id_path = args
         .identity
         .clone()
+        .or_else(|| settings.identity.clone())
         .unwrap_or_else(identity::default_client_identity);
     let key = identity::load_or_create(&id_path)?;
     let swarm_key = args
         .swarm_key
         .as_deref()
+        .or(settings.swarm_key.as_deref())
         .map(crate::net::read_swarm_key)
         .transpose()?;
     Ok(Client::connect_with(addr, key, swarm_key).await?)
@@ -139,9 +156,11 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .context("cannot derive a name from the path; pass --name")?,
     };
-    let client = connect(&args.access).await?;
+    let settings = settings(&args.access)?;
+    let private = args.private || (settings.private && !args.plain);
+    let client = connect_with(&args.access, &settings).await?;
     let put = |reader, progress| async {
-        if args.private {
+        if private {
             let (outcome, cap) = client.put_private(&name, reader, progress).await?;
             Ok::<_, crate::Error>((outcome, Some(cap)))
         } else {

@@ -103,6 +103,16 @@ pub struct AccessArgs {
         help_heading = "Access node"
     )]
     pub swarm_key: Option<PathBuf>,
+
+    /// Client config file with defaults for these settings and `private` (default:
+    /// ~/.config/swarmstore/client.toml, if it exists).
+    #[arg(
+        long,
+        env = "SWARMSTORE_CLIENT_CONFIG",
+        value_name = "FILE",
+        help_heading = "Access node"
+    )]
+    pub client_config: Option<PathBuf>,
 }
 
 /// The node `swarmstore node ARGS...` would run (`argv` without the program name), without

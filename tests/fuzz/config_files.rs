@@ -1,4 +1,5 @@
-//! Config files: the TOML node config (`NodeSettings::from_toml`) on arbitrary text, random
+//! Config files: the TOML node config (`NodeSettings::from_toml`) and the client config
+//! (`ClientSettings::from_toml`) on arbitrary text, random
 //! TOML lines and mutated seeds, config values round-tripping, and the swarm key file format
 //! (`net::read_swarm_key`) on mutated key files.
 
@@ -10,6 +11,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+use swarmstore::client_config::ClientSettings;
 use swarmstore::config::NodeSettings;
 
 use crate::config;
@@ -105,6 +107,27 @@ proptest! {
     #[test]
     fn mutated_config_files_never_panic(text in mutated_config()) {
         check_config(&text)?;
+    }
+
+    /// The client config (`client_config`), on lines of its keys with any value, and on
+    /// mutated node configs (TOML of the wrong keys): a one-line error or settings.
+    #[test]
+    fn client_config_text_never_panics(
+        lines in vec((0..4usize, prop_oneof![
+            any::<String>().prop_map(|s| format!("{s:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("\"/ip4/127.0.0.1/tcp/4001\"".to_string()),
+        ]), 0..6),
+        other in mutated_config(),
+    ) {
+        let keys = ["node", "identity", "swarm-key", "private"];
+        let text: String = lines.iter().map(|(k, v)| format!("{} = {v}\n", keys[*k])).collect();
+        for t in [text.as_str(), other.as_str()] {
+            if let Err(e) = ClientSettings::from_toml(t, Path::new("/etc/swarmstore")) {
+                prop_assert!(!e.to_string().contains('\n'), "a multi-line error: {}", e);
+            }
+        }
     }
 
     /// Settings written as TOML come back as they were written.
