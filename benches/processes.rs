@@ -476,8 +476,6 @@ fn main() {
     let dir = tmp.path();
     let id = dir.join("client.key");
     let input = dir.join("input.bin");
-    random_file(&input, size, 1);
-    let want = sha_file(&input);
     let path = input.to_str().expect("utf-8 temp path");
 
     let tcp_nodes = swarm(&dir.join("tcp"), "/ip4/127.0.0.1/tcp/0", &id);
@@ -489,6 +487,10 @@ fn main() {
     let (mut put, mut get_file, mut get_null, mut get_quic) = (vec![], vec![], vec![], vec![]);
     let (mut put_private, mut get_private) = (vec![], vec![]);
     for run in 0..runs {
+        // New content every run: a holder stores a block it already has as a no-op, so
+        // putting the same bytes again would time a put that writes nothing.
+        random_file(&input, size, 1 + run as u64);
+        let want = sha_file(&input);
         tcp_sha.push(baseline("tcp-recv", "tcp-send", &[], &input, &want));
         let l = ["/ip4/127.0.0.1/tcp/0"];
         stream_tcp.push(baseline("stream-recv", "stream-send", &l, &input, &want));

@@ -18,6 +18,7 @@ use super::seal::{self, capability_secret, Capability, ContentKey, ReaderSecret}
 use super::write::next_version;
 use super::{unexpected, Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
+use crate::ids::BlockId;
 use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::record::{now_ms, FileRecord, Sealed, TAG_LEN};
 
@@ -78,16 +79,20 @@ pub(super) fn record_plain_size(stored: u64, blocks: usize, sealed: bool) -> u64
     }
 }
 
-/// Seals one block off the async threads (a MiB takes about a millisecond).
+/// Seals one block and hashes the result, off the async threads (a MiB takes about a
+/// millisecond each).
 pub(super) async fn seal_blocking(
     key: &ContentKey,
     index: usize,
     data: Vec<u8>,
-) -> Result<Vec<u8>> {
+) -> Result<(BlockId, Vec<u8>)> {
     let key = key.clone();
-    tokio::task::spawn_blocking(move || key.seal_block(index, data))
-        .await
-        .map_err(|e| Error::Invalid(format!("sealing task failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let sealed = key.seal_block(index, data)?;
+        Ok((BlockId::of(&sealed), sealed))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("sealing task failed: {e}")))?
 }
 
 /// Opens one block off the async threads.

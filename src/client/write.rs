@@ -257,16 +257,22 @@ impl Client {
             let mut eof = false;
             loop {
                 while !eof && inflight.len() < PUT_WINDOW {
-                    let chunk = read_chunk(&mut reader, chunk_size as usize).await?;
+                    // Room for the tag, so sealing in place does not copy the block.
+                    let spare = if key.is_some() { TAG_LEN as usize } else { 0 };
+                    let chunk = read_chunk(&mut reader, chunk_size as usize, spare).await?;
                     if chunk.is_empty() {
                         eof = true;
                         break;
                     }
                     let first = size == 0;
                     let plain_len = chunk.len() as u32;
-                    let chunk = match &key {
-                        Some(k) => seal_blocking(k, index, chunk).await?,
-                        None => chunk,
+                    // A sealed block is hashed in the same blocking task that seals it.
+                    let (chunk, sealed_id) = match &key {
+                        Some(k) => {
+                            let (id, c) = seal_blocking(k, index, chunk).await?;
+                            (c, Some(id))
+                        }
+                        None => (chunk, None),
                     };
                     index += 1;
                     size += chunk.len() as u64;
@@ -283,7 +289,10 @@ impl Client {
                         )));
                         continue;
                     }
-                    let (id, chunk) = hash_block(chunk).await;
+                    let (id, chunk) = match sealed_id {
+                        Some(id) => (id, chunk),
+                        None => hash_block(chunk).await,
+                    };
                     if let Some(holders) = known.get(&id) {
                         reused_blocks += 1;
                         if let Some(p) = &progress {
@@ -546,9 +555,15 @@ pub(super) fn next_version(name: &str, v: u64) -> Result<u64> {
         .ok_or_else(|| Error::Invalid(format!("{name:?} is at the highest version ({v})")))
 }
 
-/// Fills up to `max` bytes from `reader`; shorter only at end of input.
-async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; max];
+/// Fills up to `max` bytes from `reader`; shorter only at end of input. The buffer has room
+/// for `spare` more bytes.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    spare: usize,
+) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(max.saturating_add(spare));
+    buf.resize(max, 0);
     let mut filled = 0;
     while filled < max {
         let n = reader.read(&mut buf[filled..]).await?;
