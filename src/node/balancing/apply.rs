@@ -54,12 +54,8 @@ pub(super) fn short(s: impl std::fmt::Display) -> String {
 pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
     {
         let mut st = ctx.balance.state();
-        if !st.holdings.started.insert(id) {
+        if !st.holdings.started.insert(id, ()) {
             return; // already applied or in progress: idempotent
-        }
-        if st.holdings.started.len() > 8192 {
-            st.holdings.started.clear();
-            st.holdings.started.insert(id);
         }
     }
     if FileKey::for_name(&item.name) != item.decision.file() {

@@ -2,11 +2,12 @@
 //! states, moves in progress, and the outcomes it reports back. The root of a delegated file
 //! also remembers its delegate here, to push updates to it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+use super::expiring::Expiring;
 use crate::ids::{BlockId, FileKey};
 use crate::protocol::gossip::{Decision, DecisionId, DecisionState, ExtraHeld, Outcome};
 use crate::record::FileState;
@@ -76,13 +77,15 @@ pub struct Holdings {
     /// Delegations of files we are root of: where updates must be pushed.
     pub(super) my_delegates: HashMap<FileKey, (PeerId, u64)>,
     pub(super) outcomes: VecDeque<Outcome>,
-    pub(super) started: HashSet<DecisionId>,
+    /// Decisions applied or in progress (applying is idempotent), for [`CACHE_AGE`].
+    pub(super) started: Expiring<DecisionId, ()>,
     pub(super) moves_out: Vec<MoveOut>,
-    pub(super) block_names: HashMap<BlockId, String>,
-    pub(super) file_names: HashMap<FileKey, (String, bool, Instant)>,
-    /// Copies a move found no record lists here, and when: not offered as cold blocks again
-    /// for a while (see `report::cold_blocks`).
-    pub(super) unlisted: HashMap<BlockId, Instant>,
+    /// Names of hot blocks and files this node described in its reports lately.
+    pub(super) block_names: Expiring<BlockId, String>,
+    pub(super) file_names: Expiring<FileKey, (String, bool, Instant)>,
+    /// Copies a move found no record lists here: not offered as cold blocks again for
+    /// [`UNLISTED_FOR`] (see `report::cold_blocks`).
+    pub(super) unlisted: Expiring<BlockId, ()>,
     /// Bytes copied for decisions this round, and when the round began.
     pub(super) work: (Instant, u64),
 }
@@ -94,11 +97,11 @@ impl Default for Holdings {
             delegated: HashMap::new(),
             my_delegates: HashMap::new(),
             outcomes: VecDeque::new(),
-            started: HashSet::new(),
+            started: Expiring::new(CACHE_AGE, 8192),
             moves_out: Vec::new(),
-            block_names: HashMap::new(),
-            file_names: HashMap::new(),
-            unlisted: HashMap::new(),
+            block_names: Expiring::new(CACHE_AGE, 4096),
+            file_names: Expiring::new(CACHE_AGE, 4096),
+            unlisted: Expiring::new(UNLISTED_FOR, MAX_UNLISTED),
             work: (Instant::now(), 0),
         }
     }
@@ -109,24 +112,20 @@ impl Default for Holdings {
 pub(super) const UNLISTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// Copies remembered as unlisted at most (past it the memory starts again).
 const MAX_UNLISTED: usize = 4096;
+/// How long the name caches and the started decisions are kept: far past the decision
+/// history's retention (so no decision is delivered again after it is forgotten), and short
+/// enough that the caches hold only what is hot lately.
+pub(super) const CACHE_AGE: Duration = Duration::from_secs(600);
 
 impl Holdings {
     /// Remembers that no record lists this node's copy of `block`.
     pub(super) fn note_unlisted(&mut self, block: BlockId) {
-        if self.unlisted.len() >= MAX_UNLISTED {
-            self.unlisted.retain(|_, at| at.elapsed() < UNLISTED_FOR);
-            if self.unlisted.len() >= MAX_UNLISTED {
-                self.unlisted.clear();
-            }
-        }
-        self.unlisted.insert(block, Instant::now());
+        self.unlisted.insert(block, ());
     }
 
     /// Whether a move lately found this node's copy of `block` unlisted.
     pub(super) fn lately_unlisted(&self, block: &BlockId) -> bool {
-        self.unlisted
-            .get(block)
-            .is_some_and(|at| at.elapsed() < UNLISTED_FOR)
+        self.unlisted.contains_key(block)
     }
 
     pub fn extras_list(&self) -> Vec<ExtraHeld> {

@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod delegate;
+mod expiring;
 pub mod history;
 pub mod holdings;
 pub mod persist;

@@ -134,9 +134,6 @@ pub async fn describe_blocks(ctx: &Arc<Ctx>, hot: &[(BlockId, f64, u64)]) -> Vec
                     continue; // served but not ours to describe (no ref yet)
                 };
                 let mut st = ctx.balance.state();
-                if st.holdings.block_names.len() > 4096 {
-                    st.holdings.block_names.clear();
-                }
                 st.holdings.block_names.insert(id, n.clone());
                 n
             }
@@ -178,9 +175,6 @@ pub async fn describe_files(ctx: &Arc<Ctx>, hot: &[(FileKey, f64)]) -> Vec<FileH
                 };
                 let root = ctx.replica_set(&name).await.first() == Some(&ctx.local);
                 let mut st = ctx.balance.state();
-                if st.holdings.file_names.len() > 4096 {
-                    st.holdings.file_names.clear();
-                }
                 st.holdings
                     .file_names
                     .insert(key, (name.clone(), root, Instant::now()));
