@@ -15,6 +15,7 @@ mod session;
 mod write;
 
 pub use seal::Capability;
+use seal::ReaderSecret;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -234,6 +235,12 @@ impl Client {
     pub fn with_direct_reads(mut self, on: bool) -> Self {
         self.direct_reads = on;
         self
+    }
+
+    /// This client's X25519 secret (its ed25519 identity in Montgomery form).
+    pub(super) fn reader_secret(&self) -> Result<ReaderSecret> {
+        ReaderSecret::of_identity(&self.key)
+            .ok_or_else(|| Error::Invalid("private files need an ed25519 client identity".into()))
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -14,106 +14,14 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::seal::{self, capability_secret, Capability, ContentKey, ReaderSecret};
+use super::seal::{self, capability_for, Capability, ContentKey, Sealing};
 use super::write::next_version;
 use super::{unexpected, Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
-use crate::ids::BlockId;
 use crate::protocol::client::{ClientRequest, ClientResponse};
-use crate::record::{now_ms, FileRecord, Sealed, TAG_LEN};
-
-/// Who a new private version is sealed for, besides the owner and the epoch's capability.
-pub(super) struct Sealing {
-    epoch: u32,
-    readers: Vec<[u8; 32]>,
-}
-
-impl Sealing {
-    /// The readers of `sealed` (less `drop`), at its epoch, or the next one when dropping.
-    pub(super) fn following(sealed: &Sealed, drop: Option<&[[u8; 32]]>) -> Self {
-        let readers = sealed
-            .readers()
-            .filter(|r| drop.is_none_or(|d| !d.contains(r)))
-            .copied()
-            .collect();
-        Sealing {
-            epoch: sealed.epoch,
-            readers,
-        }
-    }
-
-    /// The record's [`Sealed`] for `key`, and the "latest" capability it answers to.
-    pub(super) fn seal(
-        &self,
-        client: &Client,
-        name: &str,
-        created_ms: u64,
-        key: &ContentKey,
-    ) -> Result<(Sealed, Capability)> {
-        let me = client.reader_secret()?;
-        let cap = capability_for(&me, name, self.epoch, created_ms);
-        let mut readers = vec![me.public(), cap.public()];
-        readers.extend(self.readers.iter().copied());
-        let sealed = seal::seal_for(key, self.epoch, &readers)?;
-        let capability = Capability::Latest {
-            name: name.to_string(),
-            secret: cap,
-        };
-        Ok((sealed, capability))
-    }
-}
-
-/// The capability secret of one history of `name` (its creation time tells a file from an
-/// earlier, deleted one of the same name) at `epoch`.
-fn capability_for(owner: &ReaderSecret, name: &str, epoch: u32, created_ms: u64) -> ReaderSecret {
-    let history = format!("{name}\u{0}{created_ms}");
-    capability_secret(owner, &history, epoch)
-}
-
-/// A record's content size from its stored size: sealed blocks carry a tag each.
-pub(super) fn record_plain_size(stored: u64, blocks: usize, sealed: bool) -> u64 {
-    if sealed {
-        stored.saturating_sub(u64::from(TAG_LEN).saturating_mul(blocks as u64))
-    } else {
-        stored
-    }
-}
-
-/// Seals one block and hashes the result, off the async threads (a MiB takes about a
-/// millisecond each).
-pub(super) async fn seal_blocking(
-    key: &ContentKey,
-    index: usize,
-    data: Vec<u8>,
-) -> Result<(BlockId, Vec<u8>)> {
-    let key = key.clone();
-    tokio::task::spawn_blocking(move || {
-        let sealed = key.seal_block(index, data)?;
-        Ok((BlockId::of(&sealed), sealed))
-    })
-    .await
-    .map_err(|e| Error::Invalid(format!("sealing task failed: {e}")))?
-}
-
-/// Opens one block off the async threads.
-pub(super) async fn open_blocking(
-    key: &ContentKey,
-    index: usize,
-    data: Vec<u8>,
-) -> Result<Vec<u8>> {
-    let key = key.clone();
-    tokio::task::spawn_blocking(move || key.open_block(index, data))
-        .await
-        .map_err(|e| Error::Invalid(format!("opening task failed: {e}")))?
-}
+use crate::record::{now_ms, FileRecord, Sealed};
 
 impl Client {
-    /// This client's X25519 secret (its ed25519 identity in Montgomery form).
-    pub(super) fn reader_secret(&self) -> Result<ReaderSecret> {
-        ReaderSecret::of_identity(&self.key)
-            .ok_or_else(|| Error::Invalid("private files need an ed25519 client identity".into()))
-    }
-
     /// Publishes a new private file: sealed on this client, readable by its owner and by the
     /// capability that comes back (keep it secret; anyone holding it reads every version until
     /// the next `unshare`).
@@ -130,27 +38,6 @@ impl Client {
         let (outcome, cap) = self.put_with(name, reader, Some(&seal), progress).await?;
         let cap = cap.ok_or_else(|| Error::Invalid("a private put came back unsealed".into()))?;
         Ok((outcome, cap))
-    }
-
-    /// The key that opens `record`: none for a plain file; for a private one, from `cap`
-    /// or from this client's own wrap, else [`Error::NoCapability`].
-    pub fn reader_key(
-        &self,
-        record: &FileRecord,
-        cap: Option<&Capability>,
-    ) -> Result<Option<ContentKey>> {
-        let Some(sealed) = &record.sealed else {
-            return Ok(None);
-        };
-        if let Some(key) = cap.and_then(|c| c.open(record)) {
-            return Ok(Some(key));
-        }
-        if let Some(key) =
-            ReaderSecret::of_identity(&self.key).and_then(|me| seal::unwrap(sealed, &me))
-        {
-            return Ok(Some(key));
-        }
-        Err(Error::NoCapability(record.name.clone()))
     }
 
     /// The capability of one version of a private file this client can read.

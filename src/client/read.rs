@@ -8,8 +8,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::holders::{HolderOrder, Lease};
-use super::private::open_blocking;
-use super::seal::ContentKey;
+use super::seal::{self, open_blocking, Capability, ContentKey, ReaderSecret};
 use super::{unexpected, Client, GetOutcome, Progress};
 use crate::error::{Error, Result};
 use crate::ids::{hash_block, BlockId};
@@ -190,6 +189,27 @@ impl Client {
         }
         tracing::warn!(%peer, block = %entry.id, "holder returned wrong bytes; trying another");
         (lease, None)
+    }
+
+    /// The key that opens `record`: none for a plain file; for a private one, from `cap`
+    /// or from this client's own wrap, else [`Error::NoCapability`].
+    pub fn reader_key(
+        &self,
+        record: &FileRecord,
+        cap: Option<&Capability>,
+    ) -> Result<Option<ContentKey>> {
+        let Some(sealed) = &record.sealed else {
+            return Ok(None);
+        };
+        if let Some(key) = cap.and_then(|c| c.open(record)) {
+            return Ok(Some(key));
+        }
+        if let Some(key) =
+            ReaderSecret::of_identity(&self.key).and_then(|me| seal::unwrap(sealed, &me))
+        {
+            return Ok(Some(key));
+        }
+        Err(Error::NoCapability(record.name.clone()))
     }
 
     /// Reads a file (the head, or `version`) as a stream of verified chunks, in order.

@@ -16,7 +16,8 @@
 //! `swarmstore:cap:1:v<N>:<key>:<name>` carries version N's content key;
 //! `swarmstore:cap:1:latest:<secret>:<name>` carries the file's capability secret, derived
 //! by the owner from its identity, the name and the epoch, to which every version of that
-//! epoch wraps its key. `unshare` moves the epoch on.
+//! epoch wraps its key. `unshare` moves the epoch on. [`Sealing`] is who a new version is
+//! sealed for; the operations that publish one are in `private`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +33,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::ids::validate_name;
+use crate::ids::{validate_name, BlockId};
 use crate::record::{public_key_of, Cipher, FileRecord, KeyWrap, Sealed, TAG_LEN};
 
 const WRAP_INFO: &[u8] = b"swarmstore/wrap/1";
@@ -336,6 +337,95 @@ impl FromStr for Capability {
             key: ContentKey(key),
         })
     }
+}
+
+/// Who a new private version is sealed for, besides the owner and the epoch's capability.
+pub(super) struct Sealing {
+    pub(super) epoch: u32,
+    pub(super) readers: Vec<[u8; 32]>,
+}
+
+impl Sealing {
+    /// The readers of `sealed` (less `drop`), at its epoch, or the next one when dropping.
+    pub(super) fn following(sealed: &Sealed, drop: Option<&[[u8; 32]]>) -> Self {
+        let readers = sealed
+            .readers()
+            .filter(|r| drop.is_none_or(|d| !d.contains(r)))
+            .copied()
+            .collect();
+        Sealing {
+            epoch: sealed.epoch,
+            readers,
+        }
+    }
+
+    /// The record's [`Sealed`] for `key`, and the "latest" capability it answers to.
+    pub(super) fn seal(
+        &self,
+        me: &ReaderSecret,
+        name: &str,
+        created_ms: u64,
+        key: &ContentKey,
+    ) -> Result<(Sealed, Capability)> {
+        let cap = capability_for(me, name, self.epoch, created_ms);
+        let mut readers = vec![me.public(), cap.public()];
+        readers.extend(self.readers.iter().copied());
+        let sealed = seal_for(key, self.epoch, &readers)?;
+        let capability = Capability::Latest {
+            name: name.to_string(),
+            secret: cap,
+        };
+        Ok((sealed, capability))
+    }
+}
+
+/// The capability secret of one history of `name` (its creation time tells a file from an
+/// earlier, deleted one of the same name) at `epoch`.
+pub(super) fn capability_for(
+    owner: &ReaderSecret,
+    name: &str,
+    epoch: u32,
+    created_ms: u64,
+) -> ReaderSecret {
+    let history = format!("{name}\u{0}{created_ms}");
+    capability_secret(owner, &history, epoch)
+}
+
+/// A record's content size from its stored size: sealed blocks carry a tag each.
+pub(super) fn record_plain_size(stored: u64, blocks: usize, sealed: bool) -> u64 {
+    if sealed {
+        stored.saturating_sub(u64::from(TAG_LEN).saturating_mul(blocks as u64))
+    } else {
+        stored
+    }
+}
+
+/// Seals one block and hashes the result, off the async threads (a MiB takes about a
+/// millisecond each).
+pub(super) async fn seal_blocking(
+    key: &ContentKey,
+    index: usize,
+    data: Vec<u8>,
+) -> Result<(BlockId, Vec<u8>)> {
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || {
+        let sealed = key.seal_block(index, data)?;
+        Ok((BlockId::of(&sealed), sealed))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("sealing task failed: {e}")))?
+}
+
+/// Opens one block off the async threads.
+pub(super) async fn open_blocking(
+    key: &ContentKey,
+    index: usize,
+    data: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || key.open_block(index, data))
+        .await
+        .map_err(|e| Error::Invalid(format!("opening task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::private::{record_plain_size, seal_blocking, Sealing};
-use super::seal::{Capability, ContentKey};
+use super::seal::{record_plain_size, seal_blocking, Capability, ContentKey, Sealing};
 use super::{unexpected, Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
 use crate::ids::{hash_block, peer_point, validate_name, BlockId};
@@ -337,7 +336,7 @@ impl Client {
         let created_ms = created.unwrap_or(now);
         let (sealed, capability) = match (seal, &key) {
             (Some(seal), Some(key)) => {
-                let (sealed, cap) = seal.seal(self, name, created_ms, key)?;
+                let (sealed, cap) = seal.seal(&self.reader_secret()?, name, created_ms, key)?;
                 (Some(sealed), Some(cap))
             }
             _ => (None, None),
