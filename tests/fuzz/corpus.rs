@@ -16,7 +16,7 @@ use swarmstore::record::{Position, RecordError};
 
 use crate::fixtures::{
     addr, attested_state, decisions, held_record, inline_record, load_report, multi_block_record,
-    node_status, note, reborn_state, record_errors, tombstone,
+    node_status, note, reborn_state, record_errors, sealed_record, tombstone,
 };
 use crate::{cbor, filler, key, peer, T0};
 
@@ -386,6 +386,7 @@ fn corpus_values() -> Vec<(&'static str, String, Vec<u8>)> {
     add("record", "held", cbor(&held_record()));
     add("record", "multi-block", cbor(&multi_block_record()));
     add("record", "inline", cbor(&inline_record()));
+    add("record", "sealed", cbor(&sealed_record()));
     add("record", "tombstone", cbor(&tombstone(&held_record())));
     add("state", "attested", cbor(&attested_state()));
     add("state", "reborn", cbor(&reborn_state()));

@@ -14,7 +14,9 @@ use swarmstore::protocol::gossip::{
 use swarmstore::protocol::status::{
     BalanceStatus, DecisionRow, ManagerInfo, NodeRow, NodeStatus, PeerStatus, RepairStatus,
 };
-use swarmstore::record::{BlockEntry, DownloadNote, FileRecord, FileState, RecordError};
+use swarmstore::record::{
+    BlockEntry, Cipher, DownloadNote, FileRecord, FileState, KeyWrap, RecordError, Sealed,
+};
 
 use crate::{key, peer, peers, T0};
 
@@ -60,6 +62,34 @@ pub(crate) fn multi_block_record() -> FileRecord {
 pub(crate) fn inline_record() -> FileRecord {
     let mut r = held_record();
     r.blocks = vec![BlockEntry::inline(b"hello".to_vec())];
+    r.sign(&key(1)).expect("sign");
+    r
+}
+
+/// A private file's record: its one block sealed (17 bytes: one of content and the tag), the
+/// key wrapped to two readers (fixed bytes: the decoders only see shapes).
+pub(crate) fn sealed_record() -> FileRecord {
+    let mut r = held_record();
+    let ct = [0x5a; 17];
+    r.name = "diary.txt".into();
+    r.block_size = 1 << 20;
+    r.size = ct.len() as u64;
+    r.blocks = vec![BlockEntry::held(
+        BlockId::of(&ct),
+        ct.len() as u32,
+        vec![peer(4)],
+    )];
+    let wrap = |to: u8| KeyWrap {
+        to: [to; 32],
+        from: [0x22; 32],
+        nonce: [0x33; 24],
+        key: [0x44; 48],
+    };
+    r.sealed = Some(Sealed {
+        cipher: Cipher::XChaCha20Poly1305,
+        epoch: 0,
+        wraps: vec![wrap(1), wrap(2)],
+    });
     r.sign(&key(1)).expect("sign");
     r
 }

@@ -311,7 +311,7 @@ proptest! {
 
 #[test]
 fn record_seeds_round_trip_and_validate() {
-    for (dir, n) in [("record", 4), ("state", 2), ("note", 1)] {
+    for (dir, n) in [("record", 5), ("state", 2), ("note", 1)] {
         let s = seeds(dir);
         assert_eq!(s.len(), n, "{dir} seeds");
     }
