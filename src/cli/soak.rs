@@ -13,10 +13,9 @@
 //! acknowledged write, or one of the writes whose outcome was an error (it may have landed).
 //! A get that returns anything else is a mismatch, and the command fails if there was one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use super::soak_report::{self, Sample, Sampler};
+use super::soak_report::{self, Counters, Sample, Sampler, WorkloadStats};
 use crate::{Client, Error};
 
 /// How long a killed node stays down.
@@ -57,15 +56,6 @@ pub struct SoakArgs {
     /// Directory for the node data dirs and logs, `samples.csv`, `summary.json`, `soak.svg`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-}
-
-/// What the workload counted so far, read by the sampler.
-#[derive(Default)]
-pub struct Counters {
-    pub ok: AtomicU64,
-    pub errors: AtomicU64,
-    pub mismatches: AtomicU64,
-    pub events: AtomicU64,
 }
 
 /// One node process the soak started.
@@ -395,15 +385,6 @@ fn churn(
         }
     }
     Ok(None)
-}
-
-/// Latency and counts of the workload's operations.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct WorkloadStats {
-    pub ops: HashMap<String, u64>,
-    pub errors: HashMap<String, u64>,
-    pub get_ms: Vec<u64>,
-    pub last_errors: Vec<String>,
 }
 
 /// What a name may hold: `None` is absent. Several when a write's outcome was an error.

@@ -7,12 +7,28 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::soak::{Counters, WorkloadStats};
+/// What the workload counted so far, read by the sampler.
+#[derive(Default)]
+pub struct Counters {
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    pub mismatches: AtomicU64,
+    pub events: AtomicU64,
+}
+
+/// Latency and counts of the workload's operations.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WorkloadStats {
+    pub ops: HashMap<String, u64>,
+    pub errors: HashMap<String, u64>,
+    pub get_ms: Vec<u64>,
+    pub last_errors: Vec<String>,
+}
 
 /// Samples taken before a process has run this long are left out of its slopes: start-up
 /// (connections forming, caches filling) is not a leak.
