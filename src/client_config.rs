@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+/// A bad client config, said in one line (which key, what was wrong).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
 
 /// Client defaults from the file; `None`/`false` leaves a setting to the built-in default.
 #[derive(Clone, Debug, Default, PartialEq)]
