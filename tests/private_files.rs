@@ -132,7 +132,13 @@ fn private_files_are_sealed_from_holders_and_read_only_with_a_key() {
     let friend = tmp.path().join("friend.key");
     let stranger = tmp.path().join("stranger.key");
     write_key(&owner);
-    let friend_id = write_key(&friend);
+    let friend_peer = write_key(&friend);
+    // The friend learns its peer id from `whoami` (no access node needed) and tells the owner.
+    let friend_id = json(&cli(&["whoami", "--json"], &friend))["peer_id"]
+        .as_str()
+        .expect("whoami prints a peer id")
+        .to_string();
+    assert_eq!(friend_id, friend_peer.to_string());
     write_key(&stranger);
     let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("n{i}"))).collect();
     let n0 = NodeProc::start(&dirs[0], &[], &[]);
@@ -252,15 +258,7 @@ fn private_files_are_sealed_from_holders_and_read_only_with_a_key() {
     let (o, _) = read("big", &friend, "friend-before.out");
     assert_eq!(o.status.code(), Some(4));
     let shared = json(&cli(
-        &[
-            "share",
-            "big",
-            "--to",
-            &friend_id.to_string(),
-            "--json",
-            "--node",
-            &a0,
-        ],
+        &["share", "big", "--to", &friend_id, "--json", "--node", &a0],
         &owner,
     ));
     assert_eq!(shared["version"], 2);
@@ -272,13 +270,7 @@ fn private_files_are_sealed_from_holders_and_read_only_with_a_key() {
     // capability and the owner can.
     let un = json(&cli(
         &[
-            "unshare",
-            "big",
-            "--from",
-            &friend_id.to_string(),
-            "--json",
-            "--node",
-            &a0,
+            "unshare", "big", "--from", &friend_id, "--json", "--node", &a0,
         ],
         &owner,
     ));

@@ -58,6 +58,8 @@ pub enum Command {
     Unshare(private::UnshareArgs),
     /// Print a read capability for one version of a private file you can read.
     Cap(private::CapArgs),
+    /// Print this client's peer id (what an owner passes to `share --to`).
+    Whoami(private::WhoamiArgs),
     /// Show the access node's view: its store and the peers it sees.
     Status(files::StatusArgs),
     /// Run the balancer simulator: our planner beside baselines, printed as a table.
@@ -164,6 +166,7 @@ pub fn run() -> i32 {
             Command::Share(args) => private::share(args, json).await,
             Command::Unshare(args) => private::unshare(args, json).await,
             Command::Cap(args) => private::cap(args, json).await,
+            Command::Whoami(args) => private::whoami(args, json),
             Command::SwarmKey(args) => node::run_swarm_key(args),
             Command::Soak(args) => soak::run_soak(args, json).await,
         }

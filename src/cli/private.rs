@@ -1,9 +1,9 @@
-//! `share`, `unshare` and `cap`: who may read a private file.
+//! `share`, `unshare`, `cap` and `whoami`: who may read a private file.
 
 use clap::Args;
 use libp2p::PeerId;
 
-use super::files::connect;
+use super::files::{connect, settings};
 use super::output::print_json;
 use super::AccessArgs;
 
@@ -11,7 +11,7 @@ use super::AccessArgs;
 pub struct ShareArgs {
     /// Name of a private file you own.
     pub name: String,
-    /// The reader's client peer id (`swarmstore status` or its owner tells it).
+    /// The reader's client peer id (the reader prints it with `swarmstore whoami`).
     #[arg(long, value_name = "PEER_ID")]
     pub to: PeerId,
     #[command(flatten)]
@@ -38,6 +38,33 @@ pub struct CapArgs {
     pub version: Option<u64>,
     #[command(flatten)]
     pub access: AccessArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Prints this client's peer id (what an owner shares to); no network.
+pub fn whoami(args: WhoamiArgs, json: bool) -> anyhow::Result<()> {
+    let settings = settings(&args.access)?;
+    let path = args
+        .access
+        .identity
+        .clone()
+        .or(settings.identity)
+        .unwrap_or_else(crate::identity::default_client_identity);
+    let peer = crate::identity::load_or_create(&path)?
+        .public()
+        .to_peer_id();
+    if json {
+        return print_json(&serde_json::json!({
+            "peer_id": peer.to_string(), "identity": path.display().to_string(),
+        }));
+    }
+    println!("{peer}");
+    Ok(())
 }
 
 pub async fn share(args: ShareArgs, json: bool) -> anyhow::Result<()> {
