@@ -84,6 +84,19 @@ fn a_short_soak_writes_its_csv_summary_and_plot() {
         maps_read >= 5,
         "n0's map entries were read {maps_read} times"
     );
+    // maps.csv: the same entries per map, and they add up to the samples' sum.
+    let maps = std::fs::read_to_string(out.join("maps.csv")).expect("maps.csv");
+    let n0_maps: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() == 4 && f[1] == "n0" && f[3].parse::<u64>().is_ok()).then_some(f[2])
+        })
+        .collect();
+    for m in ["view_reports", "peers"] {
+        assert!(n0_maps.contains(m), "maps.csv has n0's {m}: {n0_maps:?}");
+    }
     assert!(
         pids.values().any(|set| set.len() == 2),
         "a killed node goes on under a new pid: {pids:?}"

@@ -53,7 +53,7 @@ pub struct SoakArgs {
     /// Seed of the workload and churn choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Directory for the node data dirs and logs, `samples.csv`, `summary.json`, `soak.svg`.
+    /// Directory for the node data dirs and logs, `samples.csv`, `maps.csv`, `summary.json`, `soak.svg`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
@@ -281,8 +281,10 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
                         Some(&p.dir),
                         &counters,
                     );
-                    (row.heap_kib, row.map_entries) =
-                        soak_report::scrape_node(p.metrics_port).await;
+                    let (heap, maps) = soak_report::scrape_node(p.metrics_port).await;
+                    row.heap_kib = heap;
+                    row.map_entries = (!maps.is_empty()).then(|| maps.iter().map(|m| m.1).sum());
+                    row.maps = maps;
                     rows.push(row);
                 }
             }

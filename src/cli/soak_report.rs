@@ -50,6 +50,9 @@ pub struct Sample {
     /// Entries in the node's bounded balancing maps, summed (`swarmstore_map_entries`): they
     /// fill to their bounds and stay there, so a rise that never stops is a map unbounded.
     pub map_entries: Option<u64>,
+    /// The same per map, written to `maps.csv` (which map creeps, when the sum does).
+    #[serde(skip)]
+    pub maps: Vec<(String, u64)>,
     pub fds: u64,
     pub sockets: u64,
     pub store_bytes: u64,
@@ -102,6 +105,7 @@ pub fn sample(
         anon_kib,
         heap_kib: None,
         map_entries: None,
+        maps: Vec::new(),
         fds,
         sockets,
         store_bytes: data_dir.map(dir_bytes).unwrap_or(0),
@@ -114,10 +118,10 @@ pub fn sample(
     }
 }
 
-/// `swarmstore_heap_in_use_bytes` (in KiB) and the sum of `swarmstore_map_entries` from a
-/// node's `/metrics` on 127.0.0.1; `None`s if it does not answer within a second (a node
-/// starting or stopping).
-pub async fn scrape_node(port: u16) -> (Option<u64>, Option<u64>) {
+/// `swarmstore_heap_in_use_bytes` (in KiB) and `swarmstore_map_entries` per map from a
+/// node's `/metrics` on 127.0.0.1; `None` and nothing if it does not answer within a second
+/// (a node starting or stopping).
+pub async fn scrape_node(port: u16) -> (Option<u64>, Vec<(String, u64)>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let read = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -132,7 +136,7 @@ pub async fn scrape_node(port: u16) -> (Option<u64>, Option<u64>) {
     };
     match tokio::time::timeout(Duration::from_secs(1), read).await {
         Ok(Some(body)) => (heap_in_use_kib(&body), map_entries(&body)),
-        _ => (None, None),
+        _ => (None, Vec::new()),
     }
 }
 
@@ -144,13 +148,17 @@ fn heap_in_use_kib(metrics: &str) -> Option<u64> {
         .map(|b| b / 1024)
 }
 
-fn map_entries(metrics: &str) -> Option<u64> {
-    let values: Vec<u64> = metrics
+/// `swarmstore_map_entries{map="NAME"} N` lines as (NAME, N).
+fn map_entries(metrics: &str) -> Vec<(String, u64)> {
+    metrics
         .lines()
-        .filter(|l| l.starts_with("swarmstore_map_entries{"))
-        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+        .filter_map(|l| l.strip_prefix("swarmstore_map_entries{"))
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once(' ')?;
+            let name = labels.split("map=\"").nth(1)?.split('"').next()?;
+            Some((name.to_string(), value.trim().parse::<u64>().ok()?))
+        })
+        .collect()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -167,9 +175,11 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The CSV, and how far each node's log has been scanned for ERROR lines.
+/// The CSVs (`samples.csv`, and `maps.csv` beside it), and how far each node's log has been
+/// scanned for ERROR lines.
 pub struct Sampler {
     out: std::fs::File,
+    maps: std::fs::File,
     logs: HashMap<PathBuf, (u64, u64)>,
 }
 
@@ -180,8 +190,11 @@ impl Sampler {
             out,
             "t_s,process,pid,up_s,rss_kib,anon_kib,heap_kib,map_entries,fds,sockets,store_bytes,ops_ok,ops_err,mismatches,events,log_errors"
         )?;
+        let mut maps = std::fs::File::create(path.with_file_name("maps.csv"))?;
+        writeln!(maps, "t_s,process,map,entries")?;
         Ok(Sampler {
             out,
+            maps,
             logs: HashMap::new(),
         })
     }
@@ -211,6 +224,10 @@ impl Sampler {
             s.events,
             s.log_errors
         )?;
+        for (map, n) in &s.maps {
+            writeln!(self.maps, "{:.1},{},{map},{n}", s.t_s, s.process)?;
+        }
+        self.maps.flush()?;
         self.out.flush()
     }
 
