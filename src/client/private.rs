@@ -16,9 +16,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::seal::{self, capability_for, Capability, ContentKey, Sealing};
 use super::write::next_version;
-use super::{unexpected, Client, Progress, PutOutcome};
+use super::{Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
-use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::record::{now_ms, FileRecord, Sealed};
 
 impl Client {
@@ -84,20 +83,13 @@ impl Client {
         }
         let mut readers: Vec<[u8; 32]> = sealed.readers().copied().collect();
         readers.push(reader);
-        let mut record = FileRecord {
+        let record = FileRecord {
             version: next_version(name, head.version)?,
             modified_ms: now_ms(),
             sealed: Some(seal::seal_for(&key, sealed.epoch, &readers)?),
             ..head
         };
-        record.sign(&self.key)?;
-        match self.request(ClientRequest::Publish { record }).await? {
-            ClientResponse::Published { version, .. } => {
-                self.published(name, version);
-                Ok(version)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.publish_signed(name, record).await
     }
 
     /// Stops sharing a private file with `from`: a new version under a fresh key and a new

@@ -195,7 +195,7 @@ impl Client {
         let head = state
             .head()
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let mut record = FileRecord {
+        let record = FileRecord {
             name: name.to_string(),
             version: next_version(name, head.version)?,
             size: 0,
@@ -209,6 +209,11 @@ impl Client {
             sealed: None,
             signature: Vec::new(),
         };
+        self.publish_signed(name, record).await
+    }
+
+    /// Signs `record` as this client and publishes it; the version the root took.
+    pub(super) async fn publish_signed(&self, name: &str, mut record: FileRecord) -> Result<u64> {
         record.sign(&self.key)?;
         match self.request(ClientRequest::Publish { record }).await? {
             ClientResponse::Published { version, .. } => {
