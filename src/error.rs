@@ -20,6 +20,13 @@ pub enum Error {
     /// capability given.
     #[error("no read capability for {0:?}: it is private; ask its owner to share it or for a capability")]
     NoCapability(String),
+    #[error("no such bucket: {0:?}")]
+    NoSuchBucket(String),
+    #[error("bucket {name:?} is not empty (it still lists {keys} object(s) or more)")]
+    BucketNotEmpty { name: String, keys: usize },
+    /// The name is taken; `yours` when by this very client (creating it again changes nothing).
+    #[error("bucket {name:?} already exists{}", if *yours { " and is yours" } else { ", owned by someone else" })]
+    BucketExists { name: String, yours: bool },
     #[error("integrity: {0}")]
     Integrity(String),
     #[error("{0}")]
@@ -32,8 +39,11 @@ impl Error {
     /// Process exit code for the CLI: distinct codes for the outcomes scripts branch on.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::NotFound(_) | Error::Deleted { .. } => 2,
-            Error::AlreadyExists { .. } | Error::Rejected(RecordError::Conflict { .. }) => 3,
+            Error::NotFound(_) | Error::Deleted { .. } | Error::NoSuchBucket(_) => 2,
+            Error::AlreadyExists { .. }
+            | Error::Rejected(RecordError::Conflict { .. })
+            | Error::BucketExists { .. }
+            | Error::BucketNotEmpty { .. } => 3,
             Error::Rejected(RecordError::PermissionDenied { .. }) | Error::NoCapability(_) => 4,
             Error::Unreachable { .. } => 5,
             _ => 1,

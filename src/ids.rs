@@ -186,9 +186,26 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The peer a name is reserved to, if any: a name `~PEER` or `~PEER/…` may only be owned by
+/// the peer whose id is `PEER` (in its usual base58 text). Every record's check enforces it, so
+/// a stranger cannot take a name in another peer's space before it does: the bucket index
+/// keeps its objects and pages there.
+pub fn owner_scope(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('~')?;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_scope_is_the_first_segment() {
+        assert_eq!(owner_scope("~abc/photos/x"), Some("abc"));
+        assert_eq!(owner_scope("~abc"), Some("abc"));
+        assert_eq!(owner_scope("~/x"), Some(""));
+        assert_eq!(owner_scope("abc/~x"), None);
+    }
 
     #[test]
     fn file_key_matches_kbucket_key() {

@@ -79,3 +79,36 @@ mod tests {
         assert_eq!(human_bytes(20 << 20), "20.0 MiB");
     }
 }
+
+/// A time in milliseconds since the Unix epoch as UTC `YYYY-MM-DD HH:MM:SS` (what `ls`
+/// prints; days to dates by Howard Hinnant's civil-from-days).
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn utc_time_matches_known_dates() {
+        assert_eq!(super::utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(super::utc_time(1_796_645_105_000), "2026-12-07 12:05:05");
+    }
+}

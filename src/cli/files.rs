@@ -34,6 +34,9 @@ pub struct PutArgs {
     /// Store this file unencrypted even where the client config makes private the default.
     #[arg(long)]
     pub plain: bool,
+    /// The name is an object key in this bucket (see `swarmstore mb` and `ls`).
+    #[arg(long, short = 'b', value_name = "BUCKET")]
+    pub bucket: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -52,6 +55,9 @@ pub struct GetArgs {
     /// and wget, leave it to the page cache; the file appears only complete either way).
     #[arg(long)]
     pub fsync: bool,
+    /// The name is an object key in this bucket (see `swarmstore mb` and `ls`).
+    #[arg(long, short = 'b', value_name = "BUCKET")]
+    pub bucket: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -60,6 +66,9 @@ pub struct GetArgs {
 pub struct StatArgs {
     /// Name of the file in the swarm.
     pub name: String,
+    /// The name is an object key in this bucket (see `swarmstore mb` and `ls`).
+    #[arg(long, short = 'b', value_name = "BUCKET")]
+    pub bucket: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -82,8 +91,11 @@ pub struct RmArgs {
     /// Name of the file in the swarm.
     pub name: String,
     /// Fail with a conflict unless the current version is N.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "bucket")]
     pub if_version: Option<u64>,
+    /// The name is an object key in this bucket (see `swarmstore mb` and `ls`).
+    #[arg(long, short = 'b', value_name = "BUCKET")]
+    pub bucket: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -157,10 +169,20 @@ pub async fn put(args: PutArgs, json: bool) -> anyhow::Result<()> {
             .context("cannot derive a name from the path; pass --name")?,
     };
     let settings = settings(&args.access)?;
-    let private = args.private || (settings.private && !args.plain);
+    // A bucket's objects are sealed or not as the bucket says.
+    let private = args.bucket.is_none() && (args.private || (settings.private && !args.plain));
+    if args.bucket.is_some() && args.private {
+        anyhow::bail!("a bucket's objects are private when the bucket is (mb --private)");
+    }
     let client = connect_with(&args.access, &settings).await?;
     let put = |reader, progress| async {
-        if private {
+        if let Some(bucket) = &args.bucket {
+            let meta = crate::client::ObjectMeta::default();
+            let (outcome, _) = client
+                .put_object(bucket, &name, reader, meta, progress)
+                .await?;
+            Ok((outcome, None))
+        } else if private {
             let (outcome, cap) = client.put_private(&name, reader, progress).await?;
             Ok::<_, crate::Error>((outcome, Some(cap)))
         } else {
@@ -225,6 +247,10 @@ pub async fn get(mut args: GetArgs, json: bool) -> anyhow::Result<()> {
         None
     };
     let client = connect(&args.access).await?;
+    let key_name = args.name.clone();
+    if let Some(bucket) = &args.bucket {
+        args.name = client.object_file(bucket, &args.name).await?;
+    }
     let record = client.record_for_get(&args.name, args.version).await?;
     // A private file without a key fails here, before any file is created.
     let key = client.reader_key(&record, cap.as_ref())?;
@@ -240,7 +266,7 @@ pub async fn get(mut args: GetArgs, json: bool) -> anyhow::Result<()> {
     let dest = match &args.output {
         Some(p) => p.clone(),
         None => PathBuf::from(
-            Path::new(&args.name)
+            Path::new(&key_name)
                 .file_name()
                 .context("cannot derive an output path from the name; pass -o PATH")?,
         ),
@@ -362,7 +388,11 @@ fn temp_path_for(dest: &Path) -> PathBuf {
 
 pub async fn stat(args: StatArgs, json: bool) -> anyhow::Result<()> {
     let client = connect(&args.access).await?;
-    let info = client.stat(&args.name).await?;
+    let name = match &args.bucket {
+        Some(bucket) => client.object_file(bucket, &args.name).await?,
+        None => args.name.clone(),
+    };
+    let info = client.stat(&name).await?;
     if json {
         return print_json(&info);
     }
@@ -593,6 +623,19 @@ pub async fn update(args: UpdateArgs, json: bool) -> anyhow::Result<()> {
 
 pub async fn rm(args: RmArgs, json: bool) -> anyhow::Result<()> {
     let client = connect(&args.access).await?;
+    if let Some(bucket) = &args.bucket {
+        let gone = client.delete_object(bucket, &args.name).await?;
+        if json {
+            return print_json(&serde_json::json!({
+                "bucket": bucket, "key": args.name, "version": gone, "deleted": gone.is_some()
+            }));
+        }
+        match gone {
+            Some(v) => println!("removed {bucket}/{} (tombstone version {v})", args.name),
+            None => println!("{bucket}/{} was not there; nothing to remove", args.name),
+        }
+        return Ok(());
+    }
     let version = client.remove(&args.name, args.if_version).await?;
     if json {
         return print_json(

@@ -2,6 +2,7 @@
 //! each group of commands has its own file. Errors are one line on stderr with a non-zero exit
 //! code, never a panic.
 
+mod buckets;
 mod download;
 mod files;
 mod node;
@@ -60,6 +61,12 @@ pub enum Command {
     Cap(private::CapArgs),
     /// Print this client's peer id (what an owner passes to `share --to`).
     Whoami(private::WhoamiArgs),
+    /// Make a bucket you own (a namespace of objects; see `put --bucket`).
+    Mb(buckets::MbArgs),
+    /// Remove an empty bucket you own.
+    Rb(buckets::RbArgs),
+    /// List your buckets, or a bucket's objects (folders rolled up at '/').
+    Ls(buckets::LsArgs),
     /// Show the access node's view: its store and the peers it sees.
     Status(files::StatusArgs),
     /// Run the balancer simulator: our planner beside baselines, printed as a table.
@@ -163,6 +170,9 @@ pub fn run() -> i32 {
             Command::Update(args) => files::update(args, json).await,
             Command::Rm(args) => files::rm(args, json).await,
             Command::Status(args) => files::status(args, json).await,
+            Command::Mb(args) => buckets::mb(args, json).await,
+            Command::Rb(args) => buckets::rb(args, json).await,
+            Command::Ls(args) => buckets::ls(args, json).await,
             Command::Share(args) => private::share(args, json).await,
             Command::Unshare(args) => private::unshare(args, json).await,
             Command::Cap(args) => private::cap(args, json).await,

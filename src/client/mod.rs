@@ -7,6 +7,7 @@
 //! connection, `write` the put / update / rm path, `read` the get path. Like any other
 //! implementation, it speaks only the wire types of `crate::protocol`.
 
+pub mod bucket;
 mod holders;
 mod private;
 mod read;
@@ -14,6 +15,7 @@ pub mod seal;
 mod session;
 mod write;
 
+pub use bucket::{BucketInfo, BucketOptions, ObjectMeta};
 pub use seal::Capability;
 use seal::ReaderSecret;
 
@@ -264,6 +266,9 @@ impl Client {
         validate_name(name).map_err(Error::Invalid)?;
         let file = FileKey::for_name(name);
         let note = download.then(|| DownloadNote::sign(file, &self.key, self.note_time()));
+        // What this client knew before asking: a reply may be older than a write of ours that
+        // finished while the request was out (that is concurrency, not a stale read).
+        let floor = self.seen_version(name);
         let req = ClientRequest::Fetch {
             name: name.to_string(),
             note,
@@ -283,7 +288,7 @@ impl Client {
                 check_state(&file, &state).map_err(|e| {
                     Error::Integrity(format!("the access node returned an invalid record: {e}"))
                 })?;
-                self.note_seen(name, &state)?;
+                self.note_seen(name, &state, floor)?;
                 let mut known = self.holder_addrs.lock().unwrap_or_else(|p| p.into_inner());
                 for (peer, a) in addrs {
                     // Blocks never ride relays: only direct addresses are worth dialling.
@@ -308,23 +313,28 @@ impl Client {
         *last
     }
 
-    /// Refuses a state older than one this client already saw for `name`; remembers this one.
-    fn note_seen(&self, name: &str, state: &FileState) -> Result<()> {
+    /// The newest version of `name` this client has seen or published (0 if none).
+    fn seen_version(&self, name: &str) -> u64 {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&FileKey::for_name(name)).copied().unwrap_or(0)
+    }
+
+    /// Refuses a state older than `floor`, the version this client knew of `name` when it
+    /// asked; remembers the newest seen.
+    fn note_seen(&self, name: &str, state: &FileState, floor: u64) -> Result<()> {
         let version = state.head().map(|h| h.version).unwrap_or(0);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = FileKey::for_name(name);
-        if let Some(&v) = seen.get(&key) {
-            if version < v {
-                return Err(Error::Integrity(format!(
-                    "the access node returned version {version} of {name:?}, older than version \
-                     {v} this client already saw"
-                )));
-            }
+        if version < floor {
+            return Err(Error::Integrity(format!(
+                "the access node returned version {version} of {name:?}, older than version \
+                 {floor} this client already saw"
+            )));
         }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_SEEN {
             seen.clear();
         }
-        seen.insert(key, version);
+        let e = seen.entry(FileKey::for_name(name)).or_insert(0);
+        *e = (*e).max(version);
         Ok(())
     }
 

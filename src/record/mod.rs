@@ -20,7 +20,7 @@ use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{validate_name, BlockId, FileKey};
+use crate::ids::{owner_scope, validate_name, BlockId, FileKey};
 
 pub use attest::{public_key_of, Attestation, MAX_SKEW_MS};
 pub use note::DownloadNote;
@@ -267,6 +267,14 @@ impl FileRecord {
                 "owner key does not match owner peer id".into(),
             ));
         }
+        if let Some(scope) = owner_scope(&self.name) {
+            if scope != self.owner.to_base58() {
+                return Err(RecordError::PermissionDenied {
+                    name: self.name.clone(),
+                    owner: format!("the peer {scope:?} (names under ~PEER/ are that peer's)"),
+                });
+            }
+        }
         if !key.verify(&self.signed_bytes(), &self.signature) {
             return Err(RecordError::BadSignature(format!(
                 "signature of {:?} v{} does not verify",
@@ -505,6 +513,32 @@ pub(crate) mod tests {
         let mut held = r.clone();
         held.blocks[0].holders.push(PeerId::random());
         assert!(matches!(held.verify(), Err(RecordError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_name_under_a_peers_tilde_is_that_peers_alone() {
+        let k = Keypair::generate_ed25519();
+        let me = k.public().to_peer_id();
+        let mut mine = record(&k, 1, &[b"abcd"]);
+        mine.name = format!("~{me}/photos/cat.jpg");
+        mine.sign(&k).unwrap();
+        assert_eq!(mine.verify(), Ok(()));
+        // A stranger signing a name in my space: refused whatever its signature.
+        let thief = Keypair::generate_ed25519();
+        let mut squat = record(&thief, 1, &[b"abcd"]);
+        squat.name = format!("~{me}/photos/cat.jpg");
+        squat.sign(&thief).unwrap();
+        assert!(matches!(
+            squat.verify(),
+            Err(RecordError::PermissionDenied { .. })
+        ));
+        let mut bare = record(&thief, 1, &[b"abcd"]);
+        bare.name = format!("~{me}");
+        bare.sign(&thief).unwrap();
+        assert!(matches!(
+            bare.verify(),
+            Err(RecordError::PermissionDenied { .. })
+        ));
     }
 
     #[test]
