@@ -32,6 +32,7 @@ pub mod client;
 pub mod client_config;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub(crate) mod identity;
 pub mod ids;
 pub mod net;

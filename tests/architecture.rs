@@ -51,6 +51,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "gateway",
+        &["ids", "units", "record", "error", "client"],
+    ),
+    (
         "cli",
         &[
             "ids",
@@ -67,6 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "client_config",
             "workload",
+            "gateway",
         ],
     ),
 ];

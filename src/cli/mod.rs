@@ -8,6 +8,7 @@ mod files;
 mod node;
 mod output;
 mod private;
+mod s3key;
 mod soak;
 mod soak_report;
 
@@ -67,6 +68,8 @@ pub enum Command {
     Rb(buckets::RbArgs),
     /// List your buckets, or a bucket's objects (folders rolled up at '/').
     Ls(buckets::LsArgs),
+    /// Manage the access keys of a node's S3 API (in its data dir).
+    S3Key(s3key::S3KeyArgs),
     /// Show the access node's view: its store and the peers it sees.
     Status(files::StatusArgs),
     /// Run the balancer simulator: our planner beside baselines, printed as a table.
@@ -173,6 +176,7 @@ pub fn run() -> i32 {
             Command::Mb(args) => buckets::mb(args, json).await,
             Command::Rb(args) => buckets::rb(args, json).await,
             Command::Ls(args) => buckets::ls(args, json).await,
+            Command::S3Key(args) => s3key::run(args, json),
             Command::Share(args) => private::share(args, json).await,
             Command::Unshare(args) => private::unshare(args, json).await,
             Command::Cap(args) => private::cap(args, json).await,

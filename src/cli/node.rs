@@ -131,6 +131,15 @@ pub struct NodeArgs {
     pub drain: Option<bool>,
     #[command(flatten)]
     pub balance: BalanceSettings,
+    /// Serve an S3-compatible API on this address, e.g. 127.0.0.1:9000 (path-style requests,
+    /// SigV4-signed with keys from `swarmstore s3-key create`).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SWARMSTORE_S3",
+        help_heading = "Front doors"
+    )]
+    pub s3: Option<std::net::SocketAddr>,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -253,13 +262,28 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     let drain = args.merged()?.drain.unwrap_or(false);
     let config = args.node_config()?;
     let data_dir = config.data_dir.clone();
+    let swarm_key = config.swarm_key;
     let node = Node::start(config).await?;
+    let s3 = match args.s3 {
+        Some(addr) => {
+            let mut own = node.addr();
+            if !own
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            {
+                own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
+            }
+            Some(crate::gateway::serve_s3(addr, own, swarm_key, &data_dir).await?)
+        }
+        None => None,
+    };
     if json {
         print_json(&serde_json::json!({
             "peer": node.peer_id().to_string(),
             "addrs": node.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "data_dir": data_dir,
             "metrics": node.metrics_addr().map(|a| format!("http://{a}/metrics")),
+            "s3": s3.as_ref().map(|s| format!("http://{}", s.addr)),
         }))?;
     } else {
         println!("swarmstore node {}", node.peer_id());
@@ -270,8 +294,12 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         if let Some(a) = node.metrics_addr() {
             println!("  metrics at http://{a}/metrics");
         }
+        if let Some(s) = &s3 {
+            println!("  S3 API at http://{}", s.addr);
+        }
     }
     wait_for_signal().await;
+    drop(s3);
     if drain {
         tracing::info!("draining before exit");
         let report = node.drain().await;

@@ -44,6 +44,53 @@ impl Client {
         record: &FileRecord,
         key: Option<ContentKey>,
     ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
+        self.blocks_span(record, key, 0..record.blocks.len())
+    }
+
+    /// Content bytes `range` of `record` (a ranged read): only the blocks it overlaps are
+    /// fetched, each verified whole, then trimmed. `range` must lie within the content.
+    pub fn content_range<'a>(
+        &'a self,
+        record: &FileRecord,
+        key: Option<ContentKey>,
+        range: std::ops::Range<u64>,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
+        let tag = if record.sealed.is_some() {
+            u64::from(crate::record::TAG_LEN)
+        } else {
+            0
+        };
+        // Where each block's content starts.
+        let mut starts = Vec::with_capacity(record.blocks.len());
+        let mut at = 0u64;
+        for b in &record.blocks {
+            starts.push(at);
+            at += u64::from(b.len).saturating_sub(tag);
+        }
+        let first = starts
+            .partition_point(|&s| s <= range.start)
+            .saturating_sub(1);
+        let last = starts.partition_point(|&s| s < range.end);
+        let offsets: Vec<u64> = starts[first.min(last)..last].to_vec();
+        self.blocks_span(record, key, first.min(last)..last)
+            .zip(futures::stream::iter(offsets))
+            .map(move |(data, start)| {
+                let data = data?;
+                let end = start + data.len() as u64;
+                let from = range.start.max(start) - start;
+                let to = range.end.min(end).saturating_sub(start);
+                Ok(data[from as usize..(to as usize).max(from as usize)].to_vec())
+            })
+    }
+
+    /// Blocks `span` of `record`, opened with `key` (indices stay the blocks' own, which a
+    /// sealed block's nonce and position check need).
+    fn blocks_span<'a>(
+        &'a self,
+        record: &FileRecord,
+        key: Option<ContentKey>,
+        span: std::ops::Range<usize>,
+    ) -> impl futures::Stream<Item = Result<Vec<u8>>> + 'a {
         let sealed = record.sealed.is_some();
         let mut holders: Vec<PeerId> = record
             .blocks
@@ -52,7 +99,15 @@ impl Client {
             .collect();
         holders.sort_unstable();
         holders.dedup();
-        futures::stream::iter(record.blocks.clone().into_iter().enumerate())
+        let blocks: Vec<(usize, BlockEntry)> = record
+            .blocks
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(span.start)
+            .take(span.end.saturating_sub(span.start))
+            .collect();
+        futures::stream::iter(blocks)
             .map(move |(index, entry)| {
                 let key = key.clone();
                 async move {

@@ -65,6 +65,8 @@ impl Default for BucketOptions {
 pub struct ObjectMeta {
     pub content_type: Option<String>,
     pub meta: Vec<(String, String)>,
+    /// The ETag to list instead of the content's MD5 (a multipart upload's, `MD5-of-MD5s-N`).
+    pub etag: Option<String>,
 }
 
 /// A small file's head as read for a change: absent, deleted at a version, or live.
@@ -202,7 +204,7 @@ impl Client {
             size: outcome.size,
             version: outcome.version,
             modified_ms: now_ms(),
-            etag: Some(reader.hex()),
+            etag: Some(meta.etag.unwrap_or_else(|| reader.hex())),
             content_type: meta.content_type,
             meta: user,
         };
