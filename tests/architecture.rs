@@ -50,10 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ids", "record", "error", "protocol", "balance", "node", "client",
         ],
     ),
-    (
-        "gateway",
-        &["ids", "units", "record", "error", "client"],
-    ),
+    ("gateway", &["ids", "units", "record", "error", "client"]),
     (
         "cli",
         &[

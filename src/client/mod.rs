@@ -189,6 +189,8 @@ pub struct Client {
     last_note: std::sync::Mutex<u64>,
     /// Which holders to try first and how long to wait for them.
     holders: holders::HolderOrder,
+    /// Queued index page changes and recently read bucket records.
+    buckets: bucket::batch::BucketState,
 }
 
 impl Client {
@@ -216,6 +218,7 @@ impl Client {
             seen: std::sync::Mutex::new(HashMap::new()),
             last_note: std::sync::Mutex::new(0),
             holders: holders::HolderOrder::default(),
+            buckets: Default::default(),
         })
     }
 

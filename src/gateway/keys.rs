@@ -68,7 +68,7 @@ impl KeyStore {
     /// Makes a key for `identity`: returns its id and secret (shown once).
     pub fn create(&self, identity: &Keypair, label: &str) -> anyhow::Result<(String, String)> {
         let mut file = self.read()?;
-        let mut id = [0u8; 10];
+        let mut id = [0u8; 12];
         let mut secret = [0u8; 30];
         rand::thread_rng().fill_bytes(&mut id);
         rand::thread_rng().fill_bytes(&mut secret);

@@ -9,8 +9,11 @@
 //! A page changes by compare-and-set on its version (retried on conflict), so two access
 //! nodes writing for one owner at once lose no entry.
 
+pub mod batch;
 pub mod index;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -18,9 +21,11 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::write::next_version;
 use super::{Client, Progress, PutOutcome};
 use crate::error::{Error, Result};
 use crate::record::{now_ms, FileRecord, RecordError};
+use batch::Change;
 use index::{
     bucket_list_name, bucket_name, object_name, page_name, shard_of, validate_bucket, validate_key,
     BucketList, Page, MAX_PAGE_BYTES,
@@ -91,7 +96,7 @@ impl Client {
         match self.put_bytes(&bucket_name(name), &meta.encode()).await {
             Ok(_) => {}
             Err(Error::AlreadyExists { .. }) => {
-                let held = self.bucket(name).await?;
+                let held = self.read_bucket(name).await?;
                 let yours = held.owner == self.peer_id();
                 if yours {
                     // A create that stopped before the bucket list: finish it.
@@ -104,13 +109,23 @@ impl Client {
             }
             Err(e) => return Err(e),
         }
+        self.buckets.forget(name);
         let info = self.bucket(name).await?;
         self.note_bucket(name, Some(info.created_ms)).await?;
         Ok(info)
     }
 
-    /// A bucket's record, checked.
+    /// A bucket's record, checked (cached for a few seconds: only its owner changes it).
     pub async fn bucket(&self, name: &str) -> Result<BucketInfo> {
+        if let Some(info) = self.buckets.cached(name) {
+            return Ok(info);
+        }
+        let info = self.read_bucket(name).await?;
+        self.buckets.remember(&info);
+        Ok(info)
+    }
+
+    async fn read_bucket(&self, name: &str) -> Result<BucketInfo> {
         validate_bucket(name).map_err(Error::Invalid)?;
         match self.read_small(&bucket_name(name)).await? {
             Small::Live(record, bytes) => {
@@ -142,6 +157,7 @@ impl Client {
 
     /// Deletes an empty bucket this client owns.
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        self.buckets.forget(name);
         let info = self.owned_bucket(name).await?;
         let pages = self.read_pages(&info).await?;
         let keys: usize = pages
@@ -159,6 +175,7 @@ impl Client {
             Ok(_) | Err(Error::Deleted { .. }) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        self.buckets.forget(name);
         // The name is free now; what follows tidies up, and a crash here leaves only empty
         // pages (a bucket of the same name by this owner reuses them).
         let owner = info.owner.to_base58();
@@ -209,7 +226,7 @@ impl Client {
             meta: user,
         };
         let indexed = entry.clone();
-        self.change_page(&info, key, move |page| {
+        let change: Change = Arc::new(move |page: &mut Page| {
             // A slower writer of an older version must not hide a newer one.
             let newer = page
                 .entries
@@ -219,8 +236,8 @@ impl Client {
                 page.entries.insert(indexed.key.clone(), indexed.clone());
             }
             newer
-        })
-        .await?;
+        });
+        self.change_page(&info, key, change).await?;
         Ok((outcome, entry))
     }
 
@@ -235,8 +252,9 @@ impl Client {
             Err(Error::Deleted { .. }) | Err(Error::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        self.change_page(&info, key, |page| page.entries.remove(key).is_some())
-            .await?;
+        let owned = key.to_string();
+        let change: Change = Arc::new(move |page: &mut Page| page.entries.remove(&owned).is_some());
+        self.change_page(&info, key, change).await?;
         Ok(gone)
     }
 
@@ -304,27 +322,59 @@ impl Client {
         }
     }
 
-    /// Applies `change` to the page holding `key` by compare-and-set on its version; `change`
-    /// says whether it changed anything (nothing to publish if not).
-    async fn change_page<F>(&self, info: &BucketInfo, key: &str, change: F) -> Result<()>
-    where
-        F: Fn(&mut Page) -> bool,
-    {
+    /// Applies `change` to the page holding `key`, with whatever other changes of this
+    /// client to the same page are queued (see `batch`), by compare-and-set on its version.
+    async fn change_page(&self, info: &BucketInfo, key: &str, change: Change) -> Result<()> {
         let shard = shard_of(key, info.meta.shards);
         let name = page_name(&info.owner.to_base58(), &info.name, shard);
+        let slot = self.buckets.slot(&name);
+        let ticket = slot.submit(change);
+        let _writer = slot.lock.lock().await;
+        // The writer before us may have applied our change already.
+        if let Some(outcome) = slot.outcome(ticket) {
+            return outcome.map_err(Error::Network);
+        }
+        let batch = slot.batch();
+        let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+        let result = self.write_page(info, shard, &name, &changes).await;
+        let shared = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| format!("index page {name:?}: {e}"));
+        let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
+        slot.finish(&tickets, ticket, &shared);
+        result
+    }
+
+    /// Reads page `name`, applies `changes`, and publishes it if anything changed, retrying
+    /// on a lost compare-and-set (another client of the same owner wrote it meanwhile).
+    async fn write_page(
+        &self,
+        info: &BucketInfo,
+        shard: u16,
+        name: &str,
+        changes: &[Change],
+    ) -> Result<()> {
         for attempt in 0..CAS_ATTEMPTS {
-            let (mut page, held) = match self.read_small(&name).await? {
+            let (mut page, held) = match self.read_small(name).await? {
                 Small::Live(record, bytes) => {
                     let page = Page::decode(&bytes, shard, info.meta.shards)
                         .map_err(|e| Error::Integrity(format!("index page {name:?}: {e}")))?;
-                    (page, Some(record.version))
+                    (page, Some(record))
                 }
                 _ => (Page::default(), None),
             };
-            if !change(&mut page) {
+            let mut changed = false;
+            for c in changes {
+                changed |= c(&mut page);
+            }
+            if !changed {
                 return Ok(());
             }
-            match self.write_small(&name, &page.encode(), held).await {
+            match self
+                .write_small(name, &page.encode(), held.as_deref())
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if is_lost_race(&e) => backoff(attempt).await,
                 Err(e) => return Err(e),
@@ -342,7 +392,7 @@ impl Client {
             let (mut list, held) = match self.read_small(&name).await? {
                 Small::Live(record, bytes) => (
                     BucketList::decode(&bytes).map_err(Error::Integrity)?,
-                    Some(record.version),
+                    Some(record),
                 ),
                 _ => (BucketList::default(), None),
             };
@@ -353,7 +403,10 @@ impl Client {
             if !changed {
                 return Ok(());
             }
-            match self.write_small(&name, &list.encode(), held).await {
+            match self
+                .write_small(&name, &list.encode(), held.as_deref())
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if is_lost_race(&e) => backoff(attempt).await,
                 Err(e) => return Err(e),
@@ -391,10 +444,17 @@ impl Client {
     }
 
     /// Publishes `bytes` as the next version of `name` after `held` (a put when absent or
-    /// deleted): fails with a conflict if another writer got there first.
-    async fn write_small(&self, name: &str, bytes: &[u8], held: Option<u64>) -> Result<()> {
+    /// deleted): fails with a conflict if another writer got there first. The root checks
+    /// the version, so this publishes at once, without reading the head again.
+    async fn write_small(&self, name: &str, bytes: &[u8], held: Option<&FileRecord>) -> Result<()> {
         match held {
-            Some(v) => self.update(name, bytes, Some(v), None).await.map(|_| ()),
+            Some(r) => {
+                let next = (next_version(name, r.version)?, Some(r.created_ms));
+                let none = HashMap::new();
+                self.publish_from(name, async { Ok(next) }, bytes, &none, None, None)
+                    .await
+                    .map(|_| ())
+            }
             None => self.put(name, bytes, None).await.map(|_| ()),
         }
     }
@@ -408,6 +468,7 @@ fn is_lost_race(e: &Error) -> bool {
             | Error::Deleted { .. }
             | Error::NotFound(_)
             | Error::Rejected(RecordError::Conflict { .. })
+            | Error::Rejected(RecordError::Stale { .. })
     )
 }
 
