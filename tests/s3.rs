@@ -2,7 +2,8 @@
 //! `tests/s3/clients.py` driving boto3, the AWS CLI and rclone against them (100 MiB multipart
 //! in and out, 2,500-key listings with prefix, delimiter and pagination from both nodes,
 //! ranged and conditional GETs, rclone sync and check, presigned URLs, and the refusals:
-//! wrong signature, revoked key, another owner's bucket, endless headers, an overlong body).
+//! wrong signature, revoked key, another owner's bucket, endless headers, an overlong body), and
+//! the HTTP gateway with curl and a boto3 presigned URL.
 //! `.ci/run` installs the clients; where they are missing this test says so and skips.
 
 mod common;
@@ -57,10 +58,11 @@ fn real_s3_clients_work_against_the_swarm() {
     cli(&["whoami"], &owner);
     cli(&["whoami"], &other);
     let dirs: Vec<_> = (0..5).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb, pg) = (free_port(), free_port(), free_port());
     let s3a = format!("127.0.0.1:{pa}");
     let s3b = format!("127.0.0.1:{pb}");
-    let mut n0 = NodeProc::start(&dirs[0], &[], &["--s3", &s3a]);
+    let gw = format!("127.0.0.1:{pg}");
+    let mut n0 = NodeProc::start(&dirs[0], &[], &["--s3", &s3a, "--gateway", &gw]);
     let a0 = n0.addr();
     let mut rest: Vec<NodeProc> = dirs[1..]
         .iter()
@@ -73,6 +75,7 @@ fn real_s3_clients_work_against_the_swarm() {
     wait_live(&a0, 4, &owner);
     wait_port(pa);
     wait_port(pb);
+    wait_port(pg);
 
     let (ka, sa) = make_key(&dirs[0], &owner);
     let (kb, sb) = make_key(&dirs[3], &owner);
@@ -99,6 +102,7 @@ fn real_s3_clients_work_against_the_swarm() {
         .arg(&script)
         .env("S3_A", format!("http://{s3a}"))
         .env("S3_B", format!("http://{s3b}"))
+        .env("GATEWAY", format!("http://{gw}"))
         .env("KEY_A", &ka)
         .env("SECRET_A", &sa)
         .env("KEY_B", &kb)

@@ -140,6 +140,15 @@ pub struct NodeArgs {
         help_heading = "Front doors"
     )]
     pub s3: Option<std::net::SocketAddr>,
+    /// Serve a plain HTTP gateway on this address, e.g. 127.0.0.1:8080: GET /b/BUCKET/KEY of
+    /// public-read buckets (Range, ETag), HTML indexes, and S3 presigned URLs.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SWARMSTORE_GATEWAY",
+        help_heading = "Front doors"
+    )]
+    pub gateway: Option<std::net::SocketAddr>,
     /// Check the store (every block's hash, every record's signature) and exit.
     #[arg(long)]
     pub check: bool,
@@ -264,17 +273,21 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let swarm_key = config.swarm_key;
     let node = Node::start(config).await?;
+    let mut own = node.addr();
+    if !own
+        .iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+    {
+        own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
+    }
     let s3 = match args.s3 {
         Some(addr) => {
-            let mut own = node.addr();
-            if !own
-                .iter()
-                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-            {
-                own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-            }
-            Some(crate::gateway::serve_s3(addr, own, swarm_key, &data_dir).await?)
+            Some(crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir).await?)
         }
+        None => None,
+    };
+    let gateway = match args.gateway {
+        Some(addr) => Some(crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir).await?),
         None => None,
     };
     if json {
@@ -284,6 +297,7 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
             "data_dir": data_dir,
             "metrics": node.metrics_addr().map(|a| format!("http://{a}/metrics")),
             "s3": s3.as_ref().map(|s| format!("http://{}", s.addr)),
+            "gateway": gateway.as_ref().map(|s| format!("http://{}", s.addr)),
         }))?;
     } else {
         println!("swarmstore node {}", node.peer_id());
@@ -297,9 +311,12 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         if let Some(s) = &s3 {
             println!("  S3 API at http://{}", s.addr);
         }
+        if let Some(g) = &gateway {
+            println!("  HTTP gateway at http://{}/b/BUCKET/KEY", g.addr);
+        }
     }
     wait_for_signal().await;
-    drop(s3);
+    drop((s3, gateway));
     if drain {
         tracing::info!("draining before exit");
         let report = node.drain().await;

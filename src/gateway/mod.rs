@@ -1,10 +1,13 @@
-//! Front doors for tools that do not speak our protocol: an S3-compatible API (`--s3`). It
-//! runs in the node's process as a client of that node, through the same client library as
-//! the CLI, so it adds nothing to the manager and nothing a client could not do itself.
+//! Front doors for tools that do not speak our protocol: an S3-compatible API (`--s3`) and a
+//! plain HTTP gateway for browsers and curl (`--gateway`). Both run in the node's process as
+//! clients of that node, through the same client library as the CLI, so they add nothing to
+//! the manager and nothing a client could not do itself.
 //!
 //! `keys` maps S3 access keys to client identities, `s3` the operations, `multipart` the
-//! staged multipart uploads. The protocol surface and SigV4 are the `s3s` crate's.
+//! staged multipart uploads, `http` the gateway. The protocol surface and SigV4 are the `s3s`
+//! crate's.
 
+mod http;
 pub mod keys;
 mod multipart;
 mod s3;
@@ -31,13 +34,13 @@ const MAX_CONNECTIONS: usize = 512;
 /// answers 431: a client cannot make us hold a gigabyte of headers.
 const MAX_HEAD_BYTES: usize = 64 << 10;
 
-/// A running S3 server.
-pub struct S3Server {
+/// A running front door (S3 or gateway): stops when dropped.
+pub struct Server {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for S3Server {
+impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -82,6 +85,21 @@ impl S3Access for PublicReads {
     }
 }
 
+/// The S3 service of a node: its operations, key checks and access rule.
+fn s3_service(
+    node: Multiaddr,
+    swarm_key: Option<PreSharedKey>,
+    data_dir: &Path,
+) -> s3s::service::S3Service {
+    let keys = Arc::new(KeyStore::new(data_dir));
+    let uploads = multipart::Uploads::new(data_dir);
+    uploads.sweep();
+    let mut b = S3ServiceBuilder::new(s3::SwarmS3::new(node, swarm_key, keys.clone(), uploads));
+    b.set_auth(KeyAuth(keys));
+    b.set_access(PublicReads);
+    b.build()
+}
+
 /// Serves the S3 API on `addr`, acting through the node at `node` whose data dir is
 /// `data_dir` (its access keys and staged uploads live there).
 pub async fn serve_s3(
@@ -89,19 +107,44 @@ pub async fn serve_s3(
     node: Multiaddr,
     swarm_key: Option<PreSharedKey>,
     data_dir: &Path,
-) -> anyhow::Result<S3Server> {
-    let keys = Arc::new(KeyStore::new(data_dir));
-    let uploads = multipart::Uploads::new(data_dir);
-    uploads.sweep();
-    let service = {
-        let mut b = S3ServiceBuilder::new(s3::SwarmS3::new(node, swarm_key, keys.clone(), uploads));
-        b.set_auth(KeyAuth(keys));
-        b.set_access(PublicReads);
-        b.build()
-    };
+) -> anyhow::Result<Server> {
+    let service = s3_service(node, swarm_key, data_dir);
+    listen(addr, "S3", service).await
+}
+
+/// Serves the HTTP gateway on `addr` (and, behind it, the S3 API for presigned URLs).
+pub async fn serve_gateway(
+    addr: SocketAddr,
+    node: Multiaddr,
+    swarm_key: Option<PreSharedKey>,
+    data_dir: &Path,
+) -> anyhow::Result<Server> {
+    let s3 = s3_service(node.clone(), swarm_key, data_dir);
+    let gateway = Arc::new(http::Gateway::new(node, swarm_key, s3));
+    let service = hyper::service::service_fn(move |req| gateway.clone().serve(req));
+    listen(addr, "gateway", service).await
+}
+
+/// Accepts connections on `addr` and serves each with `service`, at most
+/// [`MAX_CONNECTIONS`] at once.
+async fn listen<S, B>(addr: SocketAddr, what: &'static str, service: S) -> anyhow::Result<Server>
+where
+    S: hyper::service::Service<
+            ::http::Request<hyper::body::Incoming>,
+            Response = ::http::Response<B>,
+            Error = s3s::HttpError,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for S3 on {addr}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen for the {what} on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
@@ -114,7 +157,7 @@ pub async fn serve_s3(
             let socket = match listener.accept().await {
                 Ok((socket, _)) => socket,
                 Err(e) => {
-                    tracing::warn!("S3 accept: {e}");
+                    tracing::warn!("{what} accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -129,5 +172,5 @@ pub async fn serve_s3(
             });
         }
     });
-    Ok(S3Server { addr: local, task })
+    Ok(Server { addr: local, task })
 }
