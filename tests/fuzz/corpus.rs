@@ -391,6 +391,42 @@ fn corpus_values() -> Vec<(&'static str, String, Vec<u8>)> {
     add("state", "attested", cbor(&attested_state()));
     add("state", "reborn", cbor(&reborn_state()));
     add("note", "download", cbor(&note()));
+
+    use swarmstore::client::bucket::index::{shard_of, BucketList, BucketMeta, ObjectEntry, Page};
+    let mut page = Page::default();
+    // Keys of page 3 of 16, the page the fuzz target decodes them as.
+    let on_page: Vec<String> = (0..200)
+        .map(|i| format!("photos/{i}.jpg"))
+        .filter(|k| shard_of(k, 16) == 3)
+        .take(3)
+        .collect();
+    for k in &on_page {
+        let k = k.as_str();
+        {
+            page.entries.insert(
+                k.to_string(),
+                ObjectEntry {
+                    key: k.to_string(),
+                    size: 1234,
+                    version: 2,
+                    modified_ms: T0,
+                    etag: Some("9e107d9d372bb6826bd81d3542a419d6".into()),
+                    content_type: Some("image/jpeg".into()),
+                    meta: vec![("colour".into(), "blue".into())],
+                },
+            );
+        }
+    }
+    add("bucket-page", "page-3-of-16", page.encode());
+    add("bucket-page", "empty", Page::default().encode());
+    add(
+        "bucket-meta",
+        "meta",
+        BucketMeta::new(16, true, false).encode(),
+    );
+    let mut list = BucketList::default();
+    list.buckets.insert("photos".into(), T0);
+    add("bucket-meta", "list", list.encode());
     out
 }
 

@@ -57,6 +57,7 @@ use proptest::test_runner::{Config, FailurePersistence, FileFailurePersistence, 
 use serde::Serialize;
 
 mod block;
+mod buckets;
 mod client;
 mod config_files;
 mod corpus;
