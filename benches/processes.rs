@@ -9,6 +9,8 @@
 //!     its own row), and the same through the library in one client process;
 //!   * the same put and get of a private file (sealed and opened on the client), beside the
 //!     plain ones, for the cost of encryption;
+//!   * `aws s3 cp` in and out through node 0's `--s3` (where the AWS CLI is installed), and
+//!     ListObjectsV2 latency of 1,000 keys from boto3;
 //!   * a big put and get (default 4 GiB) with the peak RSS of every process.
 //!
 //!     cargo bench --bench processes
@@ -357,7 +359,7 @@ impl Drop for NodeProcess {
     }
 }
 
-fn start_node(dir: &Path, listen: &str, bootstrap: Option<&str>) -> NodeProcess {
+fn start_node(dir: &Path, listen: &str, bootstrap: Option<&str>, extra: &[&str]) -> NodeProcess {
     std::fs::create_dir_all(dir).expect("node dir");
     let _ = std::fs::remove_file(dir.join("node.addr"));
     let mut cmd = Command::new(BIN);
@@ -371,6 +373,7 @@ fn start_node(dir: &Path, listen: &str, bootstrap: Option<&str>) -> NodeProcess 
     ])
     .arg("--data-dir")
     .arg(dir)
+    .args(extra)
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::null());
@@ -390,12 +393,19 @@ fn start_node(dir: &Path, listen: &str, bootstrap: Option<&str>) -> NodeProcess 
 }
 
 /// Three node processes listening on `listen`, each seeing the other two live.
-fn swarm(dir: &Path, listen: &str, id: &Path) -> Vec<NodeProcess> {
-    let first = start_node(&dir.join("n0"), listen, None);
+/// Three nodes; the first serves the S3 API on `s3` when given.
+fn swarm(dir: &Path, listen: &str, id: &Path, s3: Option<&str>) -> Vec<NodeProcess> {
+    let extra: Vec<&str> = s3.map(|a| vec!["--s3", a]).unwrap_or_default();
+    let first = start_node(&dir.join("n0"), listen, None, &extra);
     let boot = first.addr.clone();
     let mut nodes = vec![first];
     for i in 1..3 {
-        nodes.push(start_node(&dir.join(format!("n{i}")), listen, Some(&boot)));
+        nodes.push(start_node(
+            &dir.join(format!("n{i}")),
+            listen,
+            Some(&boot),
+            &[],
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for n in &nodes {
@@ -478,14 +488,23 @@ fn main() {
     let input = dir.join("input.bin");
     let path = input.to_str().expect("utf-8 temp path");
 
-    let tcp_nodes = swarm(&dir.join("tcp"), "/ip4/127.0.0.1/tcp/0", &id);
-    let quic_nodes = swarm(&dir.join("quic"), "/ip4/127.0.0.1/udp/0/quic-v1", &id);
+    let s3_addr = format!("127.0.0.1:{}", free_port());
+    let tcp_nodes = swarm(
+        &dir.join("tcp"),
+        "/ip4/127.0.0.1/tcp/0",
+        &id,
+        Some(&s3_addr),
+    );
+    let quic_nodes = swarm(&dir.join("quic"), "/ip4/127.0.0.1/udp/0/quic-v1", &id, None);
+    // The AWS CLI through node 0's S3 API, where the CLI is installed.
+    let aws = s3_client(&dir.join("tcp/n0"), &id, &s3_addr);
 
     let mut tcp_sha = Vec::new();
     let mut stream_tcp = Vec::new();
     let mut stream_quic = Vec::new();
     let (mut put, mut get_file, mut get_null, mut get_quic) = (vec![], vec![], vec![], vec![]);
     let (mut put_private, mut get_private) = (vec![], vec![]);
+    let (mut s3_put, mut s3_get) = (vec![], vec![]);
     for run in 0..runs {
         // New content every run: a holder stores a block it already has as a no-op, so
         // putting the same bytes again would time a put that writes nothing.
@@ -541,6 +560,14 @@ fn main() {
         assert!(ok, "get to stdout failed");
         get_null.push(mbps(size, secs));
 
+        if let Some(aws) = &aws {
+            let url = format!("s3://bench/big-{run}");
+            s3_put.push(mbps(size, aws.time(&["s3", "cp", path, &url])));
+            s3_get.push(mbps(size, aws.time(&["s3", "cp", &url, o])));
+            assert_eq!(sha_file(&out), want, "aws s3 cp wrote other bytes");
+            let _ = std::fs::remove_file(&out);
+        }
+
         let q = ["put", path, "--name", &name, "--node", &quic_nodes[0].addr];
         let _ = timed_cli(&q, &id);
         let (secs, _) = timed_cli(&["get", &name, "-o", o, "--node", &quic_nodes[1].addr], &id);
@@ -580,6 +607,14 @@ fn main() {
         Row {
             path: "CLI `get NAME -o FILE` of a private file, TCP".into(),
             mbs: median(get_private.clone()),
+        },
+        Row {
+            path: "`aws s3 cp FILE s3://…` (multipart) via --s3, TCP".into(),
+            mbs: median(s3_put.clone()),
+        },
+        Row {
+            path: "`aws s3 cp s3://… FILE` via --s3, TCP".into(),
+            mbs: median(s3_get.clone()),
         },
         Row {
             path: "CLI `get NAME -o -` > /dev/null, TCP".into(),
@@ -635,6 +670,7 @@ fn main() {
     let mut lib_put = parse(lines.next().unwrap_or(""));
     let mut lib_get = parse(lines.next().unwrap_or(""));
 
+    let listing = aws.as_ref().and_then(|a| a.list_latency(&s3_addr, 1000));
     drop(quic_nodes);
     drop(tcp_nodes);
 
@@ -642,7 +678,7 @@ fn main() {
     // and every node's.
     let mut big = None;
     if big_mib > 0 {
-        let tcp_nodes = swarm(&dir.join("big"), "/ip4/127.0.0.1/tcp/0", &id);
+        let tcp_nodes = swarm(&dir.join("big"), "/ip4/127.0.0.1/tcp/0", &id, None);
         let big_file = dir.join("big.bin");
         random_file(&big_file, big_mib << 20, 3);
         let bf = big_file.to_str().expect("utf-8");
@@ -680,9 +716,16 @@ fn main() {
     }
     println!(
         "private / plain, medians of this run: put {:.2}x, get {:.2}x",
-        median(put_private) / median(put),
-        median(get_private) / median(get_file)
+        median(put_private) / median(put.clone()),
+        median(get_private) / median(get_file.clone())
     );
+    if !s3_put.is_empty() {
+        println!(
+            "aws s3 cp / CLI, medians of this run: in {:.2}x, out {:.2}x",
+            median(s3_put) / median(put),
+            median(s3_get) / median(get_file)
+        );
+    }
     println!();
     println!("4 KiB, sequential, {small} each");
     println!("{:<46} {:>10} {:>10}", "op", "p50 ms", "p99 ms");
@@ -698,6 +741,13 @@ fn main() {
     lat("CLI get -o FILE (a process each)", &mut cli_get);
     lat("library put (one client process)", &mut lib_put);
     lat("library get (one client process)", &mut lib_get);
+    match listing {
+        Some((p50, p99)) => println!(
+            "{:<46} {p50:>10.2} {p99:>10.2}",
+            "S3 ListObjectsV2, 1,000 keys (boto3, 20 calls)"
+        ),
+        None => println!("S3 rows skipped: the AWS CLI or boto3 is not installed"),
+    }
     if let Some((put_s, put_rss, get_s, get_rss, nodes)) = big {
         let bytes = big_mib << 20;
         println!();
@@ -714,5 +764,101 @@ fn main() {
             "node processes, peak RSS over the whole run: {}",
             list.join(", ")
         );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The AWS CLI (and boto3) against a node's S3 API, as their own processes.
+struct S3Client {
+    env: Vec<(String, String)>,
+    endpoint: String,
+}
+
+/// An access key on the node of `data_dir` for `id`, and a bucket `bench`; `None` without the
+/// AWS CLI.
+fn s3_client(data_dir: &Path, id: &Path, addr: &str) -> Option<S3Client> {
+    let installed = Command::new("aws").arg("--version").output();
+    if !installed.is_ok_and(|o| o.status.success()) {
+        return None;
+    }
+    let out = Command::new(BIN)
+        .args(["s3-key", "create", "--json", "--data-dir"])
+        .arg(data_dir)
+        .arg("--identity")
+        .arg(id)
+        .output()
+        .expect("s3-key create");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("s3-key JSON");
+    let env = vec![
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            v["access_key"].as_str()?.to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            v["secret_key"].as_str()?.to_string(),
+        ),
+        ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ];
+    let client = S3Client {
+        env,
+        endpoint: format!("http://{addr}"),
+    };
+    client.time(&["s3", "mb", "s3://bench"]);
+    Some(client)
+}
+
+impl S3Client {
+    /// Runs `aws ARGS` to completion: wall seconds; panics on failure.
+    fn time(&self, args: &[&str]) -> f64 {
+        let start = Instant::now();
+        let status = Command::new("aws")
+            .args(["--endpoint-url", &self.endpoint, "--only-show-errors"])
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run aws");
+        assert!(status.success(), "`aws {}` failed", args.join(" "));
+        start.elapsed().as_secs_f64()
+    }
+
+    /// Puts `keys` tiny objects (8 at a time), then times 20 ListObjectsV2 calls of 1,000
+    /// keys in one boto3 process: p50 and p99 in ms.
+    fn list_latency(&self, addr: &str, keys: usize) -> Option<(f64, f64)> {
+        let script = format!(
+            r#"
+import boto3, concurrent.futures, time
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url="http://{addr}", config=Config(s3={{"addressing_style": "path"}}, max_pool_connections=16))
+with concurrent.futures.ThreadPoolExecutor(8) as p:
+    list(p.map(lambda i: s3.put_object(Bucket="bench", Key=f"list/{{i:05}}", Body=b"x"), range({keys})))
+ts = []
+for _ in range(20):
+    t = time.time(); r = s3.list_objects_v2(Bucket="bench", Prefix="list/", MaxKeys=1000); ts.append((time.time() - t) * 1000)
+    assert r["KeyCount"] == min({keys}, 1000)
+ts.sort()
+print(ts[len(ts) // 2], ts[-1])
+"#
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .envs(self.env.iter().cloned())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("boto3 listing: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace().filter_map(|x| x.parse().ok());
+        Some((it.next()?, it.next()?))
     }
 }
