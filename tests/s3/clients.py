@@ -310,6 +310,12 @@ def main():
     check("a body longer than declared is refused", not reply.startswith(b"HTTP/1.1 200"), reply[:60])
     check("the node still serves after both", a.head_object(Bucket=BUCKET, Key=keys[300])["ContentLength"] > 0)
 
+    # A private bucket (made with `mb --private` by the test): the node seals objects with the
+    # owner's key it holds for this access key; the reader sees plaintext.
+    with open(ENV["PRIVATE_FILE"], "rb") as f:
+        secret = f.read()
+    a.put_object(Bucket="vault", Key="secret.bin", Body=secret)
+    check("a private bucket's object reads back", a.get_object(Bucket="vault", Key="secret.bin")["Body"].read() == secret)
     gateway_checks(a, keys)
     rclone_checks()
     print("all S3 client checks passed", flush=True)
