@@ -193,7 +193,7 @@ fn files_holding(dirs: &[std::path::PathBuf], needle: &[u8]) -> usize {
             stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
         } else if meta.len() < (64 << 20) {
             let data = std::fs::read(&p).unwrap_or_default();
-            if data.windows(needle.len()).any(|w| w == needle) {
+            if memchr::memmem::find(&data, needle).is_some() {
                 found += 1;
             }
         }
