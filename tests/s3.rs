@@ -1,18 +1,22 @@
-//! The S3 API with clients nobody here wrote: 5 node processes, `--s3` on two of them, and
+//! The S3 API with clients nobody here wrote: 5 node processes, `--s3` on two of them, the
+//! official AWS SDK for Rust (`tests/s3/sdk.rs`), and
 //! `tests/s3/clients.py` driving boto3, the AWS CLI and rclone against them (100 MiB multipart
 //! in and out, 2,500-key listings with prefix, delimiter and pagination from both nodes,
 //! ranged and conditional GETs, rclone sync and check, presigned URLs, and the refusals:
 //! wrong signature, revoked key, another owner's bucket, endless headers, an overlong body), and
-//! the HTTP gateway with curl and a boto3 presigned URL.
-//! `.ci/run` installs the clients; where they are missing this test says so and skips.
+//! the HTTP gateway with curl and a boto3 presigned URL. The node's metrics and `status`
+//! count what the S3 API and the gateway answered.
+//! `.ci/run` installs the Python clients; where they are missing that part says so and skips.
 
 mod common;
+#[path = "s3/sdk.rs"]
+mod sdk;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::procs::{cli, free_port, json, wait_live, NodeProc, BIN};
+use common::procs::{cli, free_port, http, json, wait_live, NodeProc, BIN};
 
 fn have(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -47,10 +51,7 @@ fn wait_port(port: u16) {
 
 #[test]
 fn real_s3_clients_work_against_the_swarm() {
-    if !have("python3", &["-c", "import boto3"]) || !have("aws", &["--version"]) {
-        eprintln!("SKIP: boto3 or the AWS CLI is missing (bash .ci/run installs them)");
-        return;
-    }
+    let python_clients = have("python3", &["-c", "import boto3"]) && have("aws", &["--version"]);
     let tmp = tempfile::tempdir().unwrap();
     let owner = tmp.path().join("owner.key");
     let other = tmp.path().join("other.key");
@@ -58,11 +59,16 @@ fn real_s3_clients_work_against_the_swarm() {
     cli(&["whoami"], &owner);
     cli(&["whoami"], &other);
     let dirs: Vec<_> = (0..5).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let (pa, pb, pg) = (free_port(), free_port(), free_port());
+    let (pa, pb, pg, pm) = (free_port(), free_port(), free_port(), free_port());
     let s3a = format!("127.0.0.1:{pa}");
     let s3b = format!("127.0.0.1:{pb}");
     let gw = format!("127.0.0.1:{pg}");
-    let mut n0 = NodeProc::start(&dirs[0], &[], &["--s3", &s3a, "--gateway", &gw]);
+    let metrics = format!("127.0.0.1:{pm}");
+    let mut n0 = NodeProc::start(
+        &dirs[0],
+        &[],
+        &["--s3", &s3a, "--gateway", &gw, "--metrics", &metrics],
+    );
     let a0 = n0.addr();
     let mut rest: Vec<NodeProc> = dirs[1..]
         .iter()
@@ -122,6 +128,21 @@ fn real_s3_clients_work_against_the_swarm() {
         &owner,
     ));
 
+    // The AWS SDK for Rust first: it needs no Python.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let a = sdk::client(&format!("http://{s3a}"), &ka, &sa);
+        let b = sdk::client(&format!("http://{s3b}"), &kb, &sb);
+        let stranger = sdk::client(&format!("http://{s3a}"), &kx, &sx);
+        let forged = sdk::client(&format!("http://{s3a}"), &ka, "not-the-secret-at-all");
+        sdk::run(&a, &b, &stranger, &forged).await;
+    });
+    println!("AWS SDK for Rust: all checks passed");
+    check_counted(&metrics, &a0, &owner, false);
+
+    if !python_clients {
+        eprintln!("SKIP: boto3 or the AWS CLI is missing (bash .ci/run installs them)");
+        return;
+    }
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("private.bin"), &secret).unwrap();
@@ -150,6 +171,7 @@ fn real_s3_clients_work_against_the_swarm() {
         "the S3 clients failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    check_counted(&metrics, &a0, &owner, true);
     // No secret reaches a log: the nodes run with their logs captured by nothing, so look at
     // what the key file holds instead (user-only).
     #[cfg(unix)]
@@ -176,6 +198,47 @@ fn real_s3_clients_work_against_the_swarm() {
         files_holding(&dirs, &control[..32]) > 0,
         "the scan misses plain content"
     );
+}
+
+/// The node's metrics count what its S3 API (and, once the Python clients have used it, its
+/// gateway) answered, by operation and status, and `status` shows both listeners.
+fn check_counted(metrics: &str, node: &str, identity: &Path, gateway_used: bool) {
+    let (code, body) = http(metrics, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body);
+    let count = |api: &str, op: &str, code: u16| -> u64 {
+        let series =
+            format!("swarmstore_http_requests_total{{api=\"{api}\",op=\"{op}\",code=\"{code}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("s3", "PutObject", 200) >= 46, "{text}");
+    assert!(count("s3", "UploadPart", 200) >= 3);
+    assert!(count("s3", "GetObject", 206) >= 2);
+    assert!(count("s3", "GetObject", 404) >= 1);
+    assert!(count("s3", "PutObject", 403) >= 1, "another owner's bucket");
+    assert!(count("s3", "unknown", 403) >= 1, "the forged signature");
+    assert!(text.contains(
+        "swarmstore_http_request_duration_seconds_count{api=\"s3\",op=\"ListObjectsV2\"}"
+    ));
+    if gateway_used {
+        assert!(
+            count("gateway", "get", 200) + count("gateway", "get", 206) >= 1,
+            "{text}"
+        );
+    }
+    let status = json(&cli(&["status", "--json", "--node", node], identity));
+    let doors = status["front_doors"]
+        .as_array()
+        .expect("front doors in status");
+    let s3 = doors.iter().find(|d| d["api"] == "s3").expect("the S3 row");
+    assert!(s3["requests"].as_u64().unwrap() >= 50);
+    assert!(s3["client_errors"].as_u64().unwrap() >= 3);
+    assert!(doors.iter().any(|d| d["api"] == "gateway"));
+    let plain = cli(&["status", "--node", node], identity);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("S3 API"));
 }
 
 /// How many files under `dirs` (staged uploads aside) contain `needle`.

@@ -532,6 +532,13 @@ pub async fn status(args: StatusArgs, json: bool) -> anyhow::Result<()> {
         };
         println!("  {:<10} {}", state, p.peer);
     }
+    for d in &status.front_doors {
+        let name = if d.api == "s3" { "S3 API" } else { "gateway" };
+        println!(
+            "{:<9} http://{}: {} requests, {} refused (4xx), {} failed (5xx)",
+            name, d.addr, d.requests, d.client_errors, d.server_errors
+        );
+    }
     print_balance(&status.balance);
     Ok(())
 }

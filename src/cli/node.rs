@@ -280,14 +280,24 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     {
         own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
     }
+    let metrics = node.metrics().clone();
     let s3 = match args.s3 {
         Some(addr) => {
-            Some(crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir).await?)
+            let s3 =
+                crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir, metrics.clone())
+                    .await?;
+            node.add_front_door("s3", s3.addr);
+            Some(s3)
         }
         None => None,
     };
     let gateway = match args.gateway {
-        Some(addr) => Some(crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir).await?),
+        Some(addr) => {
+            let gw =
+                crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir, metrics).await?;
+            node.add_front_door("gateway", gw.addr);
+            Some(gw)
+        }
         None => None,
     };
     if json {

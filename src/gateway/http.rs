@@ -96,8 +96,14 @@ impl Gateway {
             ));
         }
         if key.is_empty() || key.ends_with('/') {
+            super::metered::set_op("index");
             return self.index(&client, bucket, key, req).await;
         }
+        super::metered::set_op(if req.method() == Method::HEAD {
+            "head"
+        } else {
+            "get"
+        });
         let (_, entry) = client.head_object(bucket, key).await.map_err(status_of)?;
         let etag = entry.etag.as_ref().map(|e| format!("\"{e}\""));
         let if_none = req

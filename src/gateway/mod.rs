@@ -4,11 +4,12 @@
 //! the manager and nothing a client could not do itself.
 //!
 //! `keys` maps S3 access keys to client identities, `s3` the operations, `multipart` the
-//! staged multipart uploads, `http` the gateway. The protocol surface and SigV4 are the `s3s`
-//! crate's.
+//! staged multipart uploads, `http` the gateway, `metered` the request counts and latencies
+//! both report to the node's metrics. The protocol surface and SigV4 are the `s3s` crate's.
 
 mod http;
 pub mod keys;
+mod metered;
 mod multipart;
 mod s3;
 
@@ -27,6 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use keys::KeyStore;
+
+use crate::node::Metrics;
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -77,6 +80,7 @@ impl S3Access for PublicReads {
             "ListObjectsV2",
             "GetBucketLocation",
         ];
+        metered::set_op(metered::s3_op_label(cx.s3_op().name()));
         if cx.credentials().is_some() || READS.contains(&cx.s3_op().name()) {
             Ok(())
         } else {
@@ -101,27 +105,36 @@ fn s3_service(
 }
 
 /// Serves the S3 API on `addr`, acting through the node at `node` whose data dir is
-/// `data_dir` (its access keys and staged uploads live there).
+/// `data_dir` (its access keys and staged uploads live there); every request is counted and
+/// timed in `metrics` under `api="s3"`.
 pub async fn serve_s3(
     addr: SocketAddr,
     node: Multiaddr,
     swarm_key: Option<PreSharedKey>,
     data_dir: &Path,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Server> {
-    let service = s3_service(node, swarm_key, data_dir);
+    let s3 = s3_service(node, swarm_key, data_dir);
+    let service = metered::Metered::new("s3", metrics, move |req| {
+        hyper::service::Service::call(&s3, req)
+    });
     listen(addr, "S3", service).await
 }
 
-/// Serves the HTTP gateway on `addr` (and, behind it, the S3 API for presigned URLs).
+/// Serves the HTTP gateway on `addr` (and, behind it, the S3 API for presigned URLs),
+/// counted under `api="gateway"`.
 pub async fn serve_gateway(
     addr: SocketAddr,
     node: Multiaddr,
     swarm_key: Option<PreSharedKey>,
     data_dir: &Path,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Server> {
     let s3 = s3_service(node.clone(), swarm_key, data_dir);
     let gateway = Arc::new(http::Gateway::new(node, swarm_key, s3));
-    let service = hyper::service::service_fn(move |req| gateway.clone().serve(req));
+    let service = metered::Metered::new("gateway", metrics, move |req| {
+        Box::pin(gateway.clone().serve(req))
+    });
     listen(addr, "gateway", service).await
 }
 

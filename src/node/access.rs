@@ -15,7 +15,7 @@ use crate::ids::{hash_block, validate_name, BlockId, FileKey};
 use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::client::{ClientRequest, ClientResponse};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
-use crate::protocol::status::{NodeStatus, PeerStatus};
+use crate::protocol::status::{FrontDoorStatus, NodeStatus, PeerStatus};
 use crate::record::{DownloadNote, FileRecord, FileState, UserRole, MAX_BLOCK_SIZE, MAX_HOLDERS};
 
 pub async fn handle(ctx: &Arc<Ctx>, client: PeerId, req: ClientRequest) -> ClientResponse {
@@ -334,5 +334,26 @@ pub(super) async fn status(ctx: &Arc<Ctx>) -> NodeStatus {
         repair: ctx.repair.snapshot(),
         balance: ctx.balance.status(),
         refused: ctx.refusals.counts(),
+        front_doors: front_doors(ctx),
     }
+}
+
+fn front_doors(ctx: &Ctx) -> Vec<FrontDoorStatus> {
+    let doors = match ctx.front_doors.lock() {
+        Ok(d) => d.clone(),
+        Err(_) => return Vec::new(),
+    };
+    doors
+        .into_iter()
+        .map(|(api, addr)| {
+            let (requests, client_errors, server_errors) = ctx.metrics.http_totals(api);
+            FrontDoorStatus {
+                api: api.to_string(),
+                addr: addr.to_string(),
+                requests,
+                client_errors,
+                server_errors,
+            }
+        })
+        .collect()
 }

@@ -52,6 +52,8 @@ pub struct Ctx {
     /// Bytes of blocks each peer may make this node store unasked.
     pub allowance: super::allowance::Allowance,
     pub(super) started: Instant,
+    /// The S3 API and gateway this node's process serves (`--s3`, `--gateway`), for `status`.
+    pub(super) front_doors: Mutex<Vec<(&'static str, std::net::SocketAddr)>>,
     /// Test hook: answer meta requests as a peer that claims every record and holds none.
     #[cfg(feature = "test-hooks")]
     pub(super) lie_about_records: AtomicBool,

@@ -41,11 +41,30 @@ pub struct MapLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// `s3` or `gateway`.
+    pub api: &'static str,
+    /// The S3 operation (`PutObject`, `ListObjectsV2`, ...), the gateway's own (`get`,
+    /// `head`, `index`), or `unknown` for a request refused before it was identified (a bad
+    /// signature, an unparsable request).
+    pub op: &'static str,
+    /// The HTTP status answered.
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpOpLabels {
+    pub api: &'static str,
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
 
 type Histograms = Family<StageLabels, Histogram, fn() -> Histogram>;
+type HttpHistograms = Family<HttpOpLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~33 s.
@@ -98,6 +117,15 @@ pub struct Metrics {
     /// Entries in each bounded map of balancing (sampled): a soak shows each reach its bound
     /// and stay, where the heap alone shows only a sum.
     pub map_entries: Family<MapLabels, Gauge>,
+    /// Requests the S3 API and the HTTP gateway answered, by api, operation and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Time from a request's head to its response's head (a streamed body's transfer is the
+    /// client's pace, not ours), by api and operation.
+    pub http_latency: HttpHistograms,
+    /// Totals for `status` (all, 4xx, 5xx) of the S3 API and of the gateway: the family
+    /// above has no cheap sum.
+    http_s3: [Counter; 3],
+    http_gateway: [Counter; 3],
 }
 
 impl Default for Metrics {
@@ -122,6 +150,10 @@ impl Default for Metrics {
             heap_in_use: Gauge::default(),
             heap_held: Gauge::default(),
             map_entries: Family::default(),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(latency_histogram),
+            http_s3: Default::default(),
+            http_gateway: Default::default(),
         }
     }
 }
@@ -248,6 +280,47 @@ impl Metrics {
             "Entries in each bounded in-memory map of balancing",
             self.map_entries.clone(),
         );
+        r.register(
+            "http_requests",
+            "Requests the S3 API and the HTTP gateway answered, by api, op and status code",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "S3 API and gateway time from request head to response head, by api and op",
+            self.http_latency.clone(),
+        );
+    }
+
+    /// Records one answered S3 or gateway request.
+    pub fn observe_http(&self, api: &'static str, op: &'static str, code: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels { api, op, code })
+            .inc();
+        self.http_latency
+            .get_or_create(&HttpOpLabels { api, op })
+            .observe(took.as_secs_f64());
+        let t = if api == "s3" {
+            &self.http_s3
+        } else {
+            &self.http_gateway
+        };
+        t[0].inc();
+        match code {
+            400..=499 => t[1].inc(),
+            500..=599 => t[2].inc(),
+            _ => 0,
+        };
+    }
+
+    /// Requests answered by `api` so far: all, and those answered 4xx and 5xx.
+    pub fn http_totals(&self, api: &str) -> (u64, u64, u64) {
+        let t = if api == "s3" {
+            &self.http_s3
+        } else {
+            &self.http_gateway
+        };
+        (t[0].get(), t[1].get(), t[2].get())
     }
 
     pub fn served(&self, protocol: &'static str, kind: &'static str) {

@@ -172,6 +172,7 @@ impl Node {
             refusals,
             allowance: allowance::Allowance::default(),
             started: Instant::now(),
+            front_doors: Mutex::new(Vec::new()),
             #[cfg(feature = "test-hooks")]
             lie_about_records: AtomicBool::new(config.lie_about_records),
         });
@@ -233,6 +234,14 @@ impl Node {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.ctx.metrics
+    }
+
+    /// Says that this process serves `api` (`s3` or `gateway`) on `addr`: `status` shows it
+    /// with its request counts.
+    pub fn add_front_door(&self, api: &'static str, addr: SocketAddr) {
+        if let Ok(mut doors) = self.ctx.front_doors.lock() {
+            doors.push((api, addr));
+        }
     }
 
     /// Peers this node has a direct (not relayed) connection to.

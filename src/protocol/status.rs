@@ -26,6 +26,23 @@ pub struct NodeStatus {
     /// Input this node refused (forged, unauthorized, oversized...), by cause.
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
+    /// The S3 API and HTTP gateway served in the node's process, if any (left out when none,
+    /// so a node without them encodes its status exactly as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub front_doors: Vec<FrontDoorStatus>,
+}
+
+/// An S3 API or gateway listener and what it has answered since the node started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrontDoorStatus {
+    /// `s3` or `gateway`.
+    pub api: String,
+    pub addr: String,
+    pub requests: u64,
+    /// Answered 4xx (refused: bad signature, no such key, ...).
+    pub client_errors: u64,
+    /// Answered 5xx (the swarm could not serve it).
+    pub server_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,4 +114,45 @@ pub struct DecisionRow {
     pub term: u64,
     pub seq: u64,
     pub file: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(front_doors: Vec<FrontDoorStatus>) -> NodeStatus {
+        NodeStatus {
+            peer: PeerId::random(),
+            addrs: Vec::new(),
+            replication: 3,
+            blocks: 0,
+            used: 0,
+            capacity: None,
+            records: 0,
+            peers: Vec::new(),
+            repair: RepairStatus::default(),
+            balance: BalanceStatus::default(),
+            refused: BTreeMap::new(),
+            front_doors,
+        }
+    }
+
+    #[test]
+    fn front_doors_round_trip_and_are_left_out_when_none() {
+        let door = FrontDoorStatus {
+            api: "s3".into(),
+            addr: "127.0.0.1:9000".into(),
+            requests: 7,
+            client_errors: 2,
+            server_errors: 1,
+        };
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), &status(vec![door])).unwrap();
+        let back: NodeStatus = cbor4ii::serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.front_doors.len(), 1);
+        assert_eq!(back.front_doors[0].requests, 7);
+        assert_eq!(back.front_doors[0].client_errors, 2);
+        let plain = cbor4ii::serde::to_vec(Vec::new(), &status(Vec::new())).unwrap();
+        assert!(memchr::memmem::find(&plain, b"front_doors").is_none());
+        assert!(memchr::memmem::find(&bytes, b"front_doors").is_some());
+    }
 }

@@ -77,6 +77,7 @@ fn any_status() -> impl Strategy<Value = NodeStatus> {
                         ..BalanceStatus::default()
                     },
                     refused: refused.into_iter().collect(),
+                    front_doors: Vec::new(),
                 }
             },
         )

@@ -211,6 +211,7 @@ pub(crate) fn node_status() -> NodeStatus {
             ignored: BTreeMap::from([("stale term".to_string(), 2)]),
         },
         refused: BTreeMap::from([("oversized frame".to_string(), 1)]),
+        front_doors: Vec::new(),
     }
 }
 

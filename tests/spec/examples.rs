@@ -371,6 +371,7 @@ pub(crate) fn examples() -> Vec<Example> {
             ignored: BTreeMap::new(),
         },
         refused: BTreeMap::from([("unsolicited block".to_string(), 1)]),
+        front_doors: Vec::new(),
     };
     let client_responses = vec![
         ClientResponse::BlockStored {
