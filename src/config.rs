@@ -53,6 +53,9 @@ pub struct NodeSettings {
     pub autonat_server: Option<ServeMode>,
     pub swarm_key: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
+    /// The S3 API and the HTTP gateway (read by `swarmstore node`, not a NodeConfig).
+    pub s3: Option<SocketAddr>,
+    pub gateway: Option<SocketAddr>,
     /// Balancing flags (swarm, zone, report-interval, bandwidth, manager-peers, balance-hold,
     /// no-planner).
     pub balance: BalanceSettings,
@@ -82,6 +85,8 @@ struct FileLayer {
     autonat_server: Option<String>,
     swarm_key: Option<PathBuf>,
     metrics: Option<String>,
+    s3: Option<String>,
+    gateway: Option<String>,
     swarm: Option<String>,
     zone: Option<String>,
     report_interval: Option<String>,
@@ -138,6 +143,14 @@ impl NodeSettings {
             .metrics
             .map(|s| parse_admin_addr(&s).map_err(|e| bad!("metrics: {e}")))
             .transpose()?;
+        let s3 = raw
+            .s3
+            .map(|s| parse_admin_addr(&s).map_err(|e| bad!("s3: {e}")))
+            .transpose()?;
+        let gateway = raw
+            .gateway
+            .map(|s| parse_admin_addr(&s).map_err(|e| bad!("gateway: {e}")))
+            .transpose()?;
         let manager_peers = raw
             .manager_peers
             .unwrap_or_default()
@@ -177,6 +190,8 @@ impl NodeSettings {
             autonat_server: mode("autonat-server", raw.autonat_server)?,
             swarm_key: raw.swarm_key.map(rel),
             metrics,
+            s3,
+            gateway,
             balance,
         })
     }
@@ -209,6 +224,8 @@ impl NodeSettings {
             autonat_server: top.autonat_server.or(self.autonat_server),
             swarm_key: top.swarm_key.or(self.swarm_key),
             metrics: top.metrics.or(self.metrics),
+            s3: top.s3.or(self.s3),
+            gateway: top.gateway.or(self.gateway),
             balance: BalanceSettings {
                 swarm: top.balance.swarm.or(self.balance.swarm),
                 zone: top.balance.zone.or(self.balance.zone),
@@ -410,6 +427,8 @@ mod tests {
             gc-grace = "30s"
             relay-server = "on"
             metrics = "127.0.0.1:9090"
+            s3 = "0.0.0.0:9000"
+            gateway = "8080"
             swarm = "lab"
             report-interval = "500ms"
             bandwidth = "10M"
@@ -421,6 +440,8 @@ mod tests {
         assert_eq!(s.data_dir, Some(PathBuf::from("/etc/swarmstore/data")));
         assert_eq!(s.capacity, Some(2 << 30));
         assert_eq!(s.relay_server, Some(ServeMode::On));
+        assert_eq!(s.s3, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(s.gateway, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(s.bootstrap.len(), 2);
         let c = s.into_config(PathBuf::from("/x")).expect("config");
         // The bad bootstrap entry is skipped, the good one kept.
@@ -441,6 +462,8 @@ mod tests {
         assert!(e.to_string().contains("listen"), "{e}");
         let e = NodeSettings::from_toml("relay-server = \"maybe\"", Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("relay-server"), "{e}");
+        let e = NodeSettings::from_toml("s3 = \"nine thousand\"", Path::new(".")).unwrap_err();
+        assert!(e.to_string().starts_with("s3: "), "{e}");
     }
 
     #[test]

@@ -133,7 +133,8 @@ metrics = "127.0.0.1:9090"
 }
 
 /// A node started with `--config` joins through the good bootstrap address while each bad one
-/// (unreachable, unresolvable, not a multiaddr) is reported once, with its address.
+/// (unreachable, unresolvable, not a multiaddr) is reported once, with its address; the
+/// file's `s3` key starts the S3 API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_from_config_joins_and_reports_bad_bootstrap_addresses() {
     init_tracing();
@@ -145,10 +146,12 @@ async fn node_from_config_joins_and_reports_bad_bootstrap_addresses() {
     let unreachable = format!("/ip4/127.0.0.1/tcp/1/p2p/{stranger}");
     let unresolvable = "/dns4/swarmstore-no-such-host.invalid/tcp/4001";
     let file = dir.path().join("node.toml");
+    let s3_port = common::procs::free_port();
     std::fs::write(
         &file,
         format!(
             "data-dir = \"node\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nno-mdns = true\n\
+             s3 = \"{s3_port}\"\n\
              bootstrap = [\"{unreachable}\", \"{unresolvable}\", \"not-an-address\", \"{}\"]\n",
             seed.addr()
         ),
@@ -193,9 +196,14 @@ async fn node_from_config_joins_and_reports_bad_bootstrap_addresses() {
             settle = Some(Instant::now() + Duration::from_secs(2));
         }
     }
+    let s3_open = std::net::TcpStream::connect(("127.0.0.1", s3_port)).is_ok();
     let _ = child.kill();
     let _ = child.wait();
     let log = lines.join("\n");
+    assert!(
+        s3_open,
+        "the file's s3 key did not start the S3 API:\n{log}"
+    );
     assert!(
         joined,
         "the node did not join through the good address:\n{log}"

@@ -176,6 +176,8 @@ impl NodeArgs {
             autonat_server: self.autonat_server,
             swarm_key: self.swarm_key.clone(),
             metrics: self.metrics,
+            s3: self.s3,
+            gateway: self.gateway,
             balance: self.balance.clone(),
         }
     }
@@ -268,7 +270,8 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let drain = args.merged()?.drain.unwrap_or(false);
+    let settings = args.merged()?;
+    let drain = settings.drain.unwrap_or(false);
     let config = args.node_config()?;
     let data_dir = config.data_dir.clone();
     let swarm_key = config.swarm_key;
@@ -281,7 +284,7 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
     }
     let metrics = node.metrics().clone();
-    let s3 = match args.s3 {
+    let s3 = match settings.s3 {
         Some(addr) => {
             let s3 =
                 crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir, metrics.clone())
@@ -291,7 +294,7 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let gateway = match args.gateway {
+    let gateway = match settings.gateway {
         Some(addr) => {
             let gw =
                 crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir, metrics).await?;
