@@ -820,7 +820,7 @@ impl S3Client {
     fn time(&self, args: &[&str]) -> f64 {
         let start = Instant::now();
         let status = Command::new("aws")
-            .args(["--endpoint-url", &self.endpoint, "--only-show-errors"])
+            .args(["--endpoint-url", &self.endpoint])
             .args(args)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())

@@ -330,3 +330,30 @@ fn put_and_get_stream_in_constant_memory() {
         assert!(peak < BOUND, "{what} peaked at {} MiB", mib(peak));
     }
 }
+
+/// Quick CLI runs under one identity over QUIC: each run closes its connection before it
+/// exits. Before, a node learnt of an exit only by the idle timeout (UDP has no FIN), so the
+/// dead connections of four runs filled its per-peer limit and the fifth was refused for
+/// seconds (the processes bench's status polls saw 61 such failures).
+#[test]
+fn quick_cli_runs_over_quic_are_not_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = tmp.path().join("client.key");
+    let node = NodeProc::start_in(
+        &[],
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        &tmp.path().join("n0"),
+        &[],
+        &[],
+    );
+    let addr = node.addr();
+    assert!(addr.contains("/quic-v1/"), "{addr}");
+    for run in 0..12 {
+        let out = cli(&["status", "--json", "--node", &addr], &id);
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

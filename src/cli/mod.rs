@@ -185,6 +185,10 @@ pub fn run() -> i32 {
             Command::Soak(args) => soak::run_soak(args, json).await,
         }
     });
+    // Let the clients' connections close (a QUIC node learns of an exit only this way).
+    runtime.block_on(crate::client::wait_closed(
+        std::time::Duration::from_millis(500),
+    ));
     // Background tasks (connections, timers) must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {

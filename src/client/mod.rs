@@ -18,6 +18,7 @@ mod write;
 pub use bucket::{BucketInfo, BucketOptions, ObjectMeta};
 pub use seal::Capability;
 use seal::ReaderSecret;
+pub use session::wait_closed;
 
 use std::collections::HashMap;
 use std::sync::Arc;

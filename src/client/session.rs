@@ -4,6 +4,7 @@
 //! through; replies come back over oneshots.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +25,48 @@ use crate::protocol::block::{self, BlockRequest, BlockResponse};
 use crate::protocol::client::{self, ClientRequest, ClientResponse};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client whose handles are all gone waits for its connections to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Client event loops still running in this process, and a wake-up when one ends.
+static LIVE_LOOPS: AtomicUsize = AtomicUsize::new(0);
+static LOOP_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Waits (at most `limit`) until every client of this process has closed its connections.
+///
+/// A process that exits with a connection open leaves it to the node's idle timeout: over
+/// QUIC the node learns nothing of the exit (no FIN), and the dead connections of a few quick
+/// CLI runs under one identity filled the node's per-peer limit, so the next run was refused
+/// for seconds. The CLI calls this before it exits; a long-lived program need not.
+pub async fn wait_closed(limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            let ended = LOOP_ENDED.notified();
+            if LIVE_LOOPS.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    })
+    .await;
+}
+
+/// Counts a client loop as live for as long as it exists.
+struct LiveLoop;
+
+impl LiveLoop {
+    fn new() -> Self {
+        LIVE_LOOPS.fetch_add(1, Ordering::AcqRel);
+        LiveLoop
+    }
+}
+
+impl Drop for LiveLoop {
+    fn drop(&mut self) {
+        LIVE_LOOPS.fetch_sub(1, Ordering::AcqRel);
+        LOOP_ENDED.notify_waiters();
+    }
+}
 
 #[derive(NetworkBehaviour)]
 struct ClientBehaviour {
@@ -124,7 +167,11 @@ impl Session {
             return Err(unreachable(format!("the node there is {access}")));
         }
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run_client_loop(swarm, rx, access, relayed));
+        let live = LiveLoop::new();
+        tokio::spawn(async move {
+            run_client_loop(swarm, rx, access, relayed).await;
+            drop(live);
+        });
         Ok(Session { tx, access })
     }
 
@@ -185,8 +232,12 @@ async fn run_client_loop(
                         .send_request_with_addresses(&peer, req, addrs);
                     pending_blocks.insert(id, reply);
                 }
-                // Every Client handle is gone: close the connection.
-                None => break,
+                // Every Client handle is gone: close the connections, and wait for them to
+                // go (so a QUIC close reaches the node before the process exits).
+                None => {
+                    close_all(&mut swarm).await;
+                    break;
+                }
             },
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(ClientBehaviourEvent::Client(
@@ -240,4 +291,18 @@ async fn run_client_loop(
             },
         }
     }
+}
+
+/// Closes every connection of `swarm`, waiting at most [`CLOSE_TIMEOUT`] for them to go.
+async fn close_all(swarm: &mut Swarm<ClientBehaviour>) {
+    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    for peer in peers {
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while swarm.connected_peers().next().is_some() {
+            let _ = swarm.select_next_some().await;
+        }
+    })
+    .await;
 }
