@@ -86,6 +86,9 @@ pub struct Holdings {
     /// Copies a move found no record lists here: not offered as cold blocks again for
     /// [`UNLISTED_FOR`] (see `report::cold_blocks`).
     pub(super) unlisted: Expiring<BlockId, ()>,
+    /// Copies a record was lately read to list here: offered as cold blocks without reading
+    /// it again for [`LISTED_FOR`].
+    pub(super) listed: Expiring<BlockId, ()>,
     /// Bytes copied for decisions this round, and when the round began.
     pub(super) work: (Instant, u64),
 }
@@ -102,6 +105,7 @@ impl Default for Holdings {
             block_names: Expiring::new(CACHE_AGE, 4096),
             file_names: Expiring::new(CACHE_AGE, 4096),
             unlisted: Expiring::new(UNLISTED_FOR, MAX_UNLISTED),
+            listed: Expiring::new(LISTED_FOR, MAX_UNLISTED),
             work: (Instant::now(), 0),
         }
     }
@@ -110,7 +114,11 @@ impl Default for Holdings {
 /// How long a copy found unlisted is left out of the cold blocks offered for moves (by then
 /// garbage collection has taken it, or a record lists it after all).
 pub(super) const UNLISTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-/// Copies remembered as unlisted at most (past it the memory starts again).
+/// How long a record's word that it lists a copy here is trusted before it is read again: a
+/// copy stays listed until it is moved away (then it leaves the store) or its versions are
+/// collected, so a stale verdict costs at most one move skipped as before.
+pub(super) const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+/// Copies remembered as unlisted (or as listed) at most (past it the memory starts again).
 const MAX_UNLISTED: usize = 4096;
 /// How long the name caches and the started decisions are kept: far past the decision
 /// history's retention (so no decision is delivered again after it is forgotten), and short
@@ -126,6 +134,16 @@ impl Holdings {
     /// Whether a move lately found this node's copy of `block` unlisted.
     pub(super) fn lately_unlisted(&self, block: &BlockId) -> bool {
         self.unlisted.contains_key(block)
+    }
+
+    /// Remembers that a record lists this node's copy of `block`.
+    pub(super) fn note_listed(&mut self, block: BlockId) {
+        self.listed.insert(block, ());
+    }
+
+    /// Whether a record read lately listed this node's copy of `block`.
+    pub(super) fn lately_listed(&self, block: &BlockId) -> bool {
+        self.listed.contains_key(block)
     }
 
     pub fn extras_list(&self) -> Vec<ExtraHeld> {

@@ -165,6 +165,7 @@ impl Balance {
             ("block_names", h.block_names.len()),
             ("file_names", h.file_names.len()),
             ("unlisted", h.unlisted.len()),
+            ("listed", h.listed.len()),
         ]
     }
 

@@ -6,8 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::stream::{self, StreamExt};
+
 use super::apply::{ref_files, SOURCE_UNLISTED};
 use crate::ids::{BlockId, FileKey};
+use crate::node::possession::listed_holders;
 use crate::node::Ctx;
 use crate::protocol::gossip::{self as wire, BlockHeat, FileHeat, LoadReport};
 use crate::record::now_ms;
@@ -106,13 +109,47 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
             .map(|(id, len)| (id, 0.0, u64::from(len)))
             .collect()
     };
-    let mut out: Vec<BlockHeat> = describe_blocks(ctx, &picked)
+    let described: Vec<BlockHeat> = describe_blocks(ctx, &picked)
         .await
         .into_iter()
         .filter(|b| !b.extra)
         .collect();
-    out.truncate(room);
+    // Only copies a record lists here are offered: a node above the band also holds copies
+    // awaiting collection (old versions' blocks, moved-away copies), and each one offered
+    // became a move its source skipped (the soak: a steady trickle of them, one failed move
+    // per copy). One quorum read per copy, its verdict cached.
+    let mut checked = stream::iter(described)
+        .map(|b| async move { listed_here(ctx, &b).await.then_some(b) })
+        .buffer_unordered(8);
+    let mut out = Vec::with_capacity(room);
+    while let Some(b) = checked.next().await {
+        if let Some(b) = b {
+            out.push(b);
+            if out.len() == room {
+                break;
+            }
+        }
+    }
     out
+}
+
+/// Whether the record of `b.file` lists this node as a holder of `b.id` (cached either way; a
+/// read that fails says no for this round only).
+async fn listed_here(ctx: &Arc<Ctx>, b: &BlockHeat) -> bool {
+    if ctx.balance.state().holdings.lately_listed(&b.id) {
+        return true;
+    }
+    match listed_holders(ctx, &b.file, &b.id).await {
+        Ok(Some(holders)) if holders.contains(&ctx.local) => {
+            ctx.balance.state().holdings.note_listed(b.id);
+            true
+        }
+        Ok(_) => {
+            ctx.balance.state().holdings.note_unlisted(b.id);
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Names and flags for the hottest blocks of a sample.
