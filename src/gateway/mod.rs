@@ -4,9 +4,10 @@
 //! the manager and nothing a client could not do itself.
 //!
 //! `keys` maps S3 access keys to client identities, `s3` the operations, `multipart` the
-//! staged multipart uploads, `http` the gateway, `metered` the request counts and latencies
+//! staged multipart uploads, `convert` what both share (errors, times, metadata, bodies), `http` the gateway, `metered` the request counts and latencies
 //! both report to the node's metrics. The protocol surface and SigV4 are the `s3s` crate's.
 
+mod convert;
 mod http;
 pub mod keys;
 mod metered;

@@ -14,7 +14,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::s3::{body_reader, object_meta, s3_err, timestamp, SwarmS3, MAX_PUT};
+use super::convert::{body_reader, object_meta, s3_err, timestamp, MAX_PUT};
 use crate::client::bucket::ObjectMeta;
 use crate::client::Client;
 
@@ -113,10 +113,10 @@ fn check_part_number(n: i32) -> S3Result<()> {
 }
 
 pub async fn create(
-    s3: &SwarmS3,
+    client: &Client,
+    uploads: &Uploads,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
     let info = client.bucket(&input.bucket).await.map_err(s3_err)?;
     if info.owner != client.peer_id() {
@@ -129,7 +129,7 @@ pub async fn create(
     crate::client::bucket::index::validate_key(&input.key)
         .map_err(|e| s3_error!(KeyTooLongError, "{e}"))?;
     let id = hex::encode(rand::random::<[u8; 16]>());
-    let dir = s3.uploads.path(&id)?;
+    let dir = uploads.path(&id)?;
     let m = object_meta(input.content_type, input.metadata);
     let meta = UploadMeta {
         bucket: input.bucket.clone(),
@@ -155,18 +155,17 @@ pub async fn create(
 }
 
 pub async fn upload_part(
-    s3: &SwarmS3,
+    client: &Client,
+    uploads: &Uploads,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
     check_part_number(input.part_number)?;
     if input.content_length.is_some_and(|n| n as u64 > MAX_PUT) {
         return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
     }
-    let (dir, _) = s3
-        .uploads
-        .open(&input.upload_id, &client, &input.bucket, &input.key)
+    let (dir, _) = uploads
+        .open(&input.upload_id, client, &input.bucket, &input.key)
         .await?;
     let tmp = dir.join(format!("{:05}.tmp", input.part_number));
     let io = |e: std::io::Error| s3_error!(InternalError, "cannot stage the part: {e}");
@@ -219,14 +218,13 @@ async fn staged(dir: &Path, n: i32) -> Option<(String, u64)> {
 }
 
 pub async fn complete(
-    s3: &SwarmS3,
+    client: &Client,
+    uploads: &Uploads,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
-    let (dir, meta) = s3
-        .uploads
-        .open(&input.upload_id, &client, &input.bucket, &input.key)
+    let (dir, meta) = uploads
+        .open(&input.upload_id, client, &input.bucket, &input.key)
         .await?;
     let parts = input
         .multipart_upload
@@ -285,14 +283,13 @@ pub async fn complete(
 }
 
 pub async fn abort(
-    s3: &SwarmS3,
+    client: &Client,
+    uploads: &Uploads,
     req: S3Request<AbortMultipartUploadInput>,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
-    let (dir, _) = s3
-        .uploads
-        .open(&input.upload_id, &client, &input.bucket, &input.key)
+    let (dir, _) = uploads
+        .open(&input.upload_id, client, &input.bucket, &input.key)
         .await?;
     tokio::fs::remove_dir_all(&dir)
         .await
@@ -301,14 +298,13 @@ pub async fn abort(
 }
 
 pub async fn list_parts(
-    s3: &SwarmS3,
+    client: &Client,
+    uploads: &Uploads,
     req: S3Request<ListPartsInput>,
 ) -> S3Result<S3Response<ListPartsOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
-    let (dir, _) = s3
-        .uploads
-        .open(&input.upload_id, &client, &input.bucket, &input.key)
+    let (dir, _) = uploads
+        .open(&input.upload_id, client, &input.bucket, &input.key)
         .await?;
     let after = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
@@ -354,15 +350,15 @@ pub async fn list_parts(
 }
 
 pub async fn list_uploads(
-    s3: &SwarmS3,
+    client: &Client,
+    staged: &Uploads,
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-    let client = s3.client(&req).await?;
     let input = req.input;
     let me = client.peer_id().to_string();
     let prefix = input.prefix.clone().unwrap_or_default();
     let mut uploads = Vec::new();
-    if let Ok(mut entries) = tokio::fs::read_dir(&s3.uploads.dir).await {
+    if let Ok(mut entries) = tokio::fs::read_dir(&staged.dir).await {
         while let Ok(Some(e)) = entries.next_entry().await {
             let Ok(bytes) = tokio::fs::read(e.path().join("upload.json")).await else {
                 continue;

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, TryStreamExt};
@@ -17,18 +16,15 @@ use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
-use tokio::io::AsyncRead;
 
+use super::convert::{body_reader, object_meta, s3_err, timestamp, MAX_PUT};
 use super::keys::KeyStore;
 use super::multipart::Uploads;
 use crate::client::bucket::index::{ListQuery, ObjectEntry, MAX_LIST_KEYS};
 use crate::client::bucket::{BucketInfo, ObjectMeta};
 use crate::client::Client;
 use crate::error::Error;
-use crate::record::RecordError;
 
-/// The largest single PUT (S3's limit); bigger objects go up in parts.
-pub const MAX_PUT: u64 = 5 << 30;
 /// Chunks of a GET in flight between the swarm and the HTTP body.
 const GET_CHANNEL: usize = 4;
 
@@ -98,62 +94,12 @@ impl SwarmS3 {
     }
 }
 
-/// Our errors as S3's.
-pub(super) fn s3_err(e: Error) -> S3Error {
-    match e {
-        Error::NoSuchBucket(b) => s3_error!(NoSuchBucket, "no bucket {b}"),
-        Error::NotFound(n) | Error::Deleted { name: n, .. } => s3_error!(NoSuchKey, "no {n}"),
-        Error::BucketNotEmpty { name, .. } => s3_error!(BucketNotEmpty, "{name} is not empty"),
-        Error::BucketExists { yours: true, .. } => s3_error!(BucketAlreadyOwnedByYou),
-        Error::BucketExists { .. } => s3_error!(BucketAlreadyExists),
-        Error::Rejected(RecordError::PermissionDenied { name, owner }) => {
-            s3_error!(AccessDenied, "{name} is owned by {owner}")
-        }
-        Error::NoCapability(n) => s3_error!(AccessDenied, "{n} is sealed for its owner"),
-        Error::Rejected(RecordError::Conflict { .. }) => {
-            s3_error!(
-                OperationAborted,
-                "a concurrent write to this key won; retry"
-            )
-        }
-        Error::Invalid(m) => s3_error!(InvalidArgument, "{m}"),
-        Error::Unreachable { .. } | Error::Network(_) => {
-            S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
-        }
-        other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
-    }
-}
-
-pub(super) fn timestamp(ms: u64) -> Timestamp {
-    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
 fn etag_of(e: &ObjectEntry) -> Option<ETag> {
     e.etag.clone().map(ETag::Strong)
 }
 
 fn metadata_of(e: &ObjectEntry) -> Option<Metadata> {
     (!e.meta.is_empty()).then(|| e.meta.iter().cloned().collect())
-}
-
-/// An object's user metadata, sorted (as the index keeps it).
-pub(super) fn object_meta(content_type: Option<String>, meta: Option<Metadata>) -> ObjectMeta {
-    let mut meta: Vec<(String, String)> = meta.unwrap_or_default().into_iter().collect();
-    meta.sort();
-    ObjectMeta {
-        content_type,
-        meta,
-        etag: None,
-    }
-}
-
-/// A request body as a reader.
-pub(super) fn body_reader(body: Option<StreamingBlob>) -> impl AsyncRead + Unpin + Send {
-    let stream = match body {
-        Some(b) => b.map_err(std::io::Error::other).left_stream(),
-        None => futures::stream::empty().right_stream(),
-    };
-    tokio_util::io::StreamReader::new(stream)
 }
 
 /// S3's conditional read headers against an object's ETag: `Err` with 304 or 412.
@@ -565,42 +511,48 @@ impl S3 for SwarmS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        super::multipart::create(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::create(&client, &self.uploads, req).await
     }
 
     async fn upload_part(
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        super::multipart::upload_part(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::upload_part(&client, &self.uploads, req).await
     }
 
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        super::multipart::complete(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::complete(&client, &self.uploads, req).await
     }
 
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        super::multipart::abort(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::abort(&client, &self.uploads, req).await
     }
 
     async fn list_parts(
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        super::multipart::list_parts(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::list_parts(&client, &self.uploads, req).await
     }
 
     async fn list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        super::multipart::list_uploads(self, req).await
+        let client = self.client(&req).await?;
+        super::multipart::list_uploads(&client, &self.uploads, req).await
     }
 }
 
