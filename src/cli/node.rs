@@ -283,11 +283,14 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     {
         own.push(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
     }
+    // The front doors report each answered request to the node's metrics.
     let metrics = node.metrics().clone();
+    let observe: crate::gateway::Observer =
+        std::sync::Arc::new(move |api, op, code, took| metrics.observe_http(api, op, code, took));
     let s3 = match settings.s3 {
         Some(addr) => {
             let s3 =
-                crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir, metrics.clone())
+                crate::gateway::serve_s3(addr, own.clone(), swarm_key, &data_dir, observe.clone())
                     .await?;
             node.add_front_door("s3", s3.addr);
             Some(s3)
@@ -297,7 +300,7 @@ pub async fn run_node(args: NodeArgs, json: bool) -> anyhow::Result<()> {
     let gateway = match settings.gateway {
         Some(addr) => {
             let gw =
-                crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir, metrics).await?;
+                crate::gateway::serve_gateway(addr, own, swarm_key, &data_dir, observe).await?;
             node.add_front_door("gateway", gw.addr);
             Some(gw)
         }

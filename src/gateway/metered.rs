@@ -12,13 +12,15 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use s3s::{Body, HttpError};
 
-use crate::node::Metrics;
+/// Where each answered request is reported: `(api, op, status code, time to the response
+/// head)`. The node's process passes its metrics here; the gateway itself knows no node.
+pub type Observer = Arc<dyn Fn(&'static str, &'static str, u16, Duration) + Send + Sync>;
 
 tokio::task_local! {
     static OP: Cell<&'static str>;
@@ -66,7 +68,7 @@ type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, HttpError>> + S
 /// A service that counts and times every request `inner` answers.
 pub(super) struct Metered<F> {
     api: &'static str,
-    metrics: Arc<Metrics>,
+    observe: Observer,
     inner: Arc<F>,
 }
 
@@ -74,7 +76,7 @@ impl<F> Clone for Metered<F> {
     fn clone(&self) -> Self {
         Metered {
             api: self.api,
-            metrics: self.metrics.clone(),
+            observe: self.observe.clone(),
             inner: self.inner.clone(),
         }
     }
@@ -84,10 +86,10 @@ impl<F> Metered<F>
 where
     F: Fn(Request<Incoming>) -> Answer + Send + Sync + 'static,
 {
-    pub(super) fn new(api: &'static str, metrics: Arc<Metrics>, inner: F) -> Self {
+    pub(super) fn new(api: &'static str, observe: Observer, inner: F) -> Self {
         Metered {
             api,
-            metrics,
+            observe,
             inner: Arc::new(inner),
         }
     }
@@ -103,14 +105,14 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        let (api, metrics) = (self.api, self.metrics.clone());
+        let (api, observe) = (self.api, self.observe.clone());
         let answer = (self.inner)(req);
         Box::pin(OP.scope(Cell::new("unknown"), async move {
             let result = answer.await;
             let op = OP.with(Cell::get);
             // A service error drops the connection: hyper answers nothing, counted as 500.
             let code = result.as_ref().map_or(500, |r| r.status().as_u16());
-            metrics.observe_http(api, op, code, started.elapsed());
+            observe(api, op, code, started.elapsed());
             result
         }))
     }

@@ -29,8 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use keys::KeyStore;
-
-use crate::node::Metrics;
+pub use metered::Observer;
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -106,34 +105,34 @@ fn s3_service(
 }
 
 /// Serves the S3 API on `addr`, acting through the node at `node` whose data dir is
-/// `data_dir` (its access keys and staged uploads live there); every request is counted and
-/// timed in `metrics` under `api="s3"`.
+/// `data_dir` (its access keys and staged uploads live there); every answered request is
+/// reported to `observe` under `api="s3"`.
 pub async fn serve_s3(
     addr: SocketAddr,
     node: Multiaddr,
     swarm_key: Option<PreSharedKey>,
     data_dir: &Path,
-    metrics: Arc<Metrics>,
+    observe: Observer,
 ) -> anyhow::Result<Server> {
     let s3 = s3_service(node, swarm_key, data_dir);
-    let service = metered::Metered::new("s3", metrics, move |req| {
+    let service = metered::Metered::new("s3", observe, move |req| {
         hyper::service::Service::call(&s3, req)
     });
     listen(addr, "S3", service).await
 }
 
 /// Serves the HTTP gateway on `addr` (and, behind it, the S3 API for presigned URLs),
-/// counted under `api="gateway"`.
+/// reported to `observe` under `api="gateway"`.
 pub async fn serve_gateway(
     addr: SocketAddr,
     node: Multiaddr,
     swarm_key: Option<PreSharedKey>,
     data_dir: &Path,
-    metrics: Arc<Metrics>,
+    observe: Observer,
 ) -> anyhow::Result<Server> {
     let s3 = s3_service(node.clone(), swarm_key, data_dir);
     let gateway = Arc::new(http::Gateway::new(node, swarm_key, s3));
-    let service = metered::Metered::new("gateway", metrics, move |req| {
+    let service = metered::Metered::new("gateway", observe, move |req| {
         Box::pin(gateway.clone().serve(req))
     });
     listen(addr, "gateway", service).await
