@@ -1,17 +1,25 @@
 //! Conversions between `s3s`'s types and the client library's, shared by the S3 operations
 //! (`s3`) and the multipart uploads (`multipart`): our errors as S3 error codes, times, user
-//! metadata, request bodies as readers, and S3's size limit.
+//! metadata, request bodies as readers, object reads as response bodies, and S3's size limit.
 
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use s3s::dto::{Metadata, StreamingBlob, Timestamp};
 use s3s::{s3_error, S3Error, S3ErrorCode};
 use tokio::io::AsyncRead;
 
 use crate::client::bucket::ObjectMeta;
+use crate::client::seal::ContentKey;
+use crate::client::Client;
 use crate::error::Error;
-use crate::record::RecordError;
+use crate::record::{FileRecord, RecordError};
+
+/// Chunks of a read in flight between the swarm and the HTTP body.
+const READ_AHEAD: usize = 4;
 
 /// The largest single PUT (S3's limit); bigger objects go up in parts.
 pub const MAX_PUT: u64 = 5 << 30;
@@ -64,4 +72,29 @@ pub fn body_reader(body: Option<StreamingBlob>) -> impl AsyncRead + Unpin + Send
         None => futures::stream::empty().right_stream(),
     };
     tokio_util::io::StreamReader::new(stream)
+}
+
+/// Bytes `range` of the content of `record` as a response body. The swarm read runs in its
+/// own task, a few chunks ahead of the body; a client that goes away drops the body and the
+/// task stops at its next send. A read that fails ends the body with the error.
+pub fn read_body(
+    client: Arc<Client>,
+    record: FileRecord,
+    key: Option<ContentKey>,
+    range: Range<u64>,
+) -> StreamingBlob {
+    let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+    tokio::spawn(async move {
+        let mut chunks = std::pin::pin!(client.content_range(&record, key, range));
+        while let Some(chunk) = chunks.next().await {
+            let item = chunk
+                .map(Bytes::from)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    StreamingBlob::wrap(rx)
 }

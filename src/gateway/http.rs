@@ -6,21 +6,17 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use http::{header, Method, Request, Response, StatusCode};
 use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 use libp2p::Multiaddr;
-use s3s::dto::{Range, StreamingBlob};
+use s3s::dto::Range;
 use s3s::{Body, HttpError};
 
+use super::convert::read_body;
 use crate::client::bucket::index::{object_name, ListQuery, MAX_LIST_KEYS};
 use crate::client::Client;
 use crate::error::Error;
-
-/// Chunks of a download in flight between the swarm and the HTTP body.
-const CHANNEL: usize = 4;
 
 /// What the gateway reads with: an anonymous client of this node.
 pub struct Gateway {
@@ -166,20 +162,7 @@ impl Gateway {
         if req.method() == Method::HEAD {
             return Ok(resp);
         }
-        let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(CHANNEL);
-        tokio::spawn(async move {
-            let mut chunks = std::pin::pin!(client.content_range(&record, content_key, span));
-            while let Some(chunk) = chunks.next().await {
-                let item = chunk
-                    .map(Bytes::from)
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        *resp.body_mut() = Body::from(StreamingBlob::wrap(rx));
+        *resp.body_mut() = Body::from(read_body(client, record, content_key, span));
         Ok(resp)
     }
 

@@ -10,23 +10,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
-use super::convert::{body_reader, object_meta, s3_err, timestamp, MAX_PUT};
+use super::convert::{body_reader, object_meta, read_body, s3_err, timestamp, MAX_PUT};
 use super::keys::KeyStore;
 use super::multipart::Uploads;
 use crate::client::bucket::index::{ListQuery, ObjectEntry, MAX_LIST_KEYS};
 use crate::client::bucket::{BucketInfo, ObjectMeta};
 use crate::client::Client;
 use crate::error::Error;
-
-/// Chunks of a GET in flight between the swarm and the HTTP body.
-const GET_CHANNEL: usize = 4;
 
 /// The S3 service of one node.
 pub struct SwarmS3 {
@@ -263,24 +260,8 @@ impl S3 for SwarmS3 {
             }
         };
         let length = range.end - range.start;
-        // The swarm read runs in its own task, a few chunks ahead of the HTTP body; a client
-        // that goes away drops the receiver and the task stops at its next send.
-        let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(GET_CHANNEL);
-        let reader = client.clone();
-        tokio::spawn(async move {
-            let mut chunks = std::pin::pin!(reader.content_range(&record, key, range));
-            while let Some(chunk) = chunks.next().await {
-                let item = chunk
-                    .map(Bytes::from)
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(rx)),
+            body: Some(read_body(client.clone(), record, key, range)),
             content_length: Some(length as i64),
             content_range,
             content_type: entry.content_type.clone(),
