@@ -44,6 +44,11 @@ const MAX_RATE: f64 = 1e12;
 const MAX_CAPACITY: u64 = 1 << 60;
 /// A decision not reported done within this many rounds is no longer counted as pending.
 const PENDING_ROUNDS: u32 = 5;
+/// A move's target says so when the file's record already lists it for the block: the view
+/// learns holders only from the reports that name a block, so a cold block's other holders
+/// are unknown to it, and without this the planner kept choosing them (the soak: 7 of n0's
+/// last 32 decisions). Taken at its word: a lying target only keeps moves off itself.
+pub const TARGET_ALREADY_HOLDS: &str = "already a listed holder of the block";
 /// Rounds a `Move` counts as in flight: its source lets go up to this long after the target
 /// is listed (the source's own bound is the same), and until then the reports of both still
 /// show the block where it was. A block in flight is not planned on again, and both nodes'
@@ -544,6 +549,16 @@ impl SwarmView {
                 blocks.entry(block).or_default().1.insert(to);
             }
         }
+        let mut known_holders: BTreeMap<BlockId, BTreeSet<PeerId>> = BTreeMap::new();
+        for t in self.decisions.iter() {
+            if let (Decision::Move { block, to, .. }, DecisionState::Skipped(why)) =
+                (&t.item.decision, &t.state)
+            {
+                if why == TARGET_ALREADY_HOLDS {
+                    known_holders.entry(*block).or_default().insert(*to);
+                }
+            }
+        }
         let mut block_views = Vec::with_capacity(blocks.len());
         for (id, (heat, extra)) in blocks {
             let Some(info) = self.blocks.get(&id) else {
@@ -557,8 +572,11 @@ impl SwarmView {
             let holders: Vec<PeerId> = info
                 .base
                 .iter()
+                .chain(known_holders.get(&id).into_iter().flatten())
                 .copied()
                 .filter(|p| !extra.contains(p))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect();
             block_views.push(BlockView {
                 id: id.0,

@@ -282,3 +282,60 @@ fn moves_a_target_skipped_are_found_by_source_and_reason() {
     );
     assert!(v.moves_skipped(&other, "something else").is_empty());
 }
+
+#[test]
+fn a_target_that_already_holds_a_block_counts_as_its_holder() {
+    let (src, target, manager) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let block = BlockId([4; 32]);
+    let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
+    // The source offers the block as cold: the view knows it as the only holder.
+    let mut rs = report(1, 10.0);
+    rs.hot_blocks = vec![BlockHeat {
+        id: block,
+        file: "f".into(),
+        size: 1 << 20,
+        heat: 0.0,
+        extra: false,
+    }];
+    assert!(v.on_report(src, rs));
+    let holders = |v: &SwarmView| {
+        let (view, _) = v.cluster_view(5, 3, |_| true, |_| None);
+        view.blocks
+            .iter()
+            .find(|b| b.id == block.0)
+            .map(|b| b.holders.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(holders(&v), vec![src]);
+    v.on_batch(
+        manager,
+        &DecisionBatch {
+            term: 1,
+            seq: 0,
+            now_ms: 1,
+            items: vec![Item {
+                decision: Decision::Move {
+                    block,
+                    file: FileKey::for_name("f"),
+                    from: src,
+                    to: target,
+                    bytes: 1 << 20,
+                },
+                name: "f".into(),
+            }],
+        },
+    );
+    let mut rt = report(1, 10.0);
+    rt.outcomes = vec![Outcome {
+        id: DecisionId {
+            term: 1,
+            seq: 0,
+            idx: 0,
+        },
+        state: DecisionState::Skipped(TARGET_ALREADY_HOLDS.into()),
+    }];
+    assert!(v.on_report(target, rt));
+    let mut want = vec![src, target];
+    want.sort();
+    assert_eq!(holders(&v), want, "the planner must not choose it again");
+}

@@ -18,6 +18,7 @@ use libp2p::PeerId;
 
 use super::delegate;
 use super::holdings::{Extra, MoveOut};
+use crate::balance::view::TARGET_ALREADY_HOLDS;
 use crate::ids::BlockId;
 use crate::ids::FileKey;
 use crate::node::possession::{self, listed_holders};
@@ -279,7 +280,7 @@ async fn move_in(ctx: &Arc<Ctx>, block: BlockId, name: &str, from: PeerId) -> De
     // report offered as cold) would be copied here for nothing and then collected.
     match listed_holders(ctx, name, &block).await {
         Ok(Some(h)) if h.contains(&ctx.local) => {
-            return DecisionState::Skipped("already a listed holder of the block".into());
+            return DecisionState::Skipped(TARGET_ALREADY_HOLDS.into());
         }
         Ok(Some(h)) if h.contains(&from) => {}
         Ok(_) => return DecisionState::Skipped(SOURCE_UNLISTED.into()),

@@ -73,6 +73,10 @@ impl<K: Eq + Hash, V> Expiring<K, V> {
         self.get(key).is_some()
     }
 
+    pub(super) fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
     /// Entries held, expired ones not yet swept included (what the memory gauge reports).
     pub(super) fn len(&self) -> usize {
         self.map.len()

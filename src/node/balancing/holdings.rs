@@ -116,8 +116,9 @@ impl Default for Holdings {
 pub(super) const UNLISTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a record's word that it lists a copy here is trusted before it is read again: a
 /// copy stays listed until it is moved away (then it leaves the store) or its versions are
-/// collected, so a stale verdict costs at most one move skipped as before.
-pub(super) const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+/// collected, so a stale verdict costs one move its target skips. 2 minutes was too long
+/// under steady updates (the soak: 9 of n0's last 32 decisions skipped that way).
+pub(super) const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Copies remembered as unlisted (or as listed) at most (past it the memory starts again).
 const MAX_UNLISTED: usize = 4096;
 /// How long the name caches and the started decisions are kept: far past the decision
@@ -128,6 +129,7 @@ pub(super) const CACHE_AGE: Duration = Duration::from_secs(600);
 impl Holdings {
     /// Remembers that no record lists this node's copy of `block`.
     pub(super) fn note_unlisted(&mut self, block: BlockId) {
+        self.listed.remove(&block);
         self.unlisted.insert(block, ());
     }
 

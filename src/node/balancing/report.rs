@@ -106,6 +106,9 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
             .into_iter()
             .filter(|(id, _)| !hot.iter().any(|h| h.id == *id))
             .filter(|(id, _)| !st.holdings.lately_unlisted(id))
+            // Being moved away already: offered again, it was planned onto a second target
+            // that then found this copy unlisted.
+            .filter(|(id, _)| !st.holdings.moves_out.iter().any(|m| m.block == *id))
             .map(|(id, len)| (id, 0.0, u64::from(len)))
             .collect()
     };
