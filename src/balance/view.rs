@@ -61,9 +61,22 @@ const MOVE_ROUNDS: u32 = 10;
 pub struct BlockInfo {
     pub file: String,
     pub size: u64,
-    /// Base holders (the record's), as learned from holders' reports.
-    pub base: BTreeSet<PeerId>,
+    /// Base holders (the record's), as learned from holders' reports: sorted, at most
+    /// [`MAX_HOLDERS`]. A `Vec`: a `BTreeSet` of peer ids allocates a ~1 KB node even for one
+    /// holder, and the view keeps thousands of blocks (heaptrack on a soak's node: the
+    /// largest live allocation of the view).
+    pub base: Vec<PeerId>,
     seen: Instant,
+}
+
+impl BlockInfo {
+    fn add_base(&mut self, peer: PeerId) {
+        if let Err(i) = self.base.binary_search(&peer) {
+            if self.base.len() < MAX_HOLDERS {
+                self.base.insert(i, peer);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -179,13 +192,15 @@ impl SwarmView {
         for b in &report.hot_blocks {
             let info = self.block_info(b.id, &b.file, b.size, now);
             if !b.extra {
-                info.base.insert(peer);
+                info.add_base(peer);
             }
         }
         for x in &report.extras {
             let info = self.block_info(x.id, &x.file, x.size, now);
-            info.base.extend(x.base.iter().copied());
-            info.base.remove(&peer);
+            for p in &x.base {
+                info.add_base(*p);
+            }
+            info.base.retain(|p| *p != peer);
         }
         // A peer reports on the decisions addressed to it, never on anyone else's.
         for o in &report.outcomes {
@@ -209,6 +224,10 @@ impl SwarmView {
         if self.reports_taken.is_multiple_of(SWEEP_EVERY) {
             let forget = self.round * FORGET_ROUNDS;
             self.blocks.retain(|_, b| b.seen.elapsed() < forget);
+            // Likewise the report of a peer silent that long (gone, or down: its next report
+            // brings it back). Kept until the bound, every identity that ever joined stayed
+            // in the view with its hot lists (the soak's churn joins fresh ids all the time).
+            self.reports.retain(|_, (_, at)| at.elapsed() < forget);
         }
         if self.blocks.len() > KEEP_BLOCKS {
             let mut ages: Vec<(Instant, BlockId)> =
@@ -242,7 +261,7 @@ impl SwarmView {
         let info = self.blocks.entry(id).or_insert_with(|| BlockInfo {
             file: file.to_string(),
             size,
-            base: BTreeSet::new(),
+            base: Vec::new(),
             seen: now,
         });
         info.seen = now;

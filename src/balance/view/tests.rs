@@ -92,7 +92,7 @@ fn blocks_named_by_a_stream_of_reports_stay_bounded() {
 }
 
 #[test]
-fn a_block_no_report_names_any_more_is_forgotten() {
+fn a_block_or_a_peer_no_report_names_any_more_is_forgotten() {
     // Rounds of 1 ms: a block unnamed for 100 rounds (100 ms) is forgotten at the next sweep.
     let mut v = SwarmView::new(Duration::from_millis(1), 120_000);
     let peer = PeerId::random();
@@ -111,6 +111,10 @@ fn a_block_no_report_names_any_more_is_forgotten() {
         assert!(v.on_report(peer, r));
     };
     send(&mut v, 1);
+    // A peer that reports once and falls silent (it left the swarm for good).
+    let gone = PeerId::random();
+    assert!(v.on_report(gone, report(1, 1.0)));
+    assert_eq!(v.sizes().reports, 2);
     assert!(v.block(&BlockId([1; 32])).is_some());
     std::thread::sleep(Duration::from_millis(150));
     for _ in 0..SWEEP_EVERY {
@@ -118,6 +122,12 @@ fn a_block_no_report_names_any_more_is_forgotten() {
     }
     assert!(v.block(&BlockId([1; 32])).is_none(), "cold for 100 rounds");
     assert!(v.block(&BlockId([2; 32])).is_some(), "still named");
+    assert_eq!(
+        v.sizes().reports,
+        1,
+        "the silent peer's report is gone, not only stale"
+    );
+    assert!(v.report(&peer).is_some(), "still reporting");
 }
 
 #[test]
