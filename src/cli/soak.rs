@@ -24,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use super::soak_report::{self, Counters, Sample, Sampler, WorkloadStats};
+use super::soak_report::{self, Counters, Sampler, WorkloadStats};
 use crate::{Client, Error};
 
 /// How long a killed node stays down.
@@ -250,7 +250,6 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
     let mut next_churn = Instant::now() + args.churn_every;
     let mut step = 0usize;
     let mut extra = 0usize;
-    let mut samples: Vec<Sample> = Vec::new();
     // A killed node comes back after a pause; no other churn happens meanwhile.
     let mut down: Option<(usize, Instant)> = None;
     while Instant::now() < deadline {
@@ -293,7 +292,6 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
             rows.push(me);
             for mut r in rows {
                 sampler.write(&mut r)?;
-                samples.push(r);
             }
             next_sample += args.interval;
         }
@@ -311,6 +309,7 @@ pub async fn run_soak(args: SoakArgs, json: bool) -> anyhow::Result<()> {
     for p in &mut procs {
         p.terminate(Duration::from_secs(20));
     }
+    let samples = soak_report::read_samples(&args.out.join("samples.csv"))?;
     let summary = soak_report::summarize(&samples, &counters, &stats, args.duration);
     std::fs::write(
         args.out.join("summary.json"),
@@ -420,7 +419,7 @@ async fn workload(
             "get" => {
                 let t = Instant::now();
                 let r = client.get_bytes(&name).await;
-                stats.get_ms.push(t.elapsed().as_millis() as u64);
+                stats.record_get(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
                 match r {
                     Ok(data) => check_read(&mut known[i], Some(digest(&data)), &counters, &name),
                     Err(Error::NotFound(_)) | Err(Error::Deleted { .. }) => {

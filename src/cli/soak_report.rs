@@ -26,8 +26,43 @@ pub struct Counters {
 pub struct WorkloadStats {
     pub ops: HashMap<String, u64>,
     pub errors: HashMap<String, u64>,
+    /// Gets by latency in whole milliseconds (the last bucket: that long or longer). Fixed
+    /// size: a list of every get's time grew the soak's own memory for the whole run.
+    #[serde(skip)]
     pub get_ms: Vec<u64>,
     pub last_errors: Vec<String>,
+}
+
+/// Latency buckets of [`WorkloadStats::get_ms`]: 1 ms each, up to a minute.
+const GET_MS_BUCKETS: usize = 60_001;
+
+impl WorkloadStats {
+    pub fn record_get(&mut self, ms: u64) {
+        if self.get_ms.is_empty() {
+            self.get_ms = vec![0; GET_MS_BUCKETS];
+        }
+        let i = usize::try_from(ms)
+            .unwrap_or(usize::MAX)
+            .min(GET_MS_BUCKETS - 1);
+        self.get_ms[i] += 1;
+    }
+
+    /// The `q` quantile of the gets' latency, in ms (0 with no gets).
+    pub fn get_quantile_ms(&self, q: f64) -> u64 {
+        let total: u64 = self.get_ms.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let want = ((total as f64 * q) as u64).min(total - 1);
+        let mut seen = 0;
+        for (ms, n) in self.get_ms.iter().enumerate() {
+            seen += n;
+            if seen > want {
+                return ms as u64;
+            }
+        }
+        (GET_MS_BUCKETS - 1) as u64
+    }
 }
 
 /// Samples taken before a process has run this long are left out of its slopes: start-up
@@ -183,6 +218,46 @@ pub struct Sampler {
     logs: HashMap<PathBuf, (u64, u64)>,
 }
 
+/// The samples written to `path` by a [`Sampler`], read back for the summary and the plot:
+/// the soak keeps none in memory (kept, they grew the soak's own memory for the whole run,
+/// and its row is the workload client's). Rows that do not parse are skipped.
+pub fn read_samples(path: &Path) -> std::io::Result<Vec<Sample>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 16 {
+            continue;
+        }
+        let n = |i: usize| f[i].parse::<u64>().ok();
+        let x = |i: usize| f[i].parse::<f64>().ok();
+        let (Some(t_s), Some(pid), Some(up_s)) = (x(0), n(2), x(3)) else {
+            continue;
+        };
+        out.push(Sample {
+            t_s,
+            process: f[1].to_string(),
+            pid: u32::try_from(pid).unwrap_or(0),
+            up_s,
+            rss_kib: n(4).unwrap_or(0),
+            anon_kib: n(5).unwrap_or(0),
+            heap_kib: n(6),
+            map_entries: n(7),
+            maps: Vec::new(),
+            fds: n(8).unwrap_or(0),
+            sockets: n(9).unwrap_or(0),
+            store_bytes: n(10).unwrap_or(0),
+            ops_ok: n(11).unwrap_or(0),
+            ops_err: n(12).unwrap_or(0),
+            mismatches: n(13).unwrap_or(0),
+            events: n(14).unwrap_or(0),
+            log_errors: n(15).unwrap_or(0),
+            log: None,
+        });
+    }
+    Ok(out)
+}
+
 impl Sampler {
     pub fn create(path: &Path) -> std::io::Result<Sampler> {
         let mut out = std::fs::File::create(path)?;
@@ -306,13 +381,7 @@ pub fn summarize(
         }
     }
     let trends = order.iter().filter_map(|p| trend(samples, p)).collect();
-    let mut gets = stats.get_ms.clone();
-    gets.sort_unstable();
-    let pct = |q: f64| {
-        gets.get(((gets.len() as f64 * q) as usize).min(gets.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |q: f64| stats.get_quantile_ms(q);
     let mut workload = stats.clone();
     workload.get_ms.clear();
     Summary {
@@ -529,4 +598,45 @@ fn draw(samples: &[Sample], path: &Path) -> Result<(), Box<dyn std::error::Error
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_latency_quantiles_come_from_the_fixed_histogram() {
+        let mut s = WorkloadStats::default();
+        assert_eq!(s.get_quantile_ms(0.5), 0, "no gets");
+        for ms in 1..=100 {
+            s.record_get(ms);
+        }
+        s.record_get(u64::MAX); // past the last bucket: counted there
+        assert_eq!(
+            s.get_ms.len(),
+            GET_MS_BUCKETS,
+            "memory fixed whatever the run's length"
+        );
+        assert_eq!(s.get_quantile_ms(0.5), 51);
+        assert_eq!(s.get_quantile_ms(0.99), 100);
+        assert_eq!(s.get_quantile_ms(1.0), (GET_MS_BUCKETS - 1) as u64);
+    }
+
+    #[test]
+    fn samples_written_are_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("samples.csv");
+        let mut sampler = Sampler::create(&path).expect("sampler");
+        let counters = Counters::default();
+        let mut a = sample("client", std::process::id(), 1.5, 1.5, None, &counters);
+        a.heap_kib = Some(77);
+        sampler.write(&mut a).expect("write");
+        let back = read_samples(&path).expect("read");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].process, "client");
+        assert_eq!(back[0].pid, std::process::id());
+        assert_eq!(back[0].heap_kib, Some(77));
+        assert_eq!(back[0].map_entries, None);
+        assert_eq!(back[0].rss_kib, a.rss_kib);
+    }
 }
