@@ -382,8 +382,7 @@ pub fn summarize(
     }
     let trends = order.iter().filter_map(|p| trend(samples, p)).collect();
     let pct = |q: f64| stats.get_quantile_ms(q);
-    let mut workload = stats.clone();
-    workload.get_ms.clear();
+    let workload = stats.clone();
     Summary {
         duration_s: duration.as_secs_f64(),
         ops_ok: counters.ok.load(Ordering::Relaxed),
