@@ -81,11 +81,13 @@ impl From<plan::Decision<PeerId>> for Decision {
                 file,
                 from,
                 to,
+                heat,
             } => Decision::Replicate {
                 block: BlockId(block),
                 file: FileKey(file),
                 from,
                 to,
+                heat,
             },
             plan::Decision::Delegate {
                 file,
@@ -132,11 +134,19 @@ impl From<&Decision> for plan::Decision<PeerId> {
                 file,
                 from,
                 to,
+                heat,
             } => plan::Decision::Replicate {
                 block: block.0,
                 file: file.0,
                 from,
                 to,
+                // A manager's figure: a NaN, infinite or negative one counts as none (the
+                // extra then goes by the band rule alone).
+                heat: if heat.is_finite() && heat > 0.0 {
+                    heat
+                } else {
+                    0.0
+                },
             },
             Decision::Delegate {
                 file,

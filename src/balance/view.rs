@@ -124,10 +124,14 @@ pub struct ViewSizes {
 
 impl SwarmView {
     /// How long the decisions of published batches are remembered, for a hold of `hold_ms`:
-    /// twice the hold (the rule looks back one hold), at least a minute. It was 30 minutes,
-    /// which kept the history filling for the first half hour of every soak.
+    /// fifteen holds, at least fifteen minutes. The hold rule looks back one hold, but a
+    /// remembered copy is also what keeps steady load from undoing its own relief: an extra
+    /// replica stays while its block's heat has not fallen well below the heat it was
+    /// decided for, and a copy a decision put on a node is not moved on by the storage band
+    /// (two holds let a block be moved on 70 s after it arrived, in a jitter run on real
+    /// nodes). Bounded by `MAX_HISTORY` entries whatever the rate of decisions.
     pub fn history_retention(hold_ms: u64) -> u64 {
-        hold_ms.saturating_mul(2).max(60_000)
+        hold_ms.saturating_mul(15).max(15 * 60_000)
     }
 
     /// An empty view for rounds of `round`, remembering decisions for the hold rule of a

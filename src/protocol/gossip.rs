@@ -222,6 +222,10 @@ pub enum Decision {
         file: FileKey,
         from: PeerId,
         to: PeerId,
+        /// The block's heat (work units/s) the copy was planned for: the extra is dropped
+        /// only once the heat has fallen well below it. Absent from older managers' batches.
+        #[serde(default)]
+        heat: f64,
     },
     /// A hot file's record reads go to `to` until `expires_at` (unix ms); re-issued to renew.
     Delegate {
@@ -527,6 +531,7 @@ mod tests {
                     file: FileKey([i; 32]),
                     from: p,
                     to: p,
+                    heat: 0.0,
                 },
                 name: "f".repeat(1024),
             })

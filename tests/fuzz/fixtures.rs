@@ -270,6 +270,7 @@ pub(crate) fn decisions() -> Vec<Decision> {
             file,
             from: peer(4),
             to: peer(5),
+            heat: 1.5e6,
         },
         Decision::Delegate {
             file,

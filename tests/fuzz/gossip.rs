@@ -182,14 +182,17 @@ fn manager_strategy() -> impl Strategy<Value = ManagerMsg> {
 
 fn batch_strategy() -> impl Strategy<Value = DecisionBatch> {
     let decision = prop_oneof![
-        (block_id(), file_key(), any_peer(), any_peer()).prop_map(|(block, file, from, to)| {
-            Decision::Replicate {
+        // Finite heats only: a NaN would not compare equal to itself after the round trip
+        // (the planner reads a NaN one as none).
+        (block_id(), file_key(), any_peer(), any_peer(), 0.0f64..1e15).prop_map(
+            |(block, file, from, to, heat)| Decision::Replicate {
                 block,
                 file,
                 from,
                 to,
+                heat,
             }
-        }),
+        ),
         (file_key(), any_peer(), any_peer(), any::<u64>()).prop_map(
             |(file, root, to, expires_at)| {
                 Decision::Delegate {

@@ -544,6 +544,7 @@ pub(crate) fn examples() -> Vec<Example> {
                 file: fk,
                 from: peer(H1),
                 to: peer(A),
+                heat: 1_000_000.0,
             }),
             item(Decision::Delegate {
                 file: fk,

@@ -10,12 +10,34 @@ use super::{BlockId, Decision, FileKey, NodeKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Last decision on one object: when, and whether it added (replica /
-/// delegation) or removed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Last decision on one object: when, whether it added (replica /
+/// delegation) or removed it, and for an extra replica the block's heat it
+/// was decided for.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mark {
     pub at: u64,
     pub added: bool,
+    /// Heat of the block when a `Replicate` added this copy (0 otherwise).
+    #[serde(default)]
+    pub heat: f64,
+}
+
+impl Mark {
+    fn added(at: u64) -> Self {
+        Mark {
+            at,
+            added: true,
+            heat: 0.0,
+        }
+    }
+
+    fn removed(at: u64) -> Self {
+        Mark {
+            at,
+            added: false,
+            heat: 0.0,
+        }
+    }
 }
 
 /// What the planner remembers between rounds: the last decision on every
@@ -76,59 +98,32 @@ impl<N: NodeKey> History<N> {
     pub fn record(&mut self, decisions: &[Decision<N>], now: u64) {
         for d in decisions {
             match *d {
-                Decision::Replicate { block, to, .. } => {
+                Decision::Replicate {
+                    block, to, heat, ..
+                } => {
+                    let heat = if heat.is_finite() { heat.max(0.0) } else { 0.0 };
                     self.replicas.insert(
                         (block, to),
                         Mark {
-                            at: now,
-                            added: true,
+                            heat,
+                            ..Mark::added(now)
                         },
                     );
                 }
                 Decision::Move {
                     block, from, to, ..
                 } => {
-                    self.replicas.insert(
-                        (block, from),
-                        Mark {
-                            at: now,
-                            added: false,
-                        },
-                    );
-                    self.replicas.insert(
-                        (block, to),
-                        Mark {
-                            at: now,
-                            added: true,
-                        },
-                    );
+                    self.replicas.insert((block, from), Mark::removed(now));
+                    self.replicas.insert((block, to), Mark::added(now));
                 }
                 Decision::Drop { block, at, .. } => {
-                    self.replicas.insert(
-                        (block, at),
-                        Mark {
-                            at: now,
-                            added: false,
-                        },
-                    );
+                    self.replicas.insert((block, at), Mark::removed(now));
                 }
                 Decision::Delegate { file, .. } => {
-                    self.files.insert(
-                        file,
-                        Mark {
-                            at: now,
-                            added: true,
-                        },
-                    );
+                    self.files.insert(file, Mark::added(now));
                 }
                 Decision::EndDelegation { file, .. } => {
-                    self.files.insert(
-                        file,
-                        Mark {
-                            at: now,
-                            added: false,
-                        },
-                    );
+                    self.files.insert(file, Mark::removed(now));
                 }
             }
         }
@@ -185,6 +180,25 @@ impl<N: NodeKey> History<N> {
         allowed(self.replica_mark(block, node), false, now, hold)
     }
 
+    /// Did a remembered decision put the copy of `block` on `node` (a replicate or a move
+    /// to it, however long ago)?
+    pub(super) fn put_there(&self, block: &BlockId, node: N) -> bool {
+        self.replica_mark(block, node).is_some_and(|m| m.added)
+    }
+
+    /// Did a remembered decision take the copy of `block` off `node`?
+    pub(super) fn taken_from(&self, block: &BlockId, node: N) -> bool {
+        self.replica_mark(block, node).is_some_and(|m| !m.added)
+    }
+
+    /// The heat a remembered `Replicate` put the copy of `block` on `node` for (0 if none
+    /// is remembered, or the manager gave none).
+    pub(super) fn granted_heat(&self, block: &BlockId, node: N) -> f64 {
+        self.replica_mark(block, node)
+            .filter(|m| m.added)
+            .map_or(0.0, |m| m.heat)
+    }
+
     /// May the copy of `block` at `node` be removed now (not a reversal of a recent add)?
     pub(super) fn may_remove(&self, block: &BlockId, node: N, now: u64, hold: u64) -> bool {
         allowed(self.replica_mark(block, node), true, now, hold)
@@ -212,6 +226,7 @@ mod tests {
             file: [0; 32],
             from: 0,
             to: 1,
+            heat: 0.0,
         }
     }
 

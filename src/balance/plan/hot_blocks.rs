@@ -126,12 +126,14 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             .sum::<f64>();
         self.touched[bi] = true;
         let vb = &self.view.blocks[bi];
+        let heat = self.blocks[bi].heat;
         for &(t, _) in &chosen {
             self.out.push(Decision::Replicate {
                 block: vb.id,
                 file: vb.file,
                 from: self.ids[from as usize],
                 to: self.ids[t as usize],
+                heat,
             });
         }
         for t in aside {

@@ -129,11 +129,13 @@ impl<'a, N: NodeKey> Planner<'a, N> {
             self.touched[bi] = true;
             let (from, to) = (self.ids[i as usize], self.ids[t as usize]);
             if extra {
+                let heat = self.blocks[bi].heat;
                 self.emit(Decision::Replicate {
                     block: vb.id,
                     file: vb.file,
                     from,
                     to,
+                    heat,
                 });
                 self.emit(Decision::Drop {
                     block: vb.id,
@@ -215,6 +217,7 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 file: vb.file,
                 from: self.ids[from as usize],
                 to: self.ids[t as usize],
+                heat,
             });
         }
         for t in aside {

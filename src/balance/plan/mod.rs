@@ -140,6 +140,9 @@ pub enum Decision<N> {
         file: FileKey,
         from: N,
         to: N,
+        /// The block's heat when the copy was decided: it stays until the heat has fallen
+        /// well below this (see `drops`), so steady load never undoes its own relief.
+        heat: f64,
     },
     /// Hot file's root duties (record reads) go to `to` until `expires_at`.
     /// Re-issued to the same node to renew the lease.

@@ -106,8 +106,14 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                     return;
                 }
                 let src_id = self.ids[src as usize];
-                if self.touched[bi] || !self.history.may_remove(&vb.id, src_id, self.now, hold) {
-                    continue; // it just arrived here: moving it on would reverse that
+                // A copy a remembered decision put here stays: moving it on would undo that
+                // decision (the storage band steps by whole blocks, and on nodes holding a
+                // few of them one step can make the target the next source).
+                if self.touched[bi]
+                    || !self.history.may_remove(&vb.id, src_id, self.now, hold)
+                    || self.history.put_there(&vb.id, src_id)
+                {
+                    continue;
                 }
                 // (The per-round scan budget bounds the work when targets
                 // keep failing.)
@@ -156,13 +162,13 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 continue;
             }
             aside.push(t);
+            let id = self.ids[t as usize];
+            // Nor does a copy go back where a remembered decision took it from.
             if self.blocks[bi].holders.iter().any(|h| h.node == t)
-                || !self.history.may_add(
-                    &vb.id,
-                    self.ids[t as usize],
-                    self.now,
-                    self.policy.hold_ms,
-                )
+                || !self
+                    .history
+                    .may_add(&vb.id, id, self.now, self.policy.hold_ms)
+                || self.history.taken_from(&vb.id, id)
             {
                 continue;
             }

@@ -463,3 +463,118 @@ fn history_rebuilds_from_published_decisions() {
     assert_eq!(a, b);
     assert!(!a.is_empty());
 }
+
+#[test]
+fn steady_heat_keeps_its_extras_after_the_hold() {
+    // An extra on node 5 was decided for a heat of 100. Its holders have cooled since
+    // (the band rule alone would drop it once the hold is over), but the block is read
+    // about as much as then: relief stays until the heat falls below half.
+    let policy = Policy::default();
+    let mut history = History::new();
+    history.record(
+        &[Decision::Replicate {
+            block: bid(1),
+            file: fkey(1),
+            from: 0,
+            to: 5,
+            heat: 100.0,
+        }],
+        0,
+    );
+    let nodes: Vec<_> = (0..40)
+        .map(|i| node(i, if i < 3 || i == 5 { 0.3 } else { 0.6 }))
+        .collect();
+    let mut view = ClusterView {
+        now: policy.hold_ms + 1,
+        replication: 3,
+        nodes,
+        files: vec![],
+        blocks: vec![BlockView {
+            extra: vec![5],
+            ..block(1, &[0, 1, 2], 60.0)
+        }],
+    };
+    let drops = |ds: &[Decision<u32>]| {
+        ds.iter()
+            .filter(|d| matches!(d, Decision::Drop { at: 5, .. }))
+            .count()
+    };
+    let ds = plan(&view, &policy, &history);
+    assert_eq!(drops(&ds), 0, "heat 60 of 100 granted: {ds:?}");
+    view.blocks[0].heat = 40.0;
+    let ds = plan(&view, &policy, &history);
+    assert_eq!(drops(&ds), 1, "heat 40 of 100 granted: {ds:?}");
+    // A manager that gave no heat (or a NaN one) leaves the band rule alone in charge.
+    let mut unknown = History::new();
+    unknown.record(
+        &[Decision::Replicate {
+            block: bid(1),
+            file: fkey(1),
+            from: 0,
+            to: 5,
+            heat: f64::NAN,
+        }],
+        0,
+    );
+    view.blocks[0].heat = 60.0;
+    let ds = plan(&view, &policy, &unknown);
+    assert_eq!(drops(&ds), 1, "no granted heat: {ds:?}");
+}
+
+#[test]
+fn the_storage_band_does_not_move_on_what_a_decision_put_there() {
+    // Node 0 is far above the storage band; blocks 0..10 were moved onto it by decisions
+    // longer than a hold ago. It sheds others, never those, and nothing goes back to
+    // node 9, where a decision took blocks 0..10 from.
+    let mut nodes: Vec<_> = (0..10).map(|i| node(i, 0.5)).collect();
+    nodes[0].storage_used = 60 * GB;
+    let blocks: Vec<_> = (0..50u32)
+        .map(|i| BlockView {
+            size: GB,
+            heat: if i < 10 { 0.0 } else { 0.01 }, // the coldest: moved first if allowed
+            ..block(i, &[0, 1 + i % 3, 4 + i % 3], 0.01)
+        })
+        .collect();
+    let policy = Policy {
+        max_move_bytes: 20 * GB,
+        ..Policy::default()
+    };
+    let mut history = History::new();
+    let arrivals: Vec<Decision<u32>> = (0..10u32)
+        .map(|i| Decision::Move {
+            block: bid(i),
+            file: fkey(i),
+            from: 9,
+            to: 0,
+            bytes: GB,
+        })
+        .collect();
+    history.record(&arrivals, 0);
+    let view = ClusterView {
+        now: policy.hold_ms + 1,
+        replication: 3,
+        nodes,
+        files: vec![],
+        blocks,
+    };
+    let ds = plan(&view, &policy, &history);
+    let moved: Vec<(BlockId, u32)> = ds
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Move { block, to, .. } => Some((*block, *to)),
+            _ => None,
+        })
+        .collect();
+    assert!(!moved.is_empty(), "{ds:?}");
+    assert!(
+        moved.iter().all(|(b, _)| !(0..10).any(|i| bid(i) == *b)),
+        "{moved:?}"
+    );
+    // The same blocks with no remembered arrival are the first to go.
+    let ds = plan(&view, &policy, &History::new());
+    assert!(
+        ds.iter()
+            .any(|d| matches!(d, Decision::Move { block, .. } if *block == bid(0))),
+        "{ds:?}"
+    );
+}

@@ -44,12 +44,12 @@ fn reports_from_a_flood_of_fresh_keys_stay_bounded() {
 }
 
 #[test]
-fn the_decision_history_is_kept_for_twice_the_hold() {
-    assert_eq!(SwarmView::history_retention(120_000), 240_000);
+fn the_decision_history_is_kept_for_fifteen_holds() {
+    assert_eq!(SwarmView::history_retention(120_000), 1_800_000);
     assert_eq!(
         SwarmView::history_retention(5_000),
-        60_000,
-        "at least a minute"
+        900_000,
+        "at least fifteen minutes"
     );
     assert_eq!(SwarmView::history_retention(u64::MAX), u64::MAX);
     let v = SwarmView::new(Duration::from_secs(1), 120_000);
@@ -201,6 +201,7 @@ fn the_planner_input_joins_reports_extras_and_pending_decisions() {
                 file: FileKey::for_name("f"),
                 from: a,
                 to,
+                heat: 0.0,
             },
             name: "f".into(),
         }],
@@ -221,6 +222,7 @@ fn the_planner_input_joins_reports_extras_and_pending_decisions() {
                     file: key,
                     from: a,
                     to: d,
+                    heat: 0.0,
                 },
                 name: "f".into(),
             }],
