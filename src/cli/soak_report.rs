@@ -347,6 +347,10 @@ pub struct Trend {
     pub heap_mib_first: Option<f64>,
     pub heap_mib_last: Option<f64>,
     pub heap_mib_per_hour: Option<f64>,
+    /// Twice the standard error of each MiB/hour slope: a slope inside ± this is flat
+    /// within noise.
+    pub rss_mib_per_hour_2se: f64,
+    pub heap_mib_per_hour_2se: Option<f64>,
     pub fds_first: u64,
     pub fds_last: u64,
     pub fds_per_hour: f64,
@@ -426,27 +430,30 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
         rss_mib_first: mib(first),
         rss_mib_last: mib(last),
         rss_mib_max: life.iter().map(|s| mib(s)).fold(0.0, f64::max),
-        rss_mib_per_hour: slope(fit, mib) * 3600.0,
+        rss_mib_per_hour: slope(fit, mib).0 * 3600.0,
+        rss_mib_per_hour_2se: 2.0 * slope(fit, mib).1 * 3600.0,
         anon_mib_first: anon_mib(first),
         anon_mib_last: anon_mib(last),
-        anon_mib_per_hour: slope(fit, anon_mib) * 3600.0,
+        anon_mib_per_hour: slope(fit, anon_mib).0 * 3600.0,
         heap_mib_first: heap.first().map(|s| heap_mib(s)),
         heap_mib_last: heap.last().map(|s| heap_mib(s)),
-        heap_mib_per_hour: (heap.len() >= 2).then(|| slope(&heap, heap_mib) * 3600.0),
+        heap_mib_per_hour: (heap.len() >= 2).then(|| slope(&heap, heap_mib).0 * 3600.0),
+        heap_mib_per_hour_2se: (heap.len() >= 3).then(|| 2.0 * slope(&heap, heap_mib).1 * 3600.0),
         fds_first: first.fds,
         fds_last: last.fds,
-        fds_per_hour: slope(fit, |s| s.fds as f64) * 3600.0,
+        fds_per_hour: slope(fit, |s| s.fds as f64).0 * 3600.0,
         sockets_last: last.sockets,
         store_mib_last: last.store_bytes as f64 / (1 << 20) as f64,
         log_errors: last.log_errors,
     })
 }
 
-/// Least-squares slope of `y` over `t_s` (per second); 0 with fewer than two points.
-fn slope(points: &[&Sample], y: impl Fn(&Sample) -> f64) -> f64 {
+/// Least-squares slope of `y` over `t_s` (per second) and its standard error; zeros with
+/// fewer than two points (and a zero error with fewer than three).
+fn slope(points: &[&Sample], y: impl Fn(&Sample) -> f64) -> (f64, f64) {
     let n = points.len() as f64;
     if points.len() < 2 {
-        return 0.0;
+        return (0.0, 0.0);
     }
     let mt = points.iter().map(|s| s.t_s).sum::<f64>() / n;
     let my = points.iter().map(|s| y(s)).sum::<f64>() / n;
@@ -456,10 +463,17 @@ fn slope(points: &[&Sample], y: impl Fn(&Sample) -> f64) -> f64 {
         den += (s.t_s - mt) * (s.t_s - mt);
     }
     if den == 0.0 {
-        0.0
-    } else {
-        num / den
+        return (0.0, 0.0);
     }
+    let b = num / den;
+    if points.len() < 3 {
+        return (b, 0.0);
+    }
+    let residual: f64 = points
+        .iter()
+        .map(|s| (y(s) - my - b * (s.t_s - mt)).powi(2))
+        .sum();
+    (b, (residual / (n - 2.0) / den).sqrt())
 }
 
 pub fn table(s: &Summary) -> String {
@@ -472,17 +486,17 @@ pub fn table(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10} {:>9} {:>10} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
+        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>14} {:>9} {:>10} {:>9} {:>14} {:>5} {:>5} {:>9} {:>8} {:>9} {:>6}",
         "process",
         "samples",
         "span s",
         "RSS MiB",
         "max MiB",
-        "MiB/hour",
+        "MiB/hour±2SE",
         "anon MiB",
         "anon MiB/h",
         "heap MiB",
-        "heap MiB/h",
+        "heap MiB/h±2SE",
         "fds",
         "last",
         "fds/hour",
@@ -493,17 +507,21 @@ pub fn table(s: &Summary) -> String {
     for t in &s.trends {
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>10.2} {:>9.1} {:>10.2} {:>9} {:>10} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
+            "{:<8} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>14} {:>9.1} {:>10.2} {:>9} {:>14} {:>5} {:>5} {:>9.2} {:>8} {:>9.1} {:>6}",
             t.process,
             t.samples,
             t.span_s,
             t.rss_mib_first,
             t.rss_mib_max,
-            t.rss_mib_per_hour,
+            format!("{:+.2}±{:.2}", t.rss_mib_per_hour, t.rss_mib_per_hour_2se),
             t.anon_mib_last,
             t.anon_mib_per_hour,
             t.heap_mib_last.map_or("-".into(), |h| format!("{h:.1}")),
-            t.heap_mib_per_hour.map_or("-".into(), |h| format!("{h:.2}")),
+            match (t.heap_mib_per_hour, t.heap_mib_per_hour_2se) {
+                (Some(h), Some(e)) => format!("{h:+.2}±{e:.2}"),
+                (Some(h), None) => format!("{h:+.2}"),
+                _ => "-".into(),
+            },
             t.fds_first,
             t.fds_last,
             t.fds_per_hour,
@@ -637,5 +655,36 @@ mod tests {
         assert_eq!(back[0].heap_kib, Some(77));
         assert_eq!(back[0].map_entries, None);
         assert_eq!(back[0].rss_kib, a.rss_kib);
+    }
+
+    #[test]
+    fn a_slope_comes_with_its_standard_error() {
+        let counters = Counters::default();
+        let at = |t: f64| {
+            let mut s = sample("n0", 1, t, t, None, &counters);
+            s.t_s = t;
+            s
+        };
+        let samples: Vec<Sample> = (0..10).map(|t| at(f64::from(t))).collect();
+        let refs: Vec<&Sample> = samples.iter().collect();
+        let (b, se) = slope(&refs, |s| 2.0 * s.t_s + 1.0);
+        assert!(
+            (b - 2.0).abs() < 1e-12 && se == 0.0,
+            "a straight line: {b} ± {se}"
+        );
+        // Noise of ±1 around the same line: the slope is still about 2, now with an error
+        // (for alternating ±1 over t = 0..9 it is sqrt((10 - 25/82.5) / 8 / 82.5) = 0.121).
+        let noisy = |s: &Sample| {
+            2.0 * s.t_s
+                + if (s.t_s as u64).is_multiple_of(2) {
+                    1.0
+                } else {
+                    -1.0
+                }
+        };
+        let (b, se) = slope(&refs, noisy);
+        assert!((b - 2.0).abs() < 0.2, "{b}");
+        assert!((se - 0.1213).abs() < 0.01, "{se}");
+        assert_eq!(slope(&refs[..1], noisy), (0.0, 0.0), "one point: no slope");
     }
 }
