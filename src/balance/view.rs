@@ -613,6 +613,8 @@ impl SwarmView {
 
         // Files: hot by a report, or delegated (live lease, or a pending delegation).
         let mut files: BTreeMap<FileKey, (f64, Option<PeerId>, String)> = BTreeMap::new();
+        // What each non-root reporter saw of a file: a delegate's share of its reads.
+        let mut seen_by: BTreeMap<(FileKey, PeerId), f64> = BTreeMap::new();
         for (p, r) in self.reports() {
             for f in &r.hot_files {
                 let key = FileKey::for_name(&f.name);
@@ -621,8 +623,11 @@ impl SwarmView {
                 if f.root {
                     e.0 = f.heat;
                     e.1 = Some(*p);
-                } else if e.1.is_none() {
-                    e.0 = e.0.max(f.heat);
+                } else {
+                    if e.1.is_none() {
+                        e.0 = e.0.max(f.heat);
+                    }
+                    seen_by.insert((key, *p), f.heat);
                 }
             }
         }
@@ -672,15 +677,25 @@ impl SwarmView {
             }
         }
         let mut file_views = Vec::with_capacity(files.len());
-        for (key, (heat, root, name)) in files {
-            let Some(root) = root.or_else(|| root_of(&key)) else {
+        for (key, (mut heat, reporting_root, name)) in files {
+            let Some(root) = reporting_root.or_else(|| root_of(&key)) else {
                 continue;
             };
+            let delegate = delegates.get(&key).copied();
+            // A delegation moves the record's reads from the root to the delegate: the
+            // file's heat is what both serve. (The root's figure alone fell once delegated,
+            // which ended the delegation after one hold and started it again after the
+            // next, every two minutes for as long as a jitter run on real nodes lasted.)
+            if let (Some(_), Some((d, _))) = (reporting_root, delegate) {
+                if let Some(share) = seen_by.get(&(key, d)) {
+                    heat += share;
+                }
+            }
             names.insert(key.0, name);
             file_views.push(FileView {
                 key: key.0,
                 root,
-                delegate: delegates.get(&key).copied(),
+                delegate,
                 heat,
             });
         }

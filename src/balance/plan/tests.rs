@@ -468,7 +468,7 @@ fn history_rebuilds_from_published_decisions() {
 fn steady_heat_keeps_its_extras_after_the_hold() {
     // An extra on node 5 was decided for a heat of 100. Its holders have cooled since
     // (the band rule alone would drop it once the hold is over), but the block is read
-    // about as much as then: relief stays until the heat falls below half.
+    // about as much as then: relief stays until the heat falls below a quarter.
     let policy = Policy::default();
     let mut history = History::new();
     history.record(
@@ -491,7 +491,7 @@ fn steady_heat_keeps_its_extras_after_the_hold() {
         files: vec![],
         blocks: vec![BlockView {
             extra: vec![5],
-            ..block(1, &[0, 1, 2], 60.0)
+            ..block(1, &[0, 1, 2], 30.0)
         }],
     };
     let drops = |ds: &[Decision<u32>]| {
@@ -500,10 +500,10 @@ fn steady_heat_keeps_its_extras_after_the_hold() {
             .count()
     };
     let ds = plan(&view, &policy, &history);
-    assert_eq!(drops(&ds), 0, "heat 60 of 100 granted: {ds:?}");
-    view.blocks[0].heat = 40.0;
+    assert_eq!(drops(&ds), 0, "heat 30 of 100 granted: {ds:?}");
+    view.blocks[0].heat = 20.0;
     let ds = plan(&view, &policy, &history);
-    assert_eq!(drops(&ds), 1, "heat 40 of 100 granted: {ds:?}");
+    assert_eq!(drops(&ds), 1, "heat 20 of 100 granted: {ds:?}");
     // A manager that gave no heat (or a NaN one) leaves the band rule alone in charge.
     let mut unknown = History::new();
     unknown.record(
@@ -516,7 +516,7 @@ fn steady_heat_keeps_its_extras_after_the_hold() {
         }],
         0,
     );
-    view.blocks[0].heat = 60.0;
+    view.blocks[0].heat = 30.0;
     let ds = plan(&view, &policy, &unknown);
     assert_eq!(drops(&ds), 1, "no granted heat: {ds:?}");
 }

@@ -351,3 +351,34 @@ fn a_target_that_already_holds_a_block_counts_as_its_holder() {
     want.sort();
     assert_eq!(holders(&v), want, "the planner must not choose it again");
 }
+
+#[test]
+fn a_delegated_files_heat_is_what_its_root_and_its_delegate_serve() {
+    // The delegate serves most of the record's reads: the root alone would see the heat
+    // gone and end the delegation, then see it back and delegate again.
+    let mut v = SwarmView::new(Duration::from_secs(1), 60_000);
+    let (root, delegate, other) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let hot = |heat: f64, root: bool| FileHeat {
+        name: "f".into(),
+        heat,
+        root,
+    };
+    let mut r = report(1, 1.0);
+    r.hot_files = vec![hot(10.0, true)];
+    assert!(v.on_report(root, r));
+    let mut d = report(1, 1.0);
+    d.hot_files = vec![hot(90.0, false)];
+    d.delegations = vec![(FileKey::for_name("f"), 10_000)];
+    assert!(v.on_report(delegate, d));
+    // Another replica of the set sees the same reads as the root: not added.
+    let mut o = report(1, 1.0);
+    o.hot_files = vec![hot(10.0, false)];
+    assert!(v.on_report(other, o));
+    let (view, _) = v.cluster_view(5, 3, |_| true, |_| None);
+    assert_eq!(view.files.len(), 1);
+    assert_eq!(view.files[0].delegate, Some((delegate, 10_000)));
+    assert_eq!(view.files[0].heat, 100.0);
+    // Once the lease is over, the root's figure is the heat again.
+    let (view, _) = v.cluster_view(10_000, 3, |_| true, |_| None);
+    assert_eq!(view.files[0].heat, 10.0);
+}

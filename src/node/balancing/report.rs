@@ -32,6 +32,15 @@ pub async fn build(ctx: &Arc<Ctx>, secs: f64) -> LoadReport {
     let mut hot_blocks = tokio::time::timeout(budget, describe_blocks(ctx, &sample.hot_blocks))
         .await
         .unwrap_or_default();
+    {
+        // A base copy no record lists here is not ours to report: named, it made the view
+        // count this node a holder, and the manager planned the same move off it again and
+        // again, each skipped by its target (a jitter run: one block five times in 100 s).
+        // Reads of it still count in the node's load; it goes at collection.
+        let mut st = b.state();
+        note_refused_sources(&mut st, &ctx.local);
+        hot_blocks.retain(|h| h.extra || !st.holdings.lately_unlisted(&h.id));
+    }
     if hot_blocks.len() < wire::TOP_BLOCKS && above_storage_band(ctx, used, capacity) {
         let room = wire::TOP_BLOCKS - hot_blocks.len();
         let offered = tokio::time::timeout(budget, cold_blocks(ctx, &hot_blocks, room))
@@ -94,14 +103,7 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
     let sampled = ctx.store.blocks.sample(start, room.saturating_mul(2));
     let picked: Vec<(BlockId, f64, u64)> = {
         let mut st = ctx.balance.state();
-        // Moves of ours a target skipped because no record lists our copy: the same copies
-        // offered again were planned again every round (the soak: 20 of n0's last 32
-        // decisions). A lying target only keeps a copy from moving: balance, not data.
-        for b in st.view.moves_skipped(&ctx.local, SOURCE_UNLISTED) {
-            if !st.holdings.lately_unlisted(&b) {
-                st.holdings.note_unlisted(b);
-            }
-        }
+        note_refused_sources(&mut st, &ctx.local);
         sampled
             .into_iter()
             .filter(|(id, _)| !hot.iter().any(|h| h.id == *id))
@@ -134,6 +136,18 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
         }
     }
     out
+}
+
+/// Moves of ours a target skipped because no record lists our copy: such copies are
+/// remembered as unlisted (the same copies offered again were planned again every round; the
+/// soak: 20 of n0's last 32 decisions). A lying target only keeps a copy from moving and its
+/// heat from our report: balance, not data.
+fn note_refused_sources(st: &mut super::State, local: &libp2p::PeerId) {
+    for b in st.view.moves_skipped(local, SOURCE_UNLISTED) {
+        if !st.holdings.lately_unlisted(&b) {
+            st.holdings.note_unlisted(b);
+        }
+    }
 }
 
 /// Whether the record of `b.file` lists this node as a holder of `b.id` (cached either way; a
