@@ -49,6 +49,14 @@ const PENDING_ROUNDS: u32 = 5;
 /// are unknown to it, and without this the planner kept choosing them (the soak: 7 of n0's
 /// last 32 decisions). Taken at its word: a lying target only keeps moves off itself.
 pub const TARGET_ALREADY_HOLDS: &str = "already a listed holder of the block";
+/// A move's target says so when no record lists the source for the block; the source says
+/// [`NOT_LISTED_HERE`] of itself. Either way the view stops counting the source a holder of
+/// it (its base holders came from its reports, and nothing took one out: a block moved
+/// away in a jitter run was planned off its old holder 20 times in six minutes, every move
+/// skipped). A liar keeps moves off a real holder: balance, not data.
+pub const SOURCE_UNLISTED: &str = "the source is not a listed holder of the block";
+/// A move's source says so when no record lists its copy (see [`SOURCE_UNLISTED`]).
+pub const NOT_LISTED_HERE: &str = "this node is not a listed holder of the block";
 /// Rounds a `Move` counts as in flight: its source lets go up to this long after the target
 /// is listed (the source's own bound is the same), and until then the reports of both still
 /// show the block where it was. A block in flight is not planned on again, and both nodes'
@@ -368,10 +376,37 @@ impl SwarmView {
     }
 
     pub fn set_state(&mut self, id: DecisionId, state: DecisionState) {
-        if let Some(t) = self.decisions.iter_mut().find(|t| t.id == id) {
-            // A final state is never overwritten by a late "published".
-            if state.is_final() || !t.state.is_final() {
-                t.state = state;
+        let Some(t) = self.decisions.iter_mut().find(|t| t.id == id) else {
+            return;
+        };
+        // A final state is never overwritten by a late "published".
+        if !state.is_final() && t.state.is_final() {
+            return;
+        }
+        // What a move's outcome says of the block's base holders: a move done took the copy
+        // off its source and put it on its target; a move refused for an unlisted source
+        // says the source holds no listed copy.
+        let holders = match (&t.item.decision, &state) {
+            (
+                Decision::Move {
+                    block, from, to, ..
+                },
+                DecisionState::Applied,
+            ) => Some((*block, *from, Some(*to))),
+            (Decision::Move { block, from, .. }, DecisionState::Skipped(why))
+                if why == SOURCE_UNLISTED || why == NOT_LISTED_HERE =>
+            {
+                Some((*block, *from, None))
+            }
+            _ => None,
+        };
+        t.state = state;
+        if let Some((block, from, to)) = holders {
+            if let Some(info) = self.blocks.get_mut(&block) {
+                info.base.retain(|p| *p != from);
+                if let Some(to) = to {
+                    info.add_base(to);
+                }
             }
         }
     }

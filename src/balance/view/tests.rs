@@ -382,3 +382,83 @@ fn a_delegated_files_heat_is_what_its_root_and_its_delegate_serve() {
     let (view, _) = v.cluster_view(10_000, 3, |_| true, |_| None);
     assert_eq!(view.files[0].heat, 10.0);
 }
+
+#[test]
+fn a_moves_outcome_tells_the_view_who_holds_the_block() {
+    let (src, target, other, manager) = (
+        PeerId::random(),
+        PeerId::random(),
+        PeerId::random(),
+        PeerId::random(),
+    );
+    let block = BlockId([5; 32]);
+    let mut v = SwarmView::new(Duration::from_secs(10), 120_000);
+    let named = |seq: u64| {
+        let mut r = report(seq, 10.0);
+        r.hot_blocks = vec![BlockHeat {
+            id: block,
+            file: "f".into(),
+            size: 1 << 20,
+            heat: 1.0,
+            extra: false,
+        }];
+        r
+    };
+    assert!(v.on_report(src, named(1)));
+    assert!(v.on_report(other, named(1)));
+    // The view's base holders of the block (a block with a move in flight is left out of
+    // the planner's input for a few rounds, so they are read here directly).
+    let holders = |v: &SwarmView| {
+        v.blocks
+            .get(&block)
+            .map(|b| b.base.clone())
+            .unwrap_or_default()
+    };
+    let sorted = |mut h: Vec<PeerId>| {
+        h.sort();
+        h
+    };
+    assert_eq!(holders(&v), sorted(vec![src, other]));
+    let publish = |v: &mut SwarmView, seq: u64, from: PeerId, to: PeerId| {
+        v.on_batch(
+            manager,
+            &DecisionBatch {
+                term: 1,
+                seq,
+                now_ms: 1,
+                items: vec![Item {
+                    decision: Decision::Move {
+                        block,
+                        file: FileKey::for_name("f"),
+                        from,
+                        to,
+                        bytes: 1 << 20,
+                    },
+                    name: "f".into(),
+                }],
+            },
+        );
+    };
+    let outcome = |seq: u64, state: DecisionState| Outcome {
+        id: DecisionId {
+            term: 1,
+            seq,
+            idx: 0,
+        },
+        state,
+    };
+    // A move done: the copy left its source for its target.
+    publish(&mut v, 0, src, target);
+    let mut rt = report(1, 10.0);
+    rt.outcomes = vec![outcome(0, DecisionState::Applied)];
+    assert!(v.on_report(target, rt));
+    assert_eq!(holders(&v), sorted(vec![other, target]));
+    // A move its target refused because no record lists the source there: the source is
+    // no holder. (Before, every report ever naming a block kept its author a holder, and
+    // the same refused move was planned again every few rounds.)
+    publish(&mut v, 1, other, src);
+    let mut rs = report(2, 10.0);
+    rs.outcomes = vec![outcome(1, DecisionState::Skipped(SOURCE_UNLISTED.into()))];
+    assert!(v.on_report(src, rs));
+    assert_eq!(holders(&v), vec![target]);
+}

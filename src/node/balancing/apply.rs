@@ -18,7 +18,7 @@ use libp2p::PeerId;
 
 use super::delegate;
 use super::holdings::{Extra, MoveOut};
-use crate::balance::view::TARGET_ALREADY_HOLDS;
+use crate::balance::view::{NOT_LISTED_HERE, SOURCE_UNLISTED, TARGET_ALREADY_HOLDS};
 use crate::ids::BlockId;
 use crate::ids::FileKey;
 use crate::node::possession::{self, listed_holders};
@@ -27,10 +27,6 @@ use crate::protocol::block::{BlockRequest, BlockResponse};
 use crate::protocol::gossip::{Decision, DecisionId, DecisionState, ExtraHeld, Item};
 use crate::protocol::meta::{MetaRequest, MetaResponse};
 
-/// A target's reason for skipping a move whose source no record lists for the block: the
-/// source reads it back from the target's report and stops offering that copy
-/// (`report::cold_blocks`).
-pub(super) const SOURCE_UNLISTED: &str = "the source is not a listed holder of the block";
 use crate::record::MAX_BLOCK_SIZE;
 
 /// Rounds a source waits for a move's target to be listed before giving up.
@@ -93,7 +89,7 @@ pub async fn apply(ctx: &Arc<Ctx>, id: DecisionId, item: Item) {
                 // would also keep it from collection for the move's whole deadline. It is
                 // not offered again: offered, the manager planned it again every round.
                 ctx.balance.state().holdings.note_unlisted(block);
-                DecisionState::Skipped("this node is not a listed holder of the block".into())
+                DecisionState::Skipped(NOT_LISTED_HERE.into())
             } else {
                 // The source lets go once the root lists the target (see `housekeeping`).
                 let round = ctx.balance.config.report_interval;
@@ -363,6 +359,9 @@ pub async fn housekeeping(ctx: &Arc<Ctx>) {
         match listed_holders(ctx, &m.name, &m.block).await {
             Ok(Some(h)) if h.contains(&m.to) => match release(ctx, &m).await {
                 Ok(()) => {
+                    // Our copy is no longer listed: our reports stop naming it (reads of it
+                    // from stale records would have made us its holder again in the view).
+                    ctx.balance.state().holdings.note_unlisted(m.block);
                     ctx.metrics.decision_applied("move");
                     finish(ctx, m.id, DecisionState::Applied)
                 }

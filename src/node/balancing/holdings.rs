@@ -121,9 +121,9 @@ pub(super) const UNLISTED_FOR: std::time::Duration = std::time::Duration::from_s
 pub(super) const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Copies remembered as unlisted (or as listed) at most (past it the memory starts again).
 const MAX_UNLISTED: usize = 4096;
-/// How long the name caches and the started decisions are kept: far past the decision
-/// history's retention (so no decision is delivered again after it is forgotten), and short
-/// enough that the caches hold only what is hot lately.
+/// How long the name caches and the started decisions are kept: long past the redelivery of
+/// a published batch (so no decision is applied twice), and short enough that the caches
+/// hold only what is hot lately.
 pub(super) const CACHE_AGE: Duration = Duration::from_secs(600);
 
 impl Holdings {

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 
-use super::apply::{ref_files, SOURCE_UNLISTED};
+use super::apply::ref_files;
+use crate::balance::view::SOURCE_UNLISTED;
 use crate::ids::{BlockId, FileKey};
 use crate::node::possession::listed_holders;
 use crate::node::Ctx;
