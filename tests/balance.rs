@@ -330,7 +330,10 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
             // whole sits near 15% (the planner relieves only what the swarm can absorb).
             .bandwidth(6_000_000)
             .balance_policy(Policy {
-                hold_ms: 5_000,
+                // A restored extra goes after one hold unless a decision grants it again, so
+                // the restart below must be reported within it: 5 s was missed once on a
+                // machine running a soak, a devnet and the rest of the suite beside this.
+                hold_ms: 10_000,
                 // The swarm holds a few MB in all: let a copy take a node up to twice the
                 // mean storage (the band exists to spread big stores, not to block this).
                 storage_aim: 1.0,
@@ -512,7 +515,7 @@ async fn a_hot_file_gets_extra_replicas_and_its_reads_spread() {
         "an extra replica served reads"
     );
 
-    // With the reads gone, the extras go (after the 5 s hold), the restored ones included:
+    // With the reads gone, the extras go (after the 10 s hold), the restored ones included:
     // a manager drops those it counts, the holder those no decision confirmed.
     let cooled = Instant::now();
     let gone = eventually(Duration::from_secs(60), || {
