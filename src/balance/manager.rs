@@ -140,13 +140,9 @@ impl From<&Decision> for plan::Decision<PeerId> {
                 file: file.0,
                 from,
                 to,
-                // A manager's figure: a NaN, infinite or negative one counts as none (the
-                // extra then goes by the band rule alone).
-                heat: if heat.is_finite() && heat > 0.0 {
-                    heat
-                } else {
-                    0.0
-                },
+                // A manager's figure: `History::record` reads a NaN, infinite or negative one
+                // as none.
+                heat,
             },
             Decision::Delegate {
                 file,

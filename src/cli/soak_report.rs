@@ -423,6 +423,7 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
         .filter(|s| s.heap_kib.is_some())
         .collect();
     let heap_mib = |s: &Sample| s.heap_kib.unwrap_or(0) as f64 / 1024.0;
+    let (rss, heap_fit) = (slope(fit, mib), slope(&heap, heap_mib));
     Some(Trend {
         process: process.to_string(),
         samples: fit.len(),
@@ -430,15 +431,15 @@ fn trend(samples: &[Sample], process: &str) -> Option<Trend> {
         rss_mib_first: mib(first),
         rss_mib_last: mib(last),
         rss_mib_max: life.iter().map(|s| mib(s)).fold(0.0, f64::max),
-        rss_mib_per_hour: slope(fit, mib).0 * 3600.0,
-        rss_mib_per_hour_2se: 2.0 * slope(fit, mib).1 * 3600.0,
+        rss_mib_per_hour: rss.0 * 3600.0,
+        rss_mib_per_hour_2se: 2.0 * rss.1 * 3600.0,
         anon_mib_first: anon_mib(first),
         anon_mib_last: anon_mib(last),
         anon_mib_per_hour: slope(fit, anon_mib).0 * 3600.0,
         heap_mib_first: heap.first().map(|s| heap_mib(s)),
         heap_mib_last: heap.last().map(|s| heap_mib(s)),
-        heap_mib_per_hour: (heap.len() >= 2).then(|| slope(&heap, heap_mib).0 * 3600.0),
-        heap_mib_per_hour_2se: (heap.len() >= 3).then(|| 2.0 * slope(&heap, heap_mib).1 * 3600.0),
+        heap_mib_per_hour: (heap.len() >= 2).then_some(heap_fit.0 * 3600.0),
+        heap_mib_per_hour_2se: (heap.len() >= 3).then_some(2.0 * heap_fit.1 * 3600.0),
         fds_first: first.fds,
         fds_last: last.fds,
         fds_per_hour: slope(fit, |s| s.fds as f64).0 * 3600.0,

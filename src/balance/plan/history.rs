@@ -6,6 +6,7 @@
 //! takes over after a failover rebuilds it exactly by recording the decisions
 //! it sees published; the planner itself only reads it.
 
+use super::state::finite_or_zero;
 use super::{BlockId, Decision, FileKey, NodeKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,7 +102,9 @@ impl<N: NodeKey> History<N> {
                 Decision::Replicate {
                     block, to, heat, ..
                 } => {
-                    let heat = if heat.is_finite() { heat.max(0.0) } else { 0.0 };
+                    // The manager's figure: a NaN, infinite or negative one counts as none
+                    // (the extra then goes by the band rule alone).
+                    let heat = finite_or_zero(heat).max(0.0);
                     self.replicas.insert(
                         (block, to),
                         Mark {

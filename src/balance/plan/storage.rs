@@ -70,7 +70,6 @@ impl<'a, N: NodeKey> Planner<'a, N> {
         for i in 0..self.nodes.len() as u32 {
             self.push_store(i);
         }
-        let hold = self.policy.hold_ms;
         for src in sources {
             let range =
                 self.adj_start[src as usize] as usize..self.adj_start[src as usize + 1] as usize;
@@ -108,11 +107,9 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 let src_id = self.ids[src as usize];
                 // A copy a remembered decision put here stays: moving it on would undo that
                 // decision (the storage band steps by whole blocks, and on nodes holding a
-                // few of them one step can make the target the next source).
-                if self.touched[bi]
-                    || !self.history.may_remove(&vb.id, src_id, self.now, hold)
-                    || self.history.put_there(&vb.id, src_id)
-                {
+                // few of them one step can make the target the next source). This covers the
+                // hold rule, which forbids that only within the hold.
+                if self.touched[bi] || self.history.put_there(&vb.id, src_id) {
                     continue;
                 }
                 // (The per-round scan budget bounds the work when targets
@@ -162,13 +159,10 @@ impl<'a, N: NodeKey> Planner<'a, N> {
                 continue;
             }
             aside.push(t);
-            let id = self.ids[t as usize];
-            // Nor does a copy go back where a remembered decision took it from.
+            // Nor does a copy go back where a remembered decision took it from (the hold
+            // rule, covered by this, forbids it only within the hold).
             if self.blocks[bi].holders.iter().any(|h| h.node == t)
-                || !self
-                    .history
-                    .may_add(&vb.id, id, self.now, self.policy.hold_ms)
-                || self.history.taken_from(&vb.id, id)
+                || self.history.taken_from(&vb.id, self.ids[t as usize])
             {
                 continue;
             }

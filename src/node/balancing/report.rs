@@ -103,8 +103,8 @@ async fn cold_blocks(ctx: &Arc<Ctx>, hot: &[BlockHeat], room: usize) -> Vec<Bloc
     let start = rand::random::<u64>() as usize;
     let sampled = ctx.store.blocks.sample(start, room.saturating_mul(2));
     let picked: Vec<(BlockId, f64, u64)> = {
-        let mut st = ctx.balance.state();
-        note_refused_sources(&mut st, &ctx.local);
+        // (`build` has noted the copies our moves' targets found unlisted.)
+        let st = ctx.balance.state();
         sampled
             .into_iter()
             .filter(|(id, _)| !hot.iter().any(|h| h.id == *id))
